@@ -1,0 +1,258 @@
+"""In-process backend: plain dicts, for tests and short-lived programs.
+
+``memory://`` opens a fresh private store. ``memory://NAME`` opens the store called NAME, shared
+by every ``connect`` in this process until the process exits. Nothing is persisted.
+
+Every primitive runs without awaiting, so each call is atomic within the event loop; a lock
+guards against use from several threads (``connect_sync`` and plain threads).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from relaystore.errors import Conflict
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
+from relaystore.stores.adaptive import AGENT_DOC_KINDS
+from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
+
+
+class _State:
+    """Everything one memory store holds."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.seq = itertools.count(1)
+        # thread -> {checkpoint id: (seq, metadata, state)}; dicts keep insertion (= seq) order
+        self.threads: dict[str, dict[str, tuple[int, CheckpointMetadata, bytes]]] = {}
+        self.outputs: dict[str, OutputRecord] = {}  # ref -> record, in seq order
+        self.children: dict[str, list[str]] = {}  # parent ref -> child refs
+        self.runs: dict[str, dict[str, tuple[int, str]]] = {}  # agent -> run id -> (seq, json)
+        self.docs: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
+
+
+_KINDS: tuple[DocKind, ...] = ("plan", "trie", "accumulators", "acg_observations", "acg_stability")
+_NAMED: dict[str, _State] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+def _after(seq: int, after: int | None, newest_first: bool) -> bool:
+    if after is None:
+        return True
+    return seq < after if newest_first else seq > after
+
+
+def _take(items: list[Any], limit: int | None) -> list[Any]:
+    return items if limit is None else items[:limit]
+
+
+def _sorted_after(keys: Any, after: str | None, limit: int | None) -> list[str]:
+    ordered = sorted(keys)
+    start = 0 if after is None else bisect.bisect_right(ordered, after)
+    return _take(ordered[start:], limit)
+
+
+class MemoryCheckpointStore(CheckpointStore):
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def _save(
+        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
+    ) -> None:
+        with self._s.lock:
+            thread = self._s.threads.get(thread_id, {})
+            check_head(thread_id, expected_head, next(reversed(thread), None))
+            if metadata.id in thread:
+                raise duplicate_conflict(thread_id, metadata.id)
+            thread[metadata.id] = (next(self._s.seq), metadata, state)
+            self._s.threads[thread_id] = thread
+
+    async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
+        entry = self._s.threads.get(thread_id, {}).get(checkpoint_id)
+        return None if entry is None else Checkpoint(entry[1], entry[2])
+
+    async def _load_latest(self, thread_id: str) -> Checkpoint | None:
+        with self._s.lock:
+            thread = self._s.threads.get(thread_id)
+            if not thread:
+                return None
+            _, metadata, state = thread[next(reversed(thread))]
+            return Checkpoint(metadata, state)
+
+    async def _list(
+        self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
+    ) -> list[SeqRow]:
+        with self._s.lock:
+            entries = list(self._s.threads.get(thread_id, {}).values())
+        if newest_first:
+            entries.reverse()
+        rows = [(seq, md) for seq, md, _ in entries if _after(seq, after, newest_first)]
+        return _take(rows, limit)
+
+    async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
+        with self._s.lock:
+            thread = self._s.threads.get(thread_id, {})
+            existed = thread.pop(checkpoint_id, None) is not None
+            if not thread:
+                self._s.threads.pop(thread_id, None)
+            return existed
+
+    async def _delete_thread(self, thread_id: str) -> int:
+        with self._s.lock:
+            return len(self._s.threads.pop(thread_id, {}))
+
+    async def _count(self, thread_id: str) -> int:
+        return len(self._s.threads.get(thread_id, {}))
+
+    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+        with self._s.lock:
+            return _sorted_after(list(self._s.threads), after, limit)
+
+    async def _prune(self, thread_id: str, keep: int) -> int:
+        with self._s.lock:
+            thread = self._s.threads.get(thread_id, {})
+            doomed = list(thread)[: max(0, len(thread) - keep)]
+            for checkpoint_id in doomed:
+                del thread[checkpoint_id]
+            if not thread:
+                self._s.threads.pop(thread_id, None)
+            return len(doomed)
+
+
+def _matches(record: OutputRecord, flt: OutputFilter) -> bool:
+    return (
+        (flt.task_id is None or record.task_id == flt.task_id)
+        and (flt.attempt is None or record.attempt == flt.attempt)
+        and (flt.producer_agent is None or record.producer_agent == flt.producer_agent)
+    )
+
+
+class MemoryOutputStore(OutputStore):
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def _insert(self, record: OutputRecord) -> int:
+        with self._s.lock:
+            if record.id in self._s.outputs:
+                raise Conflict(f"output {record.id} already exists")
+            seq = next(self._s.seq)
+            self._s.outputs[record.id] = record.model_copy(update={"seq": seq})
+            for parent in dict.fromkeys(record.parent_refs):
+                self._s.children.setdefault(parent, []).append(record.id)
+            return seq
+
+    async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        return [self._s.outputs[r] for r in refs if r in self._s.outputs]
+
+    async def _latest(self, flt: OutputFilter) -> OutputRecord | None:
+        with self._s.lock:
+            records = list(self._s.outputs.values())
+        return next((r for r in reversed(records) if _matches(r, flt)), None)
+
+    async def _list(self, flt: OutputFilter, after: int | None, limit: int | None) -> list[OutputRecord]:
+        with self._s.lock:
+            records = list(self._s.outputs.values())
+        return _take([r for r in records if _after(r.seq, after, False) and _matches(r, flt)], limit)
+
+    async def _children_of(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        with self._s.lock:
+            child_refs = [c for r in refs for c in self._s.children.get(r, [])]
+            return [self._s.outputs[c] for c in dict.fromkeys(child_refs)]
+
+
+class MemoryAdaptiveStore(AdaptiveStore):
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
+        with self._s.lock:
+            runs = self._s.runs.setdefault(agent_id, {})
+            if run_id in runs:
+                raise Conflict(f"agent {agent_id!r} already has run {run_id}")
+            runs[run_id] = (next(self._s.seq), text)
+
+    async def _list_runs(
+        self, agent_id: str, after: int | None, limit: int | None
+    ) -> list[tuple[int, str, str]]:
+        with self._s.lock:
+            runs = list(self._s.runs.get(agent_id, {}).items())
+        rows = [(seq, f"runs:{agent_id}:{rid}", text) for rid, (seq, text) in runs]
+        return _take([row for row in rows if _after(row[0], after, False)], limit)
+
+    async def _count_runs(self, agent_id: str) -> int:
+        return len(self._s.runs.get(agent_id, {}))
+
+    async def _prune_runs(self, agent_id: str, keep: int) -> int:
+        with self._s.lock:
+            runs = self._s.runs.get(agent_id, {})
+            doomed = list(runs)[: max(0, len(runs) - keep)]
+            for run_id in doomed:
+                del runs[run_id]
+            if not runs:
+                self._s.runs.pop(agent_id, None)
+            return len(doomed)
+
+    async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
+        with self._s.lock:
+            agents = set(self._s.runs)
+            for kind in AGENT_DOC_KINDS:
+                agents.update(self._s.docs[kind])
+        return _sorted_after(agents, after, limit)
+
+    async def _get_doc(self, kind: DocKind, key: str) -> str | None:
+        return self._s.docs[kind].get(key)
+
+    async def _put_doc(self, kind: DocKind, key: str, text: str) -> None:
+        with self._s.lock:
+            self._s.docs[kind][key] = text
+
+    async def _delete_doc(self, kind: DocKind, key: str) -> bool:
+        with self._s.lock:
+            return self._s.docs[kind].pop(key, None) is not None
+
+    async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
+        with self._s.lock:
+            return _sorted_after(list(self._s.docs[kind]), after, limit)
+
+    async def _update_doc(
+        self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
+    ) -> str | None:
+        with self._s.lock:
+            current = self._s.docs[kind].get(key)
+            new = apply(current)
+            if new is None:
+                return current
+            self._s.docs[kind][key] = new
+            return new
+
+
+def _state_for(url: str) -> _State:
+    name = (urlsplit(url).netloc + urlsplit(url).path).strip("/")
+    if not name:
+        return _State()
+    with _NAMED_LOCK:
+        return _NAMED.setdefault(name, _State())
+
+
+async def open_store(url: str, **_options: object) -> Store:
+    """Open ``memory://`` (private) or ``memory://NAME`` (shared within this process)."""
+    state = _state_for(url)
+
+    async def info() -> dict[str, Any]:
+        return {"shared_name": (urlsplit(url).netloc + urlsplit(url).path).strip("/") or None}
+
+    return Store(
+        url,
+        "memory",
+        MemoryCheckpointStore(state),
+        MemoryOutputStore(state),
+        MemoryAdaptiveStore(state),
+        info=info,
+    )

@@ -1,0 +1,599 @@
+"""SQLite backend: the embedded default. ``sqlite:///relative.db`` or ``sqlite:////abs/path.db``.
+
+Design:
+
+- WAL journal, so readers never block the writer; ``synchronous=FULL`` by default, so a call that
+  returned is on disk (``?synchronous=normal`` trades the last commits on power loss for speed).
+- Every write is one ``BEGIN IMMEDIATE`` transaction: the write lock is taken up front, so two
+  processes never deadlock on a lock upgrade, and waits go through ``busy_timeout``
+  (``?timeout=`` seconds, default 30). "database is locked" is retried until that deadline and
+  then surfaces as :class:`BackendUnavailable`, never as a raw sqlite3 error.
+- ``seq`` columns are ``INTEGER PRIMARY KEY AUTOINCREMENT``: assigned by SQLite, strictly
+  increasing, never reused after a delete (mlua-swarm's ``MAX(seq)+1`` is unsafe across processes).
+- One connection per store, used by one worker thread, so the event loop never blocks on disk.
+- A ``relaystore_schema`` table records applied migrations; opening a file applies missing ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import TypeAdapter
+
+from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
+from relaystore.stores._common import parse_json, parse_rows
+from relaystore.stores.adaptive import AGENT_DOC_KINDS
+from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
+
+T = TypeVar("T")
+_METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
+_RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+_CHUNK = 500  # bound on "IN (?, ?, …)" lists
+
+MIGRATIONS: list[str] = [
+    # 1: the three faces
+    """
+    CREATE TABLE checkpoints (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        thread_id TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        metadata TEXT NOT NULL,
+        state BLOB NOT NULL,
+        UNIQUE (thread_id, checkpoint_id)
+    );
+    CREATE INDEX checkpoints_thread_seq ON checkpoints (thread_id, seq);
+
+    CREATE TABLE outputs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        task_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        producer_agent TEXT NOT NULL,
+        record TEXT NOT NULL
+    );
+    CREATE INDEX outputs_attempt ON outputs (task_id, attempt, seq);
+    CREATE INDEX outputs_producer ON outputs (producer_agent, seq);
+    CREATE INDEX outputs_producer_run ON outputs (producer_agent, task_id, attempt, seq);
+    CREATE TABLE output_parents (
+        parent TEXT NOT NULL,
+        child_seq INTEGER NOT NULL,
+        PRIMARY KEY (parent, child_seq)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE runs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        UNIQUE (agent_id, run_id)
+    );
+    CREATE INDEX runs_agent_seq ON runs (agent_id, seq);
+    CREATE TABLE documents (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+_SYNC_MODES = {"off", "normal", "full", "extra"}
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+class SqliteDatabase:
+    """One connection, one worker thread, and the retry policy around both."""
+
+    def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "full") -> None:
+        self.path = path
+        self.timeout = timeout
+        self.synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaystore-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        await self.call(self._open_sync)
+
+    def _open_sync(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._conn = conn
+        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        self._retry(self._migrate)
+
+    def _migrate(self) -> None:
+        conn = self._require()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS relaystore_schema "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM relaystore_schema").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                raise BackendUnavailable(
+                    f"{self.path} has schema version {current}; this relaystore knows up to "
+                    f"{SCHEMA_VERSION}. Upgrade relaystore."
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO relaystore_schema VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                    (version,),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    async def close(self) -> None:
+        def close_sync() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await self.call(close_sync)
+        self._executor.shutdown(wait=True)
+
+    def _require(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendUnavailable(f"SQLite store {self.path!r} is closed")
+        return self._conn
+
+    # ---------------------------------------------------------------- running work
+
+    async def call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn)
+        except RuntimeError as exc:  # executor shut down
+            raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
+
+    def _retry(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, retrying "database is locked" until the busy timeout has passed."""
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    raise BackendUnavailable(f"{self.path} stayed locked for {self.timeout}s") from exc
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.05)
+            except sqlite3.DatabaseError as exc:  # e.g. "file is not a database", disk full
+                raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only ``fn(conn)`` in autocommit mode (WAL gives it a consistent snapshot
+        per statement)."""
+        return await self.call(lambda: self._retry(lambda: fn(self._require())))
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction; roll back if it raises."""
+
+        def transaction() -> T:
+            conn = self._require()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                _rollback(conn)
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self.call(lambda: self._retry(transaction))
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+        conn.execute("ROLLBACK")
+
+
+def _placeholders(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+# ------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint(row: tuple[int, str, bytes]) -> Checkpoint:
+    seq, metadata, state = row
+    return Checkpoint(parse_json(_METADATA, metadata, f"checkpoints row seq={seq}"), bytes(state))
+
+
+class SqliteCheckpointStore(CheckpointStore):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def _save(
+        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
+    ) -> None:
+        doc = metadata.model_dump_json()
+
+        def save(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+                (thread_id,),
+            ).fetchone()
+            check_head(thread_id, expected_head, row[0] if row else None)
+            try:
+                conn.execute(
+                    "INSERT INTO checkpoints (thread_id, checkpoint_id, metadata, state) VALUES (?,?,?,?)",
+                    (thread_id, metadata.id, doc, state),
+                )
+            except sqlite3.IntegrityError:
+                raise duplicate_conflict(thread_id, metadata.id) from None
+
+        await self._db.write(save)
+
+    async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT seq, metadata, state FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
+                (thread_id, checkpoint_id),
+            ).fetchone()
+        )
+        return None if row is None else _checkpoint(row)
+
+    async def _load_latest(self, thread_id: str) -> Checkpoint | None:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT seq, metadata, state FROM checkpoints WHERE thread_id = ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (thread_id,),
+            ).fetchone()
+        )
+        return None if row is None else _checkpoint(row)
+
+    async def _list(
+        self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
+    ) -> list[SeqRow]:
+        direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+        sql = "SELECT seq, metadata FROM checkpoints WHERE thread_id = ?"
+        params: list[Any] = [thread_id]
+        if after is not None:
+            sql += f" AND seq {compare} ?"
+            params.append(after)
+        sql += f" ORDER BY seq {direction} LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
+        return parse_rows(_METADATA, ((seq, f"checkpoints row seq={seq}", md) for seq, md in rows))
+
+    async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
+        return await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
+                (thread_id, checkpoint_id),
+            ).rowcount
+            > 0
+        )
+
+    async def _delete_thread(self, thread_id: str) -> int:
+        return await self._db.write(
+            lambda c: c.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,)).rowcount
+        )
+
+    async def _count(self, thread_id: str) -> int:
+        return await self._db.read(
+            lambda c: c.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,))
+            .fetchone()[0]
+        )
+
+    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+        sql = "SELECT DISTINCT thread_id FROM checkpoints"
+        params: list[Any] = []
+        if after is not None:
+            sql += " WHERE thread_id > ?"
+            params.append(after)
+        sql += " ORDER BY thread_id LIMIT ?"
+        params.append(-1 if limit is None else limit)
+        return await self._db.read(lambda c: [r[0] for r in c.execute(sql, params)])
+
+    async def _prune(self, thread_id: str, keep: int) -> int:
+        return await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM checkpoints WHERE thread_id = ? AND seq NOT IN "
+                "(SELECT seq FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT ?)",
+                (thread_id, thread_id, keep),
+            ).rowcount
+        )
+
+
+# ------------------------------------------------------------------------- outputs
+
+
+def _record(seq: int, text: str) -> OutputRecord:
+    record = parse_json(_RECORD, text, f"outputs row seq={seq}")
+    record.seq = seq
+    return record
+
+
+def _records(rows: Iterable[tuple[int, str]], skip_corrupt: bool) -> list[OutputRecord]:
+    if not skip_corrupt:
+        return [_record(seq, text) for seq, text in rows]
+    decoded = parse_rows(_RECORD, ((seq, f"outputs row seq={seq}", text) for seq, text in rows))
+    for seq, record in decoded:
+        record.seq = seq
+    return [record for _, record in decoded]
+
+
+def _where(flt: OutputFilter) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for column, value in (("task_id", flt.task_id), ("attempt", flt.attempt),
+                          ("producer_agent", flt.producer_agent)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+class SqliteOutputStore(OutputStore):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def _insert(self, record: OutputRecord) -> int:
+        doc = record.model_dump_json(exclude={"seq"})
+        parents = list(dict.fromkeys(record.parent_refs))
+
+        def insert(conn: sqlite3.Connection) -> int:
+            try:
+                cursor = conn.execute(
+                    "INSERT INTO outputs (id, task_id, attempt, producer_agent, record) VALUES (?,?,?,?,?)",
+                    (record.id, record.task_id, record.attempt, record.producer_agent, doc),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"output {record.id} already exists") from None
+            seq = int(cursor.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO output_parents (parent, child_seq) VALUES (?, ?)", ((p, seq) for p in parents)
+            )
+            return seq
+
+        return await self._db.write(insert)
+
+    async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        def get(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            rows: list[tuple[int, str]] = []
+            for chunk in _chunks(refs):
+                rows += conn.execute(
+                    f"SELECT seq, record FROM outputs WHERE id IN ({_placeholders(chunk)})", list(chunk)
+                ).fetchall()
+            return rows
+
+        return _records(await self._db.read(get), skip_corrupt=False)
+
+    async def _latest(self, flt: OutputFilter) -> OutputRecord | None:
+        where, params = _where(flt)
+        row = await self._db.read(
+            lambda c: c.execute(
+                f"SELECT seq, record FROM outputs{where} ORDER BY seq DESC LIMIT 1", params
+            ).fetchone()
+        )
+        return None if row is None else _record(*row)
+
+    async def _list(self, flt: OutputFilter, after: int | None, limit: int | None) -> list[OutputRecord]:
+        where, params = _where(flt)
+        if after is not None:
+            where += (" AND" if where else " WHERE") + " seq > ?"
+            params.append(after)
+        params.append(-1 if limit is None else limit)
+        sql = f"SELECT seq, record FROM outputs{where} ORDER BY seq LIMIT ?"
+        return _records(await self._db.read(lambda c: c.execute(sql, params).fetchall()), skip_corrupt=True)
+
+    async def _children_of(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        def children(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            rows: list[tuple[int, str]] = []
+            for chunk in _chunks(refs):
+                rows += conn.execute(
+                    "SELECT DISTINCT o.seq, o.record FROM output_parents p "
+                    f"JOIN outputs o ON o.seq = p.child_seq WHERE p.parent IN ({_placeholders(chunk)})",
+                    list(chunk),
+                ).fetchall()
+            return rows
+
+        return _records(await self._db.read(children), skip_corrupt=True)
+
+
+# ------------------------------------------------------------------------- adaptive
+
+
+def _keys_after(table_sql: str, params: list[Any], after: str | None, limit: int | None) -> tuple[str, list]:
+    sql = table_sql
+    if after is not None:
+        sql = f"SELECT k FROM ({table_sql}) WHERE k > ?"
+        params = [*params, after]
+    return f"{sql} ORDER BY 1 LIMIT ?", [*params, -1 if limit is None else limit]
+
+
+class SqliteAdaptiveStore(AdaptiveStore):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
+        def store(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute("INSERT INTO runs (agent_id, run_id, doc) VALUES (?,?,?)", (agent_id, run_id, text))
+            except sqlite3.IntegrityError:
+                raise Conflict(f"agent {agent_id!r} already has run {run_id}") from None
+
+        await self._db.write(store)
+
+    async def _list_runs(
+        self, agent_id: str, after: int | None, limit: int | None
+    ) -> list[tuple[int, str, str]]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT seq, run_id, doc FROM runs WHERE agent_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (agent_id, -1 if after is None else after, -1 if limit is None else limit),
+            ).fetchall()
+        )
+        return [(seq, f"runs row seq={seq} ({agent_id}:{run_id})", doc) for seq, run_id, doc in rows]
+
+    async def _count_runs(self, agent_id: str) -> int:
+        return await self._db.read(
+            lambda c: c.execute("SELECT COUNT(*) FROM runs WHERE agent_id = ?", (agent_id,)).fetchone()[0]
+        )
+
+    async def _prune_runs(self, agent_id: str, keep: int) -> int:
+        return await self._db.write(
+            lambda c: c.execute(
+                "DELETE FROM runs WHERE agent_id = ? AND seq NOT IN "
+                "(SELECT seq FROM runs WHERE agent_id = ? ORDER BY seq DESC LIMIT ?)",
+                (agent_id, agent_id, keep),
+            ).rowcount
+        )
+
+    async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
+        kinds = list(AGENT_DOC_KINDS)
+        union = (
+            "SELECT agent_id AS k FROM runs UNION "
+            f"SELECT key AS k FROM documents WHERE kind IN ({_placeholders(kinds)})"
+        )
+        sql, params = _keys_after(union, kinds, after, limit)
+        return await self._db.read(lambda c: [r[0] for r in c.execute(sql, params)])
+
+    async def _get_doc(self, kind: DocKind, key: str) -> str | None:
+        row = await self._db.read(
+            lambda c: c.execute("SELECT doc FROM documents WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+        )
+        return None if row is None else row[0]
+
+    async def _put_doc(self, kind: DocKind, key: str, text: str) -> None:
+        await self._db.write(lambda c: _upsert_doc(c, kind, key, text))
+
+    async def _delete_doc(self, kind: DocKind, key: str) -> bool:
+        return await self._db.write(
+            lambda c: c.execute("DELETE FROM documents WHERE kind = ? AND key = ?", (kind, key)).rowcount > 0
+        )
+
+    async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
+        sql, params = _keys_after("SELECT key AS k FROM documents WHERE kind = ?", [kind], after, limit)
+        return await self._db.read(lambda c: [r[0] for r in c.execute(sql, params)])
+
+    async def _update_doc(
+        self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
+    ) -> str | None:
+        def update(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT doc FROM documents WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+            current = None if row is None else row[0]
+            new = apply(current)
+            if new is None:
+                return current
+            _upsert_doc(conn, kind, key, new)
+            return new
+
+        return await self._db.write(update)
+
+
+def _upsert_doc(conn: sqlite3.Connection, kind: str, key: str, text: str) -> None:
+    conn.execute(
+        "INSERT INTO documents (kind, key, doc) VALUES (?,?,?) "
+        "ON CONFLICT (kind, key) DO UPDATE SET doc = excluded.doc",
+        (kind, key, text),
+    )
+
+
+# ------------------------------------------------------------------------- opening
+
+
+def parse_url(url: str, options: dict[str, Any]) -> tuple[str, float, str]:
+    """``(path, timeout seconds, synchronous mode)`` from a ``sqlite://`` URL and keyword options."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise InvalidInput(
+            f"{url!r}: write sqlite:///relative/path.db or sqlite:////absolute/path.db (three or four /)"
+        )
+    path = parts.path[1:] if parts.path.startswith("/") else parts.path
+    if not path:
+        raise InvalidInput(f"{url!r} names no database file")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    query.update({k: str(v) for k, v in options.items()})
+    unknown = set(query) - {"timeout", "synchronous"}
+    if unknown:
+        raise InvalidInput(f"unknown sqlite option(s): {', '.join(sorted(unknown))}")
+    try:
+        timeout = float(query.get("timeout", 30))
+    except ValueError:
+        raise InvalidInput(f"timeout must be a number of seconds, got {query['timeout']!r}") from None
+    synchronous = query.get("synchronous", "full").lower()
+    if synchronous not in _SYNC_MODES or timeout <= 0:
+        raise InvalidInput(f"synchronous must be one of {sorted(_SYNC_MODES)} and timeout > 0")
+    return path, timeout, synchronous
+
+
+async def open_store(url: str, **options: Any) -> Store:
+    """Open (creating if needed) the SQLite database that ``url`` names.
+
+    Options (URL query or keywords): ``timeout`` (busy timeout, seconds, default 30) and
+    ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``).
+    """
+    path, timeout, synchronous = parse_url(url, options)
+    db = SqliteDatabase(path, timeout=timeout, synchronous=synchronous)
+    try:
+        await db.open()
+    except BaseException:
+        await db.close()
+        raise
+
+    async def info() -> dict[str, Any]:
+        def collect(conn: sqlite3.Connection) -> dict[str, Any]:
+            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            return {
+                "path": str(Path(path).resolve()) if path != ":memory:" else path,
+                "schema_version": one("SELECT MAX(version) FROM relaystore_schema"),
+                "sqlite_version": sqlite3.sqlite_version,
+                "journal_mode": one("PRAGMA journal_mode"),
+                "synchronous": synchronous,
+                "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
+                "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
+                "outputs": one("SELECT COUNT(*) FROM outputs"),
+                "runs": one("SELECT COUNT(*) FROM runs"),
+                "documents": dict(conn.execute("SELECT kind, COUNT(*) FROM documents GROUP BY kind")),
+            }
+
+        return await db.read(collect)
+
+    return Store(
+        url,
+        "sqlite",
+        SqliteCheckpointStore(db),
+        SqliteOutputStore(db),
+        SqliteAdaptiveStore(db),
+        close=db.close,
+        info=info,
+    )

@@ -1,0 +1,75 @@
+"""Every exception relaystore raises on purpose.
+
+Callers can catch :class:`RelayStoreError` for all of them, or a narrower class:
+
+- :class:`NotFound` and its subclasses: the thing asked for does not exist.
+- :class:`Conflict`: a compare-and-set lost, or a unique id is taken. Nothing was written.
+- :class:`InvalidInput`: the arguments are wrong (bad id, mismatched thread, bad cursor).
+- :class:`CorruptRecord`: a stored record cannot be decoded. Only the read that touches it fails.
+- :class:`BackendUnavailable`: the database or server cannot be reached; a later call may succeed.
+"""
+
+from __future__ import annotations
+
+
+class RelayStoreError(Exception):
+    """Base class of every relaystore error."""
+
+
+class NotFound(RelayStoreError, KeyError):
+    """The requested record does not exist.
+
+    Subclasses ``KeyError`` so that dict-style ``except KeyError`` code keeps working.
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "not found"
+
+
+class CheckpointNotFound(NotFound):
+    """No checkpoint with that id in the thread (as rust-ai-agents' ``NotFound``)."""
+
+
+class ThreadNotFound(NotFound):
+    """The thread has no checkpoints (as rust-ai-agents' ``ThreadNotFound``)."""
+
+
+class OutputNotFound(NotFound):
+    """No output matches (as mlua-swarm's ``OutputStoreError::NotFound``)."""
+
+
+class Conflict(RelayStoreError):
+    """A compare-and-set or uniqueness check failed; the write was not applied."""
+
+
+class InvalidInput(RelayStoreError, ValueError):
+    """An argument is malformed or inconsistent; nothing was read or written."""
+
+
+class CorruptRecord(RelayStoreError):
+    """A stored record cannot be decoded.
+
+    ``key`` names the record (a Redis key, a table and row id, a file path).
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"corrupt record {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class BackendUnavailable(RelayStoreError):
+    """The backend cannot be reached or timed out; the call may be retried."""
+
+
+__all__ = [
+    "BackendUnavailable",
+    "CheckpointNotFound",
+    "Conflict",
+    "CorruptRecord",
+    "InvalidInput",
+    "NotFound",
+    "OutputNotFound",
+    "RelayStoreError",
+    "ThreadNotFound",
+]

@@ -1,0 +1,86 @@
+"""The three contracts and :class:`Store`, which holds one of each for a backend."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from relaystore.stores._common import ANY
+from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind
+from relaystore.stores.checkpoints import CheckpointStore
+from relaystore.stores.outputs import OutputFilter, OutputStore
+
+
+class Store:
+    """One opened backend with its three faces: ``checkpoints``, ``outputs`` and ``adaptive``.
+
+    Close it with ``await store.close()`` or use it as ``async with``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        backend: str,
+        checkpoints: CheckpointStore,
+        outputs: OutputStore,
+        adaptive: AdaptiveStore,
+        *,
+        close: Callable[[], Awaitable[None]] | None = None,
+        info: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.url = url
+        self.backend = backend
+        self.checkpoints = checkpoints
+        self.outputs = outputs
+        self.adaptive = adaptive
+        self._close = close
+        self._info = info
+        self.closed = False
+
+    async def info(self) -> dict[str, Any]:
+        """Backend facts for display: the backend name, the URL (no password) and more."""
+        details = await self._info() if self._info else {}
+        return {"backend": self.backend, "url": redact(self.url), **details}
+
+    async def close(self) -> None:
+        """Release connections and threads. Calling it twice is harmless."""
+        if not self.closed:
+            self.closed = True
+            if self._close:
+                await self._close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.backend} {redact(self.url)}>"
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+__all__ = [
+    "ANY",
+    "DOC_KINDS",
+    "AdaptiveStore",
+    "CheckpointStore",
+    "DocKind",
+    "OutputFilter",
+    "OutputStore",
+    "Store",
+    "redact",
+]

@@ -1,0 +1,155 @@
+"""Input checks, cursors and decoding shared by the three contracts."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
+
+from relaystore.errors import CorruptRecord, InvalidInput
+from relaystore.models.common import Page
+
+T = TypeVar("T")
+log = logging.getLogger("relaystore")
+
+MAX_ID_BYTES = 1024
+MAX_U32 = 2**32 - 1
+
+
+class _Any:
+    """Sentinel for "no compare-and-set": ``save(..., expected_head=ANY)`` is the default."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+ANY: Any = _Any()
+
+
+def check_id(value: object, what: str) -> str:
+    """Return ``value`` if it is a usable id, else raise :class:`InvalidInput`.
+
+    An id is a non-empty ``str`` of at most 1024 UTF-8 bytes with no NUL character.
+    Every backend can store such a string unchanged (PostgreSQL rejects NUL in text).
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidInput(f"{what} must not be empty")
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain NUL")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode text") from exc
+    if size > MAX_ID_BYTES:
+        raise InvalidInput(f"{what} is {size} bytes; the limit is {MAX_ID_BYTES}")
+    return value
+
+
+def check_u32(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_U32:
+        raise InvalidInput(f"{what} must be an integer in 0..{MAX_U32}, got {value!r}")
+    return value
+
+
+def check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInput(f"limit must be a positive integer or None, got {limit!r}")
+    return limit
+
+
+def check_keep(keep: object) -> int:
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+        raise InvalidInput(f"keep must be a non-negative integer, got {keep!r}")
+    return keep
+
+
+def validate(adapter: TypeAdapter[T], value: Any, what: str) -> T:
+    """Validate caller input, turning pydantic's error into :class:`InvalidInput`."""
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid {what}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- cursors
+# A cursor is base64url(JSON position) so callers treat it as opaque and a typo is caught.
+
+
+def encode_cursor(position: int | str) -> str:
+    raw = json.dumps(position, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: object, kind: type) -> Any:
+    if cursor is None:
+        return None
+    try:
+        assert isinstance(cursor, str)
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        position = json.loads(raw)
+    except Exception as exc:  # any malformed cursor is the caller's error
+        raise InvalidInput(f"malformed cursor: {cursor!r}") from exc
+    if type(position) is not kind:
+        raise InvalidInput(f"cursor {cursor!r} does not belong to this listing")
+    return position
+
+
+def decode_seq_cursor(cursor: object) -> int | None:
+    """The store-order position (an int) encoded in ``cursor``, or None for the first page."""
+    return _decode_cursor(cursor, int)  # type: ignore[no-any-return]
+
+
+def decode_key_cursor(cursor: object) -> str | None:
+    """The last key (a str) of the previous page, or None for the first page."""
+    return _decode_cursor(cursor, str)  # type: ignore[no-any-return]
+
+
+def fetch_size(limit: int | None) -> int | None:
+    """Rows to ask a backend for: one more than ``limit`` tells whether another page exists."""
+    return None if limit is None else limit + 1
+
+
+def make_page(
+    rows: list[tuple[Any, T]], limit: int | None, position: Callable[[Any], int | str] = lambda p: p
+) -> Page[T]:
+    """Build a page from ``(position, item)`` rows fetched with :func:`fetch_size`."""
+    if limit is not None and len(rows) > limit:
+        rows = rows[:limit]
+        return Page([item for _, item in rows], encode_cursor(position(rows[-1][0])))
+    return Page([item for _, item in rows], None)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def parse_json(adapter: TypeAdapter[T], text: str | bytes, key: str) -> T:
+    """Decode one stored document or raise :class:`CorruptRecord` naming ``key``."""
+    try:
+        return adapter.validate_json(text)
+    except (ValidationError, ValueError) as exc:
+        raise CorruptRecord(key, str(exc).splitlines()[0]) from exc
+
+
+def parse_rows(
+    adapter: TypeAdapter[T], rows: Iterable[tuple[Any, str, str | bytes]]
+) -> list[tuple[Any, T]]:
+    """Decode listed ``(position, key, text)`` rows, skipping corrupt ones with a warning.
+
+    A listing never fails as a whole because of one bad record (NeMo Relay's ``list_runs`` does);
+    the record's own read (``get``/``load``) raises :class:`CorruptRecord` instead.
+    """
+    decoded: list[tuple[Any, T]] = []
+    for position, key, text in rows:
+        try:
+            decoded.append((position, parse_json(adapter, text, key)))
+        except CorruptRecord as exc:
+            log.warning("skipping %s", exc)
+    return decoded

@@ -1,0 +1,255 @@
+"""The adaptive contract: NeMo Relay's StorageBackendDyn, plus atomic updates and retention.
+
+Documents are kept per (kind, key) as the exact JSON NeMo Relay writes. The kinds are named after
+NeMo Relay's Redis key prefixes: ``plan``, ``trie``, ``accumulators`` (keyed by agent id),
+``acg_observations`` and ``acg_stability`` (keyed by agent id or ACG learning key).
+
+Semantics, as NeMo Relay's InMemoryBackend and RedisBackend:
+
+- ``store_run`` appends; ``list_runs`` returns runs in store order. A run id is unique per agent
+  (:class:`Conflict` if stored again).
+- Every other ``store_*`` overwrites; a missing document loads as None.
+- Unlike NeMo Relay, one corrupt run does not fail ``list_runs``: it is skipped with a warning.
+  Loading a corrupt document raises :class:`CorruptRecord` naming it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from pydantic import TypeAdapter
+
+from relaystore.errors import InvalidInput
+from relaystore.models.adaptive import (
+    AccumulatorState,
+    ExecutionPlan,
+    PromptIR,
+    RunRecord,
+    StabilityAnalysisResult,
+    TrieEnvelope,
+)
+from relaystore.models.common import Page
+from relaystore.stores._common import (
+    check_id,
+    check_keep,
+    check_limit,
+    decode_key_cursor,
+    decode_seq_cursor,
+    fetch_size,
+    make_page,
+    parse_json,
+    parse_rows,
+    validate,
+)
+
+DocKind = Literal["plan", "trie", "accumulators", "acg_observations", "acg_stability"]
+DOC_KINDS: tuple[DocKind, ...] = ("plan", "trie", "accumulators", "acg_observations", "acg_stability")
+AGENT_DOC_KINDS: tuple[DocKind, ...] = ("plan", "trie", "accumulators")
+
+M = TypeVar("M")
+Observations = list[PromptIR]
+
+ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    "plan": TypeAdapter(ExecutionPlan),
+    "trie": TypeAdapter(TrieEnvelope),
+    "accumulators": TypeAdapter(AccumulatorState),
+    "acg_observations": TypeAdapter(Observations),
+    "acg_stability": TypeAdapter(StabilityAnalysisResult),
+}
+RUN: TypeAdapter[RunRecord] = TypeAdapter(RunRecord)
+
+# Documents are written compact with None fields dropped only where the model says so.
+_DUMP = {"by_alias": True}
+
+
+def doc_json(kind: str, value: Any) -> str:
+    """Serialize a document of ``kind`` as NeMo Relay does (compact JSON)."""
+    return ADAPTERS[kind].dump_json(value, **_DUMP).decode()  # type: ignore[arg-type]
+
+
+def run_json(run: RunRecord) -> str:
+    return RUN.dump_json(run, **_DUMP).decode()  # type: ignore[arg-type]
+
+
+class AdaptiveStore(ABC):
+    """Learned state of NeMo Relay's adaptive runtime. All methods are coroutines."""
+
+    # ------------------------------------------------------------------ runs
+
+    async def store_run(self, run: RunRecord | dict[str, Any]) -> None:
+        """Append a run for ``run.agent_id``; :class:`Conflict` if that run id is stored."""
+        parsed = validate(RUN, run, "run record")
+        check_id(parsed.agent_id, "agent_id")
+        await self._store_run(parsed.agent_id, parsed.id, run_json(parsed))
+
+    async def list_runs(
+        self, agent_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[RunRecord]:
+        """The agent's runs in store order (oldest first); empty for an unknown agent."""
+        check_id(agent_id, "agent_id")
+        limit = check_limit(limit)
+        rows = await self._list_runs(agent_id, decode_seq_cursor(cursor), fetch_size(limit))
+        return make_page(parse_rows(RUN, rows), limit)
+
+    async def count_runs(self, agent_id: str) -> int:
+        """Number of stored runs of the agent."""
+        return await self._count_runs(check_id(agent_id, "agent_id"))
+
+    async def prune_runs(self, agent_id: str, keep: int) -> int:
+        """Retention: delete all but the newest ``keep`` runs; return how many went."""
+        return await self._prune_runs(check_id(agent_id, "agent_id"), check_keep(keep))
+
+    async def list_agents(self, *, limit: int | None = None, cursor: str | None = None) -> Page[str]:
+        """Agent ids that have runs, a plan, a trie or accumulators, sorted."""
+        limit = check_limit(limit)
+        agents = await self._list_agents(decode_key_cursor(cursor), fetch_size(limit))
+        return make_page([(a, a) for a in agents], limit)
+
+    async def list_keys(
+        self, kind: DocKind, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[str]:
+        """Keys that hold a document of ``kind``, sorted (e.g. every ACG learning key)."""
+        self._kind(kind)
+        limit = check_limit(limit)
+        keys = await self._list_keys(kind, decode_key_cursor(cursor), fetch_size(limit))
+        return make_page([(k, k) for k in keys], limit)
+
+    async def delete_document(self, kind: DocKind, key: str) -> bool:
+        """Delete one document (e.g. a stale learning key); return whether it existed."""
+        return await self._delete_doc(self._kind(kind), check_id(key, "key"))
+
+    # ------------------------------------------------------------------ documents
+
+    async def load_plan(self, agent_id: str) -> ExecutionPlan | None:
+        return await self._load("plan", agent_id)  # type: ignore[no-any-return]
+
+    async def store_plan(self, plan: ExecutionPlan | dict[str, Any]) -> None:
+        """Overwrite the plan of ``plan.agent_id`` (NeMo Relay keys plans by the plan itself)."""
+        parsed = validate(ADAPTERS["plan"], plan, "execution plan")
+        await self._store("plan", parsed.agent_id, parsed)
+
+    async def load_trie(self, agent_id: str) -> TrieEnvelope | None:
+        return await self._load("trie", agent_id)  # type: ignore[no-any-return]
+
+    async def store_trie(self, agent_id: str, trie: TrieEnvelope | dict[str, Any]) -> None:
+        await self._store("trie", agent_id, trie)
+
+    async def load_accumulators(self, agent_id: str) -> AccumulatorState | None:
+        return await self._load("accumulators", agent_id)  # type: ignore[no-any-return]
+
+    async def store_accumulators(self, agent_id: str, state: AccumulatorState | dict[str, Any]) -> None:
+        await self._store("accumulators", agent_id, state)
+
+    async def load_observations(self, key: str) -> list[PromptIR] | None:
+        """The ACG observation window of an agent id or learning key, oldest first."""
+        return await self._load("acg_observations", key)  # type: ignore[no-any-return]
+
+    async def store_observations(self, key: str, observations: list[PromptIR] | list[Any]) -> None:
+        await self._store("acg_observations", key, observations)
+
+    async def load_stability(self, key: str) -> StabilityAnalysisResult | None:
+        return await self._load("acg_stability", key)  # type: ignore[no-any-return]
+
+    async def store_stability(self, key: str, result: StabilityAnalysisResult | dict[str, Any]) -> None:
+        await self._store("acg_stability", key, result)
+
+    # ------------------------------------------------------------------ atomic updates
+
+    async def update_accumulators(
+        self, agent_id: str, fn: Callable[[AccumulatorState | None], AccumulatorState | None]
+    ) -> AccumulatorState | None:
+        """Atomically replace the agent's accumulators with ``fn(current)``.
+
+        ``fn`` gets the stored value (or None) and returns the new one; returning None leaves the
+        document as it is. Concurrent updaters, in any process, never lose an update. ``fn`` must
+        be a pure function: a backend that retries (Redis WATCH) may call it more than once.
+        Returns the value stored afterwards.
+        """
+        return await self._update("accumulators", agent_id, fn)  # type: ignore[no-any-return]
+
+    async def update_plan(
+        self, agent_id: str, fn: Callable[[ExecutionPlan | None], ExecutionPlan | None]
+    ) -> ExecutionPlan | None:
+        """As :meth:`update_accumulators`, for the plan. The result's ``agent_id`` must match."""
+        return await self._update("plan", agent_id, fn)  # type: ignore[no-any-return]
+
+    async def update_observations(
+        self, key: str, fn: Callable[[list[PromptIR] | None], list[PromptIR] | None]
+    ) -> list[PromptIR] | None:
+        """As :meth:`update_accumulators`, for an ACG observation window."""
+        return await self._update("acg_observations", key, fn)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _kind(kind: object) -> DocKind:
+        if kind not in DOC_KINDS:
+            raise InvalidInput(f"unknown document kind {kind!r}; expected one of {DOC_KINDS}")
+        return kind  # type: ignore[return-value]
+
+    async def _load(self, kind: DocKind, key: str) -> Any:
+        text = await self._get_doc(kind, check_id(key, "key"))
+        return None if text is None else parse_json(ADAPTERS[kind], text, f"{kind}:{key}")
+
+    async def _store(self, kind: DocKind, key: str, value: Any) -> None:
+        parsed = validate(ADAPTERS[kind], value, kind)
+        await self._put_doc(kind, check_id(key, "key"), doc_json(kind, parsed))
+
+    async def _update(self, kind: DocKind, key: str, fn: Callable[[Any], Any]) -> Any:
+        check_id(key, "key")
+        adapter = ADAPTERS[kind]
+
+        def apply(text: str | None) -> str | None:
+            current = None if text is None else parse_json(adapter, text, f"{kind}:{key}")
+            new = fn(current)
+            if new is None:
+                return None
+            new = validate(adapter, new, kind)
+            if kind == "plan" and new.agent_id != key:
+                raise InvalidInput(f"updated plan is for {new.agent_id!r}, not {key!r}")
+            return doc_json(kind, new)
+
+        text = await self._update_doc(kind, key, apply)
+        return None if text is None else parse_json(adapter, text, f"{kind}:{key}")
+
+    # ------------------------------------------------------------------ backend primitives
+
+    @abstractmethod
+    async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
+        """Append; raise :class:`Conflict` if (agent_id, run_id) exists."""
+
+    @abstractmethod
+    async def _list_runs(
+        self, agent_id: str, after: int | None, limit: int | None
+    ) -> list[tuple[int, str, str]]:
+        """``(seq, key, json_text)`` rows with seq > ``after``, ascending."""
+
+    @abstractmethod
+    async def _count_runs(self, agent_id: str) -> int: ...
+
+    @abstractmethod
+    async def _prune_runs(self, agent_id: str, keep: int) -> int: ...
+
+    @abstractmethod
+    async def _list_agents(self, after: str | None, limit: int | None) -> list[str]: ...
+
+    @abstractmethod
+    async def _get_doc(self, kind: DocKind, key: str) -> str | None: ...
+
+    @abstractmethod
+    async def _put_doc(self, kind: DocKind, key: str, text: str) -> None: ...
+
+    @abstractmethod
+    async def _delete_doc(self, kind: DocKind, key: str) -> bool: ...
+
+    @abstractmethod
+    async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]: ...
+
+    @abstractmethod
+    async def _update_doc(
+        self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Atomically: read the document, ``new = apply(text)``, write ``new`` unless None.
+        Return the text stored afterwards. ``apply`` may raise; then nothing is written."""

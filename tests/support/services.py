@@ -1,0 +1,106 @@
+"""Start the machine's Redis and PostgreSQL when a test needs them and they are down.
+
+Extra servers (a Redis Cluster, a Redis with AOF) go on other loopback ports; see
+:func:`start_redis` which starts one and returns a handle that stops it by pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REDIS_START = [
+    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
+    "--port", "6379", "--save", "", "--appendonly", "no",
+]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port: int, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def ensure_redis() -> str | None:
+    """None when Redis answers on 6379 (starting it if needed), else why not."""
+    if port_open(6379):
+        return None
+    if not shutil.which("redis-server"):
+        return "redis-server is not installed"
+    subprocess.run(REDIS_START, check=False, capture_output=True)
+    return None if wait_port(6379) else "Redis did not start on 6379"
+
+
+def ensure_postgres() -> str | None:
+    """None when PostgreSQL answers on 5432 (starting the cluster if needed), else why not."""
+    if port_open(5432):
+        return None
+    etc = Path("/etc/postgresql")
+    if not etc.is_dir():
+        return "PostgreSQL is not installed"
+    version = sorted(os.listdir(etc))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+        check=False, capture_output=True,
+    )
+    return None if wait_port(5432, 30) else "PostgreSQL did not start on 5432"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RedisProcess:
+    """A private redis-server on a loopback port, stopped by pid."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_redis(*extra: str, port: int | None = None) -> RedisProcess:
+    """Start ``redis-server`` in the foreground on a free loopback port with ``extra`` options."""
+    port = port or free_port()
+    directory = Path(tempfile.mkdtemp(prefix=f"redis-{port}-"))
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
+            "--save", "", "--appendonly", "no", *extra]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_port(port):
+        process.kill()
+        raise RuntimeError(f"redis-server did not start on port {port}")
+    return RedisProcess(port, process, directory)
