@@ -46,13 +46,15 @@ SYSTEM = "You are a careful research planner. Always cite sources."
 
 def drive(redis_url: str, prefix: str, agent: str, runs: int, workload: str = "varied",
           seed: int = 0, timeout: float = 300) -> None:
-    """Run the driver in a subprocess; raise ``CalledProcessError`` if the runtime failed."""
+    """Run the driver in a subprocess; raise ``RuntimeError`` with its stderr if it failed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "tests.support.nemo_driver", redis_url, prefix, agent, str(runs),
          "--workload", workload, "--seed", str(seed)],
-        check=True, cwd=ROOT, env=env, timeout=timeout, capture_output=True,
+        cwd=ROOT, env=env, timeout=timeout, capture_output=True, text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"nemo-relay driver failed ({done.returncode}):\n{done.stderr[-4000:]}")
 
 
 def _request(model: str, text: str, *, system: bool, tools: list[dict]) -> dict:
@@ -152,3 +154,7 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     ns = parser.parse_args()
     asyncio.run(_main(ns.url, ns.prefix, ns.agent, ns.runs, ns.workload, ns.seed))
+    # nemo-relay 0.10.4 segfaults now and then during interpreter finalization (its native
+    # threads outlive the runtime), after everything is stored: skip finalization.
+    sys.stdout.flush()
+    os._exit(0)
