@@ -32,7 +32,7 @@ from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
 from relaystore.models.outputs import OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
-from relaystore.stores._common import parse_json, parse_rows
+from relaystore.stores._common import ANY, parse_json, parse_rows
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
 from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
 
@@ -246,11 +246,12 @@ class SqliteCheckpointStore(CheckpointStore):
         doc = metadata.model_dump_json()
 
         def save(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
-                (thread_id,),
-            ).fetchone()
-            check_head(thread_id, expected_head, row[0] if row else None)
+            if expected_head is not ANY:  # the head is read inside the write lock: CAS is exact
+                row = conn.execute(
+                    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
+                    (thread_id,),
+                ).fetchone()
+                check_head(thread_id, expected_head, row[0] if row else None)
             try:
                 conn.execute(
                     "INSERT INTO checkpoints (thread_id, checkpoint_id, metadata, state) VALUES (?,?,?,?)",

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from relaystore.errors import RelayStoreError
 
@@ -42,7 +43,8 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except RelayStoreError as exc:
-        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        # Text, not markup: ids in messages may contain "[...]"; soft_wrap keeps it one line.
+        err_console.print(Text.assemble(("error:", "red"), f" {type(exc).__name__}: {exc}"), soft_wrap=True)
         raise typer.Exit(1) from None
 
 

@@ -76,7 +76,16 @@ def validate(adapter: TypeAdapter[T], value: Any, what: str) -> T:
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
-        raise InvalidInput(f"invalid {what}: {exc}") from exc
+        raise InvalidInput(f"invalid {what}: {summarize(exc)}") from exc
+
+
+def summarize(exc: ValidationError, most: int = 3) -> str:
+    """pydantic's report on one line: ``loc: message`` for the first few errors."""
+    errors = exc.errors(include_url=False)
+    parts = [f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in errors[:most]]
+    if len(errors) > most:
+        parts.append(f"and {len(errors) - most} more")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- cursors
@@ -134,7 +143,9 @@ def parse_json(adapter: TypeAdapter[T], text: str | bytes, key: str) -> T:
     """Decode one stored document or raise :class:`CorruptRecord` naming ``key``."""
     try:
         return adapter.validate_json(text)
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise CorruptRecord(key, summarize(exc)) from exc
+    except ValueError as exc:
         raise CorruptRecord(key, str(exc).splitlines()[0]) from exc
 
 
