@@ -74,6 +74,10 @@ class MemoryCheckpointStore(CheckpointStore):
             thread[metadata.id] = (next(self._s.seq), metadata, state)
             self._s.threads[thread_id] = thread
 
+    async def _head(self, thread_id: str) -> str | None:
+        with self._s.lock:
+            return next(reversed(self._s.threads.get(thread_id, {})), None)
+
     async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
         entry = self._s.threads.get(thread_id, {}).get(checkpoint_id)
         return None if entry is None else Checkpoint(entry[1], entry[2])

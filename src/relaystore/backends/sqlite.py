@@ -231,6 +231,9 @@ def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
 # ------------------------------------------------------------------------- checkpoints
 
 
+_HEAD = "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1"
+
+
 def _checkpoint(row: tuple[int, str, bytes]) -> Checkpoint:
     seq, metadata, state = row
     return Checkpoint(parse_json(_METADATA, metadata, f"checkpoints row seq={seq}"), bytes(state))
@@ -247,10 +250,7 @@ class SqliteCheckpointStore(CheckpointStore):
 
         def save(conn: sqlite3.Connection) -> None:
             if expected_head is not ANY:  # the head is read inside the write lock: CAS is exact
-                row = conn.execute(
-                    "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
-                    (thread_id,),
-                ).fetchone()
+                row = conn.execute(_HEAD, (thread_id,)).fetchone()
                 check_head(thread_id, expected_head, row[0] if row else None)
             try:
                 conn.execute(
@@ -261,6 +261,10 @@ class SqliteCheckpointStore(CheckpointStore):
                 raise duplicate_conflict(thread_id, metadata.id) from None
 
         await self._db.write(save)
+
+    async def _head(self, thread_id: str) -> str | None:
+        row = await self._db.read(lambda c: c.execute(_HEAD, (thread_id,)).fetchone())
+        return None if row is None else row[0]
 
     async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
         row = await self._db.read(
@@ -349,7 +353,7 @@ def _records(rows: Iterable[tuple[int, str]], skip_corrupt: bool) -> list[Output
         return [_record(seq, text) for seq, text in rows]
     decoded = parse_rows(_RECORD, ((seq, f"outputs row seq={seq}", text) for seq, text in rows))
     for seq, record in decoded:
-        record.seq = seq
+        record.seq = seq  # a Skipped placeholder keeps its seq too, for paging
     return [record for _, record in decoded]
 
 

@@ -129,11 +129,16 @@ def fetch_size(limit: int | None) -> int | None:
 def make_page(
     rows: list[tuple[Any, T]], limit: int | None, position: Callable[[Any], int | str] = lambda p: p
 ) -> Page[T]:
-    """Build a page from ``(position, item)`` rows fetched with :func:`fetch_size`."""
+    """Build a page from ``(position, item)`` rows fetched with :func:`fetch_size`.
+
+    :class:`Skipped` items (corrupt rows) count for the cursor and are then dropped, so a corrupt
+    row never ends a listing early; such a page may hold fewer than ``limit`` items.
+    """
+    next_cursor = None
     if limit is not None and len(rows) > limit:
         rows = rows[:limit]
-        return Page([item for _, item in rows], encode_cursor(position(rows[-1][0])))
-    return Page([item for _, item in rows], None)
+        next_cursor = encode_cursor(position(rows[-1][0]))
+    return Page([item for _, item in rows if not isinstance(item, Skipped)], next_cursor)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -149,18 +154,37 @@ def parse_json(adapter: TypeAdapter[T], text: str | bytes, key: str) -> T:
         raise CorruptRecord(key, str(exc).splitlines()[0]) from exc
 
 
+class Skipped:
+    """Stands in for a corrupt row in a listing, keeping its position (``seq``) for paging."""
+
+    __slots__ = ("key", "seq")
+
+    def __init__(self, seq: Any, key: str) -> None:
+        self.seq = seq
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Skipped({self.key})"
+
+
 def parse_rows(
     adapter: TypeAdapter[T], rows: Iterable[tuple[Any, str, str | bytes]]
 ) -> list[tuple[Any, T]]:
-    """Decode listed ``(position, key, text)`` rows, skipping corrupt ones with a warning.
+    """Decode listed ``(position, key, text)`` rows; a corrupt one becomes :class:`Skipped`.
 
-    A listing never fails as a whole because of one bad record (NeMo Relay's ``list_runs`` does);
-    the record's own read (``get``/``load``) raises :class:`CorruptRecord` instead.
+    A listing never fails as a whole because of one bad record (NeMo Relay's ``list_runs`` does):
+    the record is logged on the ``relaystore`` logger and left out by :func:`make_page`, while
+    its own read (``get``/``load``) raises :class:`CorruptRecord`.
     """
-    decoded: list[tuple[Any, T]] = []
+    decoded: list[tuple[Any, Any]] = []
     for position, key, text in rows:
         try:
             decoded.append((position, parse_json(adapter, text, key)))
         except CorruptRecord as exc:
             log.warning("skipping %s", exc)
+            decoded.append((position, Skipped(position, key)))
     return decoded
+
+
+def without_skipped(items: Iterable[T]) -> list[T]:
+    return [item for item in items if not isinstance(item, Skipped)]

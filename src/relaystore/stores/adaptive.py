@@ -87,7 +87,11 @@ class AdaptiveStore(ABC):
     async def list_runs(
         self, agent_id: str, *, limit: int | None = None, cursor: str | None = None
     ) -> Page[RunRecord]:
-        """The agent's runs in store order (oldest first); empty for an unknown agent."""
+        """The agent's runs in store order (oldest first); empty for an unknown agent.
+
+        Corrupt runs are skipped with a warning, so a page may hold fewer than ``limit`` runs;
+        only ``next_cursor`` None means the listing is complete.
+        """
         check_id(agent_id, "agent_id")
         limit = check_limit(limit)
         rows = await self._list_runs(agent_id, decode_seq_cursor(cursor), fetch_size(limit))

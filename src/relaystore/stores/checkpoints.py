@@ -16,11 +16,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from relaystore.errors import CheckpointNotFound, Conflict, InvalidInput, ThreadNotFound
+from relaystore.errors import (
+    CheckpointNotFound,
+    Conflict,
+    CorruptRecord,
+    InvalidInput,
+    ThreadNotFound,
+)
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
 from relaystore.models.common import Page
 from relaystore.stores._common import (
     ANY,
+    Skipped,
     check_id,
     check_keep,
     check_limit,
@@ -98,8 +105,7 @@ class CheckpointStore(ABC):
     async def head(self, thread_id: str) -> str | None:
         """The id of the thread's latest checkpoint, or None: the value to pass as ``expected_head``."""
         check_id(thread_id, "thread_id")
-        rows = await self._list(thread_id, 1, None, True)
-        return rows[0][1].id if rows else None
+        return await self._head(thread_id)
 
     async def list(
         self,
@@ -156,6 +162,20 @@ class CheckpointStore(ABC):
     ) -> None:
         """Atomically: check ``expected_head`` (unless ANY) and id uniqueness, then append.
         Raise :class:`Conflict` via :func:`head_conflict` / :func:`duplicate_conflict`."""
+
+    async def _head(self, thread_id: str) -> str | None:
+        """Id of the last saved checkpoint, read without decoding it when the backend can.
+
+        This default decodes the newest listed row, so a corrupt head raises :class:`CorruptRecord`;
+        backends that keep the id apart from the metadata override it.
+        """
+        rows = await self._list(thread_id, 1, None, True)
+        if not rows:
+            return None
+        newest = rows[0][1]
+        if isinstance(newest, Skipped):
+            raise CorruptRecord(newest.key, "the thread head cannot be decoded")
+        return newest.id
 
     @abstractmethod
     async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None: ...

@@ -30,6 +30,7 @@ from relaystore.stores._common import (
     fetch_size,
     make_page,
     validate,
+    without_skipped,
 )
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(OutputEvent)
@@ -171,14 +172,18 @@ class OutputStore(ABC):
         return await self._get_many(refs) if refs else []
 
     async def _walk(self, start: OutputRecord, max_depth: int | None, step: Any) -> list[OutputRecord]:
-        if max_depth is not None and (isinstance(max_depth, bool) or max_depth < 0):
+        if max_depth is not None and (
+            isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0
+        ):
             raise InvalidInput(f"max_depth must be a non-negative integer or None, got {max_depth!r}")
         seen = {start.id}
         found: list[OutputRecord] = []
         frontier = [start]
         depth = 0
         while frontier and (max_depth is None or depth < max_depth):
-            level = sorted((r for r in await step(frontier) if r.id not in seen), key=lambda r: r.seq)
+            level = sorted(
+                (r for r in without_skipped(await step(frontier)) if r.id not in seen), key=lambda r: r.seq
+            )
             level = list({r.id: r for r in level}.values())
             seen.update(r.id for r in level)
             found.extend(level)

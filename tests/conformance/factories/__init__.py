@@ -7,6 +7,15 @@ A factory module defines:
 - ``def fresh(tmp_path) -> AsyncContextManager[Store]``: a new empty store, closed and cleaned
   up on exit. Stores from two calls must not see each other's data.
 
+Optionally (tests that need it skip a backend whose factory lacks it):
+
+- ``async def corrupt(store, what: str, key: tuple) -> None``: make one stored record
+  undecodable, as a torn write or a foreign writer would, so the suite can check that only the
+  reads touching it fail. ``what`` and ``key`` are ``"run"`` ``(agent_id, run_id)``,
+  ``"output"`` ``(ref,)``, ``"checkpoint"`` ``(thread_id, checkpoint_id)`` or ``"document"``
+  ``(kind, key)``. Raise ``NotImplementedError`` for a kind the backend cannot hold corrupt
+  (the memory backend keeps checkpoints and outputs as decoded objects).
+
 Adding a backend to the suite means adding one module here: :func:`discover` finds it.
 """
 
