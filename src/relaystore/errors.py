@@ -38,6 +38,10 @@ class OutputNotFound(NotFound):
     """No output matches (as mlua-swarm's ``OutputStoreError::NotFound``)."""
 
 
+class BlobNotFound(NotFound):
+    """No blob with that SHA-256 is stored."""
+
+
 class Conflict(RelayStoreError):
     """A compare-and-set or uniqueness check failed; the write was not applied."""
 
@@ -64,6 +68,7 @@ class BackendUnavailable(RelayStoreError):
 
 __all__ = [
     "BackendUnavailable",
+    "BlobNotFound",
     "CheckpointNotFound",
     "Conflict",
     "CorruptRecord",

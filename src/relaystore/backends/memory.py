@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 from relaystore.errors import Conflict
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
-from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
+from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
 
 
@@ -36,6 +37,8 @@ class _State:
         self.children: dict[str, list[str]] = {}  # parent ref -> child refs
         self.runs: dict[str, dict[str, tuple[int, str]]] = {}  # agent -> run id -> (seq, json)
         self.docs: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
+        self.blobs: dict[str, tuple[BlobContent, list[bytes]]] = {}
+        self.uploads: dict[str, list[bytes]] = {}
 
 
 _KINDS: tuple[DocKind, ...] = ("plan", "trie", "accumulators", "acg_observations", "acg_stability")
@@ -237,6 +240,40 @@ class MemoryAdaptiveStore(AdaptiveStore):
             return new
 
 
+class MemoryBlobStore(BlobStore):
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
+        with self._s.lock:
+            self._s.uploads.setdefault(upload_id, []).append(data)
+
+    async def _commit(self, upload_id: str, blob: BlobContent, chunks: int) -> None:
+        with self._s.lock:
+            staged = self._s.uploads.pop(upload_id, [])
+            self._s.blobs.setdefault(blob.sha256, (blob, staged))
+
+    async def _abort(self, upload_id: str) -> None:
+        with self._s.lock:
+            self._s.uploads.pop(upload_id, None)
+
+    async def _stat(self, sha256: str) -> BlobContent | None:
+        entry = self._s.blobs.get(sha256)
+        return None if entry is None else entry[0]
+
+    async def _chunk(self, sha256: str, index: int) -> bytes | None:
+        entry = self._s.blobs.get(sha256)
+        return None if entry is None else entry[1][index]
+
+    async def _delete(self, sha256: str) -> bool:
+        with self._s.lock:
+            return self._s.blobs.pop(sha256, None) is not None
+
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+        with self._s.lock:
+            return [self._s.blobs[sha][0] for sha in _sorted_after(list(self._s.blobs), after, limit)]
+
+
 def _state_for(url: str) -> _State:
     name = (urlsplit(url).netloc + urlsplit(url).path).strip("/")
     if not name:
@@ -258,5 +295,6 @@ async def open_store(url: str, **_options: object) -> Store:
         MemoryCheckpointStore(state),
         MemoryOutputStore(state),
         MemoryAdaptiveStore(state),
+        blobs=MemoryBlobStore(state),
         info=info,
     )

@@ -30,10 +30,11 @@ from pydantic import TypeAdapter
 
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
-from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores._common import ANY, parse_json, parse_rows
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
+from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
 
 T = TypeVar("T")
@@ -86,6 +87,25 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (kind, key)
     ) WITHOUT ROWID;
     """,
+    # 2: content-addressed blobs, stored as numbered 1 MiB chunks
+    """
+    CREATE TABLE blobs (
+        sha256 TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mime TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    ) WITHOUT ROWID;
+    CREATE TABLE blob_chunks (
+        owner TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (owner, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE blob_uploads (
+        upload_id TEXT PRIMARY KEY,
+        started_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _SYNC_MODES = {"off", "normal", "full", "extra"}
@@ -115,8 +135,9 @@ class SqliteDatabase:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
@@ -278,8 +299,7 @@ class SqliteCheckpointStore(CheckpointStore):
     async def _load_latest(self, thread_id: str) -> Checkpoint | None:
         row = await self._db.read(
             lambda c: c.execute(
-                "SELECT seq, metadata, state FROM checkpoints WHERE thread_id = ? "
-                "ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, metadata, state FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
                 (thread_id,),
             ).fetchone()
         )
@@ -301,11 +321,13 @@ class SqliteCheckpointStore(CheckpointStore):
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
         return await self._db.write(
-            lambda c: c.execute(
-                "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
-                (thread_id, checkpoint_id),
-            ).rowcount
-            > 0
+            lambda c: (
+                c.execute(
+                    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
+                    (thread_id, checkpoint_id),
+                ).rowcount
+                > 0
+            )
         )
 
     async def _delete_thread(self, thread_id: str) -> int:
@@ -315,8 +337,9 @@ class SqliteCheckpointStore(CheckpointStore):
 
     async def _count(self, thread_id: str) -> int:
         return await self._db.read(
-            lambda c: c.execute("SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,))
-            .fetchone()[0]
+            lambda c: c.execute(
+                "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)
+            ).fetchone()[0]
         )
 
     async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
@@ -331,11 +354,13 @@ class SqliteCheckpointStore(CheckpointStore):
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         return await self._db.write(
-            lambda c: c.execute(
-                "DELETE FROM checkpoints WHERE thread_id = ? AND seq NOT IN "
-                "(SELECT seq FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT ?)",
-                (thread_id, thread_id, keep),
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "DELETE FROM checkpoints WHERE thread_id = ? AND seq NOT IN "
+                    "(SELECT seq FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT ?)",
+                    (thread_id, thread_id, keep),
+                ).rowcount
+            )
         )
 
 
@@ -359,8 +384,11 @@ def _records(rows: Iterable[tuple[int, str]], skip_corrupt: bool) -> list[Output
 
 def _where(flt: OutputFilter) -> tuple[str, list[Any]]:
     clauses, params = [], []
-    for column, value in (("task_id", flt.task_id), ("attempt", flt.attempt),
-                          ("producer_agent", flt.producer_agent)):
+    for column, value in (
+        ("task_id", flt.task_id),
+        ("attempt", flt.attempt),
+        ("producer_agent", flt.producer_agent),
+    ):
         if value is not None:
             clauses.append(f"{column} = ?")
             params.append(value)
@@ -452,7 +480,9 @@ class SqliteAdaptiveStore(AdaptiveStore):
     async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
         def store(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute("INSERT INTO runs (agent_id, run_id, doc) VALUES (?,?,?)", (agent_id, run_id, text))
+                conn.execute(
+                    "INSERT INTO runs (agent_id, run_id, doc) VALUES (?,?,?)", (agent_id, run_id, text)
+                )
             except sqlite3.IntegrityError:
                 raise Conflict(f"agent {agent_id!r} already has run {run_id}") from None
 
@@ -476,11 +506,13 @@ class SqliteAdaptiveStore(AdaptiveStore):
 
     async def _prune_runs(self, agent_id: str, keep: int) -> int:
         return await self._db.write(
-            lambda c: c.execute(
-                "DELETE FROM runs WHERE agent_id = ? AND seq NOT IN "
-                "(SELECT seq FROM runs WHERE agent_id = ? ORDER BY seq DESC LIMIT ?)",
-                (agent_id, agent_id, keep),
-            ).rowcount
+            lambda c: (
+                c.execute(
+                    "DELETE FROM runs WHERE agent_id = ? AND seq NOT IN "
+                    "(SELECT seq FROM runs WHERE agent_id = ? ORDER BY seq DESC LIMIT ?)",
+                    (agent_id, agent_id, keep),
+                ).rowcount
+            )
         )
 
     async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
@@ -494,7 +526,9 @@ class SqliteAdaptiveStore(AdaptiveStore):
 
     async def _get_doc(self, kind: DocKind, key: str) -> str | None:
         row = await self._db.read(
-            lambda c: c.execute("SELECT doc FROM documents WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+            lambda c: c.execute(
+                "SELECT doc FROM documents WHERE kind = ? AND key = ?", (kind, key)
+            ).fetchone()
         )
         return None if row is None else row[0]
 
@@ -533,6 +567,95 @@ def _upsert_doc(conn: sqlite3.Connection, kind: str, key: str, text: str) -> Non
     )
 
 
+# ------------------------------------------------------------------------- blobs
+
+# Staged chunks are owned by "upload:<id>"; committing re-owns them to the digest. Uploads a
+# crashed process left behind are dropped after a day (they may belong to a live process before).
+_STALE_UPLOAD_SECONDS = 86_400
+
+
+class SqliteBlobStore(BlobStore):
+    def __init__(self, db: SqliteDatabase) -> None:
+        self._db = db
+
+    async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
+        def put(conn: sqlite3.Connection) -> None:
+            if index == 0:
+                conn.execute("INSERT INTO blob_uploads VALUES (?, ?)", (upload_id, time.time()))
+            conn.execute("INSERT INTO blob_chunks VALUES (?, ?, ?)", (f"upload:{upload_id}", index, data))
+
+        await self._db.write(put)
+
+    async def _commit(self, upload_id: str, blob: BlobContent, chunks: int) -> None:
+        def commit(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM blob_uploads WHERE upload_id = ?", (upload_id,))
+            exists = conn.execute("SELECT 1 FROM blobs WHERE sha256 = ?", (blob.sha256,)).fetchone()
+            if exists:
+                conn.execute("DELETE FROM blob_chunks WHERE owner = ?", (f"upload:{upload_id}",))
+                return
+            conn.execute(
+                "INSERT INTO blobs (sha256, size, mime) VALUES (?,?,?)", (blob.sha256, blob.size, blob.mime)
+            )
+            conn.execute(
+                "UPDATE blob_chunks SET owner = ? WHERE owner = ?", (blob.sha256, f"upload:{upload_id}")
+            )
+
+        await self._db.write(commit)
+
+    async def _abort(self, upload_id: str) -> None:
+        def abort(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM blob_uploads WHERE upload_id = ?", (upload_id,))
+            conn.execute("DELETE FROM blob_chunks WHERE owner = ?", (f"upload:{upload_id}",))
+
+        await self._db.write(abort)
+
+    async def _stat(self, sha256: str) -> BlobContent | None:
+        row = await self._db.read(
+            lambda c: c.execute("SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+        )
+        return None if row is None else BlobContent(sha256=sha256, size=row[0], mime=row[1])
+
+    async def _chunk(self, sha256: str, index: int) -> bytes | None:
+        row = await self._db.read(
+            lambda c: c.execute(
+                "SELECT data FROM blob_chunks WHERE owner = ? AND idx = ?", (sha256, index)
+            ).fetchone()
+        )
+        return None if row is None else bytes(row[0])
+
+    async def _delete(self, sha256: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM blob_chunks WHERE owner = ?", (sha256,))
+            return conn.execute("DELETE FROM blobs WHERE sha256 = ?", (sha256,)).rowcount > 0
+
+        return await self._db.write(delete)
+
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT sha256, size, mime FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?",
+                ("" if after is None else after, -1 if limit is None else limit),
+            ).fetchall()
+        )
+        return [BlobContent(sha256=sha, size=size, mime=mime) for sha, size, mime in rows]
+
+    async def drop_stale_uploads(self) -> int:
+        """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""
+
+        def drop(conn: sqlite3.Connection) -> int:
+            cutoff = time.time() - _STALE_UPLOAD_SECONDS
+            stale = [
+                r[0]
+                for r in conn.execute("SELECT upload_id FROM blob_uploads WHERE started_at < ?", (cutoff,))
+            ]
+            for upload_id in stale:
+                conn.execute("DELETE FROM blob_chunks WHERE owner = ?", (f"upload:{upload_id}",))
+                conn.execute("DELETE FROM blob_uploads WHERE upload_id = ?", (upload_id,))
+            return len(stale)
+
+        return await self._db.write(drop)
+
+
 # ------------------------------------------------------------------------- opening
 
 
@@ -569,8 +692,10 @@ async def open_store(url: str, **options: Any) -> Store:
     """
     path, timeout, synchronous = parse_url(url, options)
     db = SqliteDatabase(path, timeout=timeout, synchronous=synchronous)
+    blobs = SqliteBlobStore(db)
     try:
         await db.open()
+        await blobs.drop_stale_uploads()
     except BaseException:
         await db.close()
         raise
@@ -588,6 +713,7 @@ async def open_store(url: str, **options: Any) -> Store:
                 "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
                 "outputs": one("SELECT COUNT(*) FROM outputs"),
                 "runs": one("SELECT COUNT(*) FROM runs"),
+                "blobs": one("SELECT COUNT(*) FROM blobs"),
                 "documents": dict(conn.execute("SELECT kind, COUNT(*) FROM documents GROUP BY kind")),
             }
 
@@ -599,6 +725,7 @@ async def open_store(url: str, **options: Any) -> Store:
         SqliteCheckpointStore(db),
         SqliteOutputStore(db),
         SqliteAdaptiveStore(db),
+        blobs=blobs,
         close=db.close,
         info=info,
     )

@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
+from relaystore.errors import InvalidInput
 from relaystore.stores._common import ANY
 from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind
+from relaystore.stores.blobs import BlobNotFound, BlobStore
 from relaystore.stores.checkpoints import CheckpointStore
 from relaystore.stores.outputs import OutputFilter, OutputStore
 
@@ -26,6 +28,7 @@ class Store:
         outputs: OutputStore,
         adaptive: AdaptiveStore,
         *,
+        blobs: BlobStore | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
         info: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
@@ -34,9 +37,17 @@ class Store:
         self.checkpoints = checkpoints
         self.outputs = outputs
         self.adaptive = adaptive
+        self._blobs = blobs
         self._close = close
         self._info = info
         self.closed = False
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Content-addressed blobs (see :mod:`relaystore.stores.blobs`)."""
+        if self._blobs is None:
+            raise InvalidInput(f"the {self.backend} backend does not store blobs yet")
+        return self._blobs
 
     async def info(self) -> dict[str, Any]:
         """Backend facts for display: the backend name, the URL (no password) and more."""
@@ -77,6 +88,8 @@ __all__ = [
     "ANY",
     "DOC_KINDS",
     "AdaptiveStore",
+    "BlobNotFound",
+    "BlobStore",
     "CheckpointStore",
     "DocKind",
     "OutputFilter",

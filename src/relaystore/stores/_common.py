@@ -167,9 +167,7 @@ class Skipped:
         return f"Skipped({self.key})"
 
 
-def parse_rows(
-    adapter: TypeAdapter[T], rows: Iterable[tuple[Any, str, str | bytes]]
-) -> list[tuple[Any, T]]:
+def parse_rows(adapter: TypeAdapter[T], rows: Iterable[tuple[Any, str, str | bytes]]) -> list[tuple[Any, T]]:
     """Decode listed ``(position, key, text)`` rows; a corrupt one becomes :class:`Skipped`.
 
     A listing never fails as a whole because of one bad record (NeMo Relay's ``list_runs`` does):
