@@ -104,3 +104,46 @@ def start_redis(*extra: str, port: int | None = None) -> RedisProcess:
         process.kill()
         raise RuntimeError(f"redis-server did not start on port {port}")
     return RedisProcess(port, process, directory)
+
+
+@dataclass
+class RedisClusterProcess:
+    """A private Redis Cluster of masters on loopback ports, stopped by pid."""
+
+    nodes: list[RedisProcess]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def _cluster_ok(port: int) -> bool:
+    info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"],
+                          capture_output=True, text=True, check=False).stdout
+    return "cluster_state:ok" in info
+
+
+def start_redis_cluster(masters: int = 3, timeout: float = 30.0) -> RedisClusterProcess:
+    """Start ``masters`` cluster-enabled redis-servers and join them (no replicas)."""
+    cluster = RedisClusterProcess([])
+    try:
+        for _ in range(masters):
+            # the bus port defaults to port + 10000, which overflows for high ephemeral ports
+            cluster.nodes.append(start_redis("--cluster-enabled", "yes", "--cluster-node-timeout", "5000",
+                                             "--cluster-port", str(free_port())))
+        addresses = [f"127.0.0.1:{n.port}" for n in cluster.nodes]
+        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(n.port) for n in cluster.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.2)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

@@ -1,0 +1,837 @@
+"""Redis backend: ``redis://host:port/db``, ``rediss://…`` (TLS), ``redis+cluster://h:p,h:p``.
+
+Options (URL query or keyword arguments):
+
+- ``prefix``: prepended to every key, default ``nemo_relay:`` (NeMo Relay's default);
+- ``ttl``: seconds; when set, run records (and their index) expire that long after the last write;
+- ``timeout``: seconds, default 5; bounds every round trip, connecting included;
+- ``cluster=1``: treat ``redis://`` / ``rediss://`` as a Redis Cluster seed (as ``redis+cluster``).
+
+Adaptive state uses NeMo Relay's RedisBackend key layout and JSON, so both read each other's data:
+``{prefix}runs:{agent}:{run_id}``, ``{prefix}runs_index:{agent}``, ``{prefix}plan:{agent}``, … As
+in NeMo Relay, agent ids and learning keys appear raw in key names (``:`` and ``/`` included), so a
+prefix must not be a prefix of another tenant's prefix. One key is ours: ``{prefix}runs_trimmed:
+{agent}`` counts pruned runs so that list cursors survive ``prune_runs``.
+
+Checkpoints and outputs use our own layout under ``{prefix}rs:``: ids in key names are base64url
+encoded, so no id can collide or move a key to another cluster slot. See docs/backends/redis.md.
+
+Every multi-key write is one Lua script (atomic, one round trip). Updates of a document are
+optimistic: read, compute, then a script writes only if the document's SHA-1 is unchanged.
+
+Cluster mode (``redis+cluster://`` or ``?cluster=1``): the adaptive keys gain a hash tag,
+``{prefix}{<16 hex of SHA-1(agent)>}runs:{agent}:…``, so a run, its index and its counter share a
+slot. NeMo Relay compatibility therefore requires the plain layout: NeMo Relay itself cannot run on
+a cluster (its MULTI spans ``runs:`` and ``runs_index:``, which hash to different slots, and fails
+with CROSSSLOT), and it would not find tagged keys. All checkpoints of a prefix share one slot, and
+all outputs another, because listing threads and outputs must stay atomic with writes.
+
+Redis and connection errors surface as :class:`BackendUnavailable` (the pool reconnects on the next
+call); a key holding the wrong Redis type as :class:`CorruptRecord` naming the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pydantic import TypeAdapter
+from redis import exceptions as rx
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
+from relaystore.stores._common import ANY, parse_json, parse_rows
+from relaystore.stores.checkpoints import SeqRow, duplicate_conflict, head_conflict
+
+T = TypeVar("T")
+_METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
+_RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+DEFAULT_PREFIX = "nemo_relay:"
+_SCAN_COUNT = 1000
+_CHUNK = 500  # keys per MGET/HMGET/prune step: bounds one reply and one script's run time
+_MAX_CAS_ATTEMPTS = 1000
+
+# ------------------------------------------------------------------------- Lua scripts
+# KEYS are always declared, so every script is valid in cluster mode (all its keys share a tag).
+
+_STORE_RUN = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('SET', KEYS[1], ARGV[2], 'EX', ttl) else redis.call('SET', KEYS[1], ARGV[2]) end
+redis.call('RPUSH', KEYS[2], ARGV[1])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[2], ttl)
+  if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+end
+return 1
+"""
+
+# seq of index position i (0-based) is trimmed + i + 1, so "seq > after" starts at after - trimmed.
+_RUN_IDS = """
+local trimmed = tonumber(redis.call('GET', KEYS[2]) or '0')
+local after, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local start = 0
+if after >= 0 then start = math.max(0, after - trimmed) end
+local stop = -1
+if count > 0 then stop = start + count - 1 end
+return {trimmed + start, redis.call('LRANGE', KEYS[1], start, stop)}
+"""
+
+# Deletes the oldest runs only if they are still the ids the caller read and ``keep`` still holds.
+_PRUNE_RUNS = """
+local n = #ARGV - 1
+if redis.call('LLEN', KEYS[1]) - tonumber(ARGV[1]) < n then return -1 end
+local head = redis.call('LRANGE', KEYS[1], 0, n - 1)
+for i = 1, n do if head[i] ~= ARGV[i + 1] then return -1 end end
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+redis.call('LTRIM', KEYS[1], n, -1)
+redis.call('INCRBY', KEYS[2], n)
+return n
+"""
+
+_CAS_DOC = """
+local current = redis.call('GET', KEYS[1])
+local digest = ''
+if current then digest = redis.sha1hex(current) end
+if digest ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: order, meta, state, threads, seq. ARGV: thread, id, cas flag, expected head, metadata, state.
+_SAVE_CHECKPOINT = """
+local head = redis.call('ZRANGE', KEYS[1], -1, -1)[1] or ''
+if ARGV[3] == '1' and head ~= ARGV[4] then return {'head', head} end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {'dup'} end
+local seq = redis.call('INCR', KEYS[5])
+redis.call('ZADD', KEYS[1], seq, ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[6])
+redis.call('ZADD', KEYS[4], 0, ARGV[1])
+return {'ok', seq}
+"""
+
+_LOAD_CHECKPOINT = """
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+
+_LOAD_LATEST_CHECKPOINT = """
+local id = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+if not id then return false end
+return {id, redis.call('HGET', KEYS[2], id), redis.call('HGET', KEYS[3], id)}
+"""
+
+# Flat reply: seq, id, metadata (nil if missing) per checkpoint.
+_LIST_CHECKPOINTS = """
+local after, limit, newest = ARGV[1], tonumber(ARGV[2]), ARGV[3] == '1'
+local args
+if newest then
+  local high = '+inf'
+  if after ~= '' then high = '(' .. after end
+  args = {'ZREVRANGEBYSCORE', KEYS[1], high, '-inf', 'WITHSCORES'}
+else
+  local low = '-inf'
+  if after ~= '' then low = '(' .. after end
+  args = {'ZRANGEBYSCORE', KEYS[1], low, '+inf', 'WITHSCORES'}
+end
+if limit > 0 then table.insert(args, 'LIMIT'); table.insert(args, 0); table.insert(args, limit) end
+local found = redis.call(unpack(args))
+local out = {}
+for i = 1, #found, 2 do
+  table.insert(out, tonumber(found[i + 1]))
+  table.insert(out, found[i])
+  table.insert(out, redis.call('HGET', KEYS[2], found[i]))
+end
+return out
+"""
+
+_DELETE_CHECKPOINT = """
+if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[1]) end
+return 1
+"""
+
+_DELETE_THREAD = """
+local n = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('ZREM', KEYS[4], ARGV[1])
+return n
+"""
+
+_PRUNE_CHECKPOINTS = """
+local drop = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if drop <= 0 then return 0 end
+local ids = redis.call('ZRANGE', KEYS[1], 0, drop - 1)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, drop - 1)
+for _, id in ipairs(ids) do
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[1]) end
+return drop
+"""
+
+# KEYS: seq, records, then every zset the output joins (indexes, parents' children). ARGV[2] is
+# the record's JSON without "seq"; the script splices the new seq in as the first field.
+_INSERT_OUTPUT = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[1], '{"seq":' .. string.format('%d', seq) .. ',' .. string.sub(ARGV[2], 2))
+for i = 3, #KEYS do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
+return seq
+"""
+
+_LATEST_OUTPUT = """
+local ref = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+if not ref then return false end
+return {ref, redis.call('HGET', KEYS[2], ref)}
+"""
+
+# Flat reply: seq, ref, record per output.
+_LIST_OUTPUTS = """
+local args = {'ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES'}
+if tonumber(ARGV[2]) > 0 then
+  table.insert(args, 'LIMIT'); table.insert(args, 0); table.insert(args, ARGV[2])
+end
+local found = redis.call(unpack(args))
+local out = {}
+for i = 1, #found, 2 do
+  table.insert(out, tonumber(found[i + 1]))
+  table.insert(out, found[i])
+  table.insert(out, redis.call('HGET', KEYS[2], found[i]))
+end
+return out
+"""
+
+_CHILDREN_OUTPUTS = """
+local seen, out = {}, {}
+for i = 2, #KEYS do
+  local found = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
+  for j = 1, #found, 2 do
+    local ref = found[j]
+    if not seen[ref] then
+      seen[ref] = true
+      table.insert(out, tonumber(found[j + 1]))
+      table.insert(out, ref)
+      table.insert(out, redis.call('HGET', KEYS[1], ref))
+    end
+  end
+end
+return out
+"""
+
+_SCRIPTS = {
+    "_STORE_RUN": _STORE_RUN,
+    "_RUN_IDS": _RUN_IDS,
+    "_PRUNE_RUNS": _PRUNE_RUNS,
+    "_CAS_DOC": _CAS_DOC,
+    "_SAVE_CHECKPOINT": _SAVE_CHECKPOINT,
+    "_LOAD_CHECKPOINT": _LOAD_CHECKPOINT,
+    "_LOAD_LATEST_CHECKPOINT": _LOAD_LATEST_CHECKPOINT,
+    "_LIST_CHECKPOINTS": _LIST_CHECKPOINTS,
+    "_DELETE_CHECKPOINT": _DELETE_CHECKPOINT,
+    "_DELETE_THREAD": _DELETE_THREAD,
+    "_PRUNE_CHECKPOINTS": _PRUNE_CHECKPOINTS,
+    "_INSERT_OUTPUT": _INSERT_OUTPUT,
+    "_LATEST_OUTPUT": _LATEST_OUTPUT,
+    "_LIST_OUTPUTS": _LIST_OUTPUTS,
+    "_CHILDREN_OUTPUTS": _CHILDREN_OUTPUTS,
+}
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _encode(value: str) -> str:
+    """Id as a key-name part: base64url has no ``:``, ``{`` or ``}``, and is reversible."""
+    return base64.urlsafe_b64encode(value.encode()).rstrip(b"=").decode()
+
+
+def _slot_tag(value: str) -> str:
+    """Cluster hash tag for an agent or learning key (only the slot depends on it)."""
+    return "{" + hashlib.sha1(value.encode()).hexdigest()[:16] + "}"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "\\*?[]" else c for c in text)
+
+
+def _text(raw: bytes | None, key: str) -> str | None:
+    if raw is None:
+        return None
+    try:
+        return raw.decode()
+    except UnicodeDecodeError as exc:
+        raise CorruptRecord(key, f"not UTF-8: {exc}") from exc
+
+
+def _sorted_page(items: set[str], after: str | None, limit: int | None) -> list[str]:
+    ordered = sorted(i for i in items if after is None or i > after)
+    return ordered if limit is None else ordered[:limit]
+
+
+def _chunks(values: Sequence[T], size: int = _CHUNK) -> list[Sequence[T]]:
+    return [values[i : i + size] for i in range(0, len(values), size)]
+
+
+class RedisConnection:
+    """One redis-py client plus the error policy: every round trip is bounded by ``timeout``."""
+
+    def __init__(self, client: Redis | RedisCluster, timeout: float, cluster: bool) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.cluster = cluster
+        self._scripts = {name: client.register_script(src) for name, src in _SCRIPTS.items()}
+
+    async def call(self, key: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Await ``fn()``; ``key`` names the record in a :class:`CorruptRecord`."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await fn()
+        except TimeoutError as exc:
+            raise BackendUnavailable(f"Redis did not answer within {self.timeout}s") from exc
+        except rx.ResponseError as exc:
+            if str(exc).startswith("WRONGTYPE"):
+                raise CorruptRecord(key, str(exc)) from exc
+            raise BackendUnavailable(f"Redis error on {key}: {exc}") from exc
+        except (rx.RedisError, OSError) as exc:
+            raise BackendUnavailable(f"Redis unavailable: {type(exc).__name__}: {exc}") from exc
+
+    async def script(self, name: str, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+        script = self._scripts[name]
+        return await self.call(keys[0], lambda: script(keys=list(keys), args=list(args)))
+
+    async def do(self, key: str, command: str, *args: Any) -> Any:
+        """One command, e.g. ``do(key, "GET", key)``."""
+        return await self.call(key, lambda: self.client.execute_command(command, *args))
+
+    async def scan(self, pattern: str) -> list[str]:
+        """Every key matching ``pattern``: O(keys in the database) per call, in pages of 1000.
+
+        The timeout applies to each step, not to the whole walk, which may be long.
+        """
+        found = self.client.scan_iter(match=pattern, count=_SCAN_COUNT)
+        keys: list[str] = []
+        while True:
+            try:
+                key = await self.call(pattern, found.__anext__)
+            except StopAsyncIteration:
+                return keys
+            keys.append(key.decode())
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        values: list[bytes | None] = []
+        for chunk in _chunks(keys):
+            values += await self.do(chunk[0], "MGET", *chunk)
+        return values
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+# ------------------------------------------------------------------------- checkpoints
+
+
+@dataclass(frozen=True)
+class _ThreadKeys:
+    order: str  # ZSET checkpoint id -> seq
+    meta: str  # HASH checkpoint id -> metadata JSON
+    state: str  # HASH checkpoint id -> state bytes
+
+
+class RedisCheckpointStore(CheckpointStore):
+    """Checkpoints under ``{prefix}rs:{cp}:`` (one cluster slot per prefix)."""
+
+    def __init__(self, conn: RedisConnection, prefix: str) -> None:
+        self._c = conn
+        self._base = f"{prefix}rs:{{cp}}:"
+        self._seq = self._base + "seq"
+        self._threads = self._base + "threads"  # ZSET, all scores 0: lexicographic thread listing
+
+    def _keys(self, thread_id: str) -> _ThreadKeys:
+        stem = f"{self._base}t:{_encode(thread_id)}:"
+        return _ThreadKeys(stem + "order", stem + "meta", stem + "state")
+
+    def _checkpoint(
+        self, keys: _ThreadKeys, checkpoint_id: str, meta: bytes, state: bytes | None
+    ) -> Checkpoint:
+        where = f"{keys.meta}[{checkpoint_id}]"
+        if state is None:
+            raise CorruptRecord(f"{keys.state}[{checkpoint_id}]", "state is missing")
+        return Checkpoint(parse_json(_METADATA, meta, where), bytes(state))
+
+    async def _save(
+        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
+    ) -> None:
+        k = self._keys(thread_id)
+        cas = expected_head is not ANY
+        args = [
+            thread_id,
+            metadata.id,
+            "1" if cas else "0",
+            (expected_head or "") if cas else "",
+            metadata.model_dump_json(),
+            state,
+        ]
+        reply = await self._c.script(
+            "_SAVE_CHECKPOINT", [k.order, k.meta, k.state, self._threads, self._seq], args
+        )
+        if reply[0] == b"head":
+            raise head_conflict(thread_id, expected_head, reply[1].decode() or None)
+        if reply[0] == b"dup":
+            raise duplicate_conflict(thread_id, metadata.id)
+
+    async def _head(self, thread_id: str) -> str | None:
+        order = self._keys(thread_id).order  # the id alone: a corrupt head is still the head
+        found = await self._c.do(order, "ZRANGE", order, -1, -1)
+        return found[0].decode() if found else None
+
+    async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
+        k = self._keys(thread_id)
+        meta, state = await self._c.script("_LOAD_CHECKPOINT", [k.meta, k.state], [checkpoint_id])
+        return None if meta is None else self._checkpoint(k, checkpoint_id, meta, state)
+
+    async def _load_latest(self, thread_id: str) -> Checkpoint | None:
+        k = self._keys(thread_id)
+        reply = await self._c.script("_LOAD_LATEST_CHECKPOINT", [k.order, k.meta, k.state])
+        if reply is None:
+            return None
+        checkpoint_id = reply[0].decode()
+        if reply[1] is None:
+            raise CorruptRecord(f"{k.meta}[{checkpoint_id}]", "metadata is missing")
+        return self._checkpoint(k, checkpoint_id, reply[1], reply[2])
+
+    async def _list(
+        self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
+    ) -> list[SeqRow]:
+        k = self._keys(thread_id)
+        args = ["" if after is None else after, limit or 0, "1" if newest_first else "0"]
+        flat = await self._c.script("_LIST_CHECKPOINTS", [k.order, k.meta], args)
+        rows = [
+            (flat[i], f"{k.meta}[{flat[i + 1].decode()}]", flat[i + 2] or b"") for i in range(0, len(flat), 3)
+        ]
+        return parse_rows(_METADATA, rows)
+
+    async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
+        k = self._keys(thread_id)
+        keys = [k.order, k.meta, k.state, self._threads]
+        return bool(await self._c.script("_DELETE_CHECKPOINT", keys, [thread_id, checkpoint_id]))
+
+    async def _delete_thread(self, thread_id: str) -> int:
+        k = self._keys(thread_id)
+        return int(
+            await self._c.script("_DELETE_THREAD", [k.order, k.meta, k.state, self._threads], [thread_id])
+        )
+
+    async def _count(self, thread_id: str) -> int:
+        order = self._keys(thread_id).order
+        return int(await self._c.do(order, "ZCARD", order))
+
+    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+        low = "-" if after is None else "(" + after
+        extra = [] if limit is None else ["LIMIT", 0, limit]
+        found = await self._c.do(self._threads, "ZRANGEBYLEX", self._threads, low, "+", *extra)
+        return [t.decode() for t in found]
+
+    async def _prune(self, thread_id: str, keep: int) -> int:
+        k = self._keys(thread_id)
+        keys = [k.order, k.meta, k.state, self._threads]
+        return int(await self._c.script("_PRUNE_CHECKPOINTS", keys, [thread_id, keep]))
+
+
+# ------------------------------------------------------------------------- outputs
+
+
+class RedisOutputStore(OutputStore):
+    """Outputs under ``{prefix}rs:{out}:`` (one cluster slot per prefix).
+
+    ``records`` is a HASH ref -> JSON; every filter a listing can use has its own ZSET of refs
+    scored by seq, so "latest" is one ZRANGE -1 -1 and a page is one ZRANGEBYSCORE … LIMIT.
+    """
+
+    def __init__(self, conn: RedisConnection, prefix: str) -> None:
+        self._c = conn
+        self._base = f"{prefix}rs:{{out}}:"
+        self._seq = self._base + "seq"
+        self._records = self._base + "records"
+
+    def _index(self, flt: OutputFilter) -> str:
+        parts = []
+        if flt.task_id is not None:
+            parts.append("t:" + _encode(flt.task_id))
+        if flt.attempt is not None:
+            if flt.task_id is None:
+                raise InvalidInput("an attempt filter needs a task_id")
+            parts.append(f"a:{flt.attempt}")
+        if flt.producer_agent is not None:
+            parts.append("p:" + _encode(flt.producer_agent))
+        return self._base + "idx:" + (":".join(parts) or "all")
+
+    def _indexes_of(self, record: OutputRecord) -> list[str]:
+        task, attempt, producer = record.task_id, record.attempt, record.producer_agent
+        filters = [
+            OutputFilter(),
+            OutputFilter(task),
+            OutputFilter(task, attempt),
+            OutputFilter(producer_agent=producer),
+            OutputFilter(task, producer_agent=producer),
+            OutputFilter(task, attempt, producer),
+        ]
+        return [self._index(f) for f in filters]
+
+    def _children(self, ref: str) -> str:
+        return f"{self._base}children:{ref}"
+
+    def _decode(self, ref: bytes | str, text: bytes | None) -> OutputRecord:
+        ref = ref.decode() if isinstance(ref, bytes) else ref
+        return parse_json(_RECORD, text or b"", f"{self._records}[{ref}]")
+
+    async def _insert(self, record: OutputRecord) -> int:
+        parents = [self._children(p) for p in dict.fromkeys(record.parent_refs)]
+        keys = [self._seq, self._records, *self._indexes_of(record), *parents]
+        doc = record.model_dump_json(exclude={"seq"})
+        seq = int(await self._c.script("_INSERT_OUTPUT", keys, [record.id, doc]))
+        if seq < 0:
+            raise Conflict(f"output {record.id} already exists")
+        return seq
+
+    async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        found: list[OutputRecord] = []
+        for chunk in _chunks(refs):
+            texts = await self._c.do(self._records, "HMGET", self._records, *chunk)
+            found += [self._decode(r, t) for r, t in zip(chunk, texts, strict=True) if t is not None]
+        return found
+
+    async def _latest(self, flt: OutputFilter) -> OutputRecord | None:
+        reply = await self._c.script("_LATEST_OUTPUT", [self._index(flt), self._records])
+        if reply is None or reply[1] is None:
+            return None
+        return self._decode(reply[0], reply[1])
+
+    async def _list(self, flt: OutputFilter, after: int | None, limit: int | None) -> list[OutputRecord]:
+        low = "-inf" if after is None else f"({after}"
+        flat = await self._c.script("_LIST_OUTPUTS", [self._index(flt), self._records], [low, limit or 0])
+        return self._decode_listed(flat)
+
+    async def _children_of(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        found: list[OutputRecord] = []
+        for chunk in _chunks(refs):
+            keys = [self._records, *(self._children(r) for r in chunk)]
+            found += self._decode_listed(await self._c.script("_CHILDREN_OUTPUTS", keys))
+        return found
+
+    def _decode_listed(self, flat: list[Any]) -> list[OutputRecord]:
+        """Records from a flat ``seq, ref, record`` reply; a corrupt one stays as a placeholder
+        with its seq (see :func:`parse_rows`), a vanished one is left out."""
+        rows = [
+            (flat[i], f"{self._records}[{flat[i + 1].decode()}]", flat[i + 2])
+            for i in range(0, len(flat), 3)
+            if flat[i + 2] is not None
+        ]
+        return [record for _, record in parse_rows(_RECORD, rows)]
+
+
+# ------------------------------------------------------------------------- adaptive
+
+
+class AdaptiveKeys:
+    """NeMo Relay's key names, with a per-owner hash tag in cluster mode."""
+
+    def __init__(self, prefix: str, cluster: bool) -> None:
+        self.prefix = prefix
+        self.cluster = cluster
+
+    def key(self, family: str, owner: str, suffix: str = "") -> str:
+        """``{prefix}[{tag}]{family}:{owner}{suffix}``, e.g. family ``plan`` or ``runs_index``."""
+        tag = _slot_tag(owner) if self.cluster else ""
+        return f"{self.prefix}{tag}{family}:{owner}{suffix}"
+
+    def run(self, agent_id: str, run_id: str) -> str:
+        return self.key("runs", agent_id, ":" + run_id)
+
+    def pattern(self, family: str) -> str:
+        tag = "{*}" if self.cluster else ""
+        return _glob_escape(self.prefix) + _glob_escape(tag).replace("\\*", "*") + f"{family}:*"
+
+    def owner_of(self, key: str, family: str) -> str | None:
+        """The owner named by a scanned key of ``family``, or None if the key is not ours."""
+        rest = key[len(self.prefix) :]
+        tag = ""
+        if self.cluster:
+            tag, _, rest = rest.partition("}")
+            tag += "}"
+        if not rest.startswith(family + ":"):
+            return None
+        owner = rest[len(family) + 1 :]
+        if self.cluster and tag != _slot_tag(owner):
+            return None
+        return owner
+
+
+class RedisAdaptiveStore(AdaptiveStore):
+    """Adaptive state in NeMo Relay's RedisBackend layout (see the module docstring)."""
+
+    def __init__(self, conn: RedisConnection, keys: AdaptiveKeys, ttl: int | None) -> None:
+        self._c = conn
+        self._k = keys
+        self._ttl = ttl or 0
+
+    def _run_keys(self, agent_id: str) -> tuple[str, str]:
+        return self._k.key("runs_index", agent_id), self._k.key("runs_trimmed", agent_id)
+
+    async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
+        index, trimmed = self._run_keys(agent_id)
+        keys = [self._k.run(agent_id, run_id), index, trimmed]
+        if not await self._c.script("_STORE_RUN", keys, [run_id, text, self._ttl]):
+            raise Conflict(f"agent {agent_id!r} already has run {run_id}")
+
+    async def _list_runs(
+        self, agent_id: str, after: int | None, limit: int | None
+    ) -> list[tuple[int, str, str]]:
+        # Dangling index entries (expired or deleted runs) are skipped, so keep reading pages
+        # until ``limit`` rows are found or the index ends: one extra round trip pair per gap.
+        rows: list[tuple[int, str, str]] = []
+        while limit is None or len(rows) < limit:
+            want = None if limit is None else limit - len(rows)
+            batch, after, exhausted = await self._run_page(agent_id, after, want)
+            rows += batch
+            if exhausted:
+                break
+        return rows
+
+    async def _run_page(
+        self, agent_id: str, after: int | None, want: int | None
+    ) -> tuple[list[tuple[int, str, str]], int | None, bool]:
+        """One LRANGE and one MGET: ``(rows, last seq read, whether the index ended)``."""
+        index, trimmed = self._run_keys(agent_id)
+        first, ids = await self._c.script(
+            "_RUN_IDS", [index, trimmed], [-1 if after is None else after, want or 0]
+        )
+        keys = [self._k.run(agent_id, rid.decode()) for rid in ids]
+        texts = await self._c.mget(keys) if keys else []
+        rows = [
+            (first + i + 1, key, _text(text, key) or "")
+            for i, (key, text) in enumerate(zip(keys, texts, strict=True))
+            if text is not None
+        ]
+        last = first + len(ids) if ids else after
+        return rows, last, want is None or len(ids) < want
+
+    async def _count_runs(self, agent_id: str) -> int:
+        index = self._run_keys(agent_id)[0]
+        return int(await self._c.do(index, "LLEN", index))
+
+    async def _prune_runs(self, agent_id: str, keep: int) -> int:
+        index, trimmed = self._run_keys(agent_id)
+        pruned = 0
+        while True:
+            drop = await self._count_runs(agent_id) - keep
+            if drop <= 0:
+                return pruned
+            ids = [r.decode() for r in await self._c.do(index, "LRANGE", index, 0, min(drop, _CHUNK) - 1)]
+            keys = [index, trimmed, *(self._k.run(agent_id, rid) for rid in ids)]
+            done = int(await self._c.script("_PRUNE_RUNS", keys, [keep, *ids]))
+            pruned += max(done, 0)  # -1: a concurrent prune got there first; look again
+
+    async def _owners(self, families: Sequence[str]) -> set[str]:
+        owners: set[str] = set()
+        for family in families:
+            for key in await self._c.scan(self._k.pattern(family)):
+                owner = self._k.owner_of(key, family)
+                if owner is not None:
+                    owners.add(owner)
+        return owners
+
+    async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
+        owners = await self._owners(["runs_index", "plan", "trie", "accumulators"])
+        return _sorted_page(owners, after, limit)
+
+    async def _get_doc(self, kind: DocKind, key: str) -> str | None:
+        name = self._k.key(kind, key)
+        return _text(await self._c.do(name, "GET", name), name)
+
+    async def _put_doc(self, kind: DocKind, key: str, text: str) -> None:
+        name = self._k.key(kind, key)
+        await self._c.do(name, "SET", name, text)
+
+    async def _delete_doc(self, kind: DocKind, key: str) -> bool:
+        name = self._k.key(kind, key)
+        return bool(await self._c.do(name, "DEL", name))
+
+    async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
+        return _sorted_page(await self._owners([kind]), after, limit)
+
+    async def _update_doc(
+        self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
+    ) -> str | None:
+        name = self._k.key(kind, key)
+        for attempt in range(_MAX_CAS_ATTEMPTS):
+            current = await self._get_doc(kind, key)
+            new = apply(current)
+            if new is None:
+                return current
+            digest = "" if current is None else hashlib.sha1(current.encode()).hexdigest()
+            if await self._c.script("_CAS_DOC", [name], [digest, new]):
+                return new
+            await asyncio.sleep(random.random() * 0.001 * min(attempt + 1, 20))  # spread the retries
+        raise Conflict(f"{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts")
+
+
+# ------------------------------------------------------------------------- opening
+
+
+@dataclass
+class RedisConfig:
+    """What a ``redis://`` URL and its options say."""
+
+    hosts: list[tuple[str, int]]
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    cluster: bool = False
+    prefix: str = DEFAULT_PREFIX
+    ttl: int | None = None
+    timeout: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse_hosts(hostlist: str, url: str) -> list[tuple[str, int]]:
+    hosts = []
+    for item in hostlist.split(","):
+        try:
+            parts = urlsplit("//" + item)
+            hosts.append((parts.hostname or "127.0.0.1", parts.port or 6379))
+        except ValueError as exc:
+            raise InvalidInput(f"{url!r}: bad host {item!r}: {exc}") from None
+    return hosts
+
+
+def _options(query: str, options: dict[str, Any]) -> dict[str, str]:
+    merged = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    merged.update({k: str(v) for k, v in options.items() if v is not None})
+    unknown = set(merged) - {"prefix", "ttl", "timeout", "cluster"}
+    if unknown:
+        raise InvalidInput(f"unknown redis option(s): {', '.join(sorted(unknown))}")
+    return merged
+
+
+def _number(opts: dict[str, str], name: str, kind: type, default: Any) -> Any:
+    if name not in opts:
+        return default
+    try:
+        value = kind(opts[name])
+    except ValueError:
+        raise InvalidInput(f"{name} must be a positive number, got {opts[name]!r}") from None
+    if value <= 0:
+        raise InvalidInput(f"{name} must be positive, got {value}")
+    return value
+
+
+def parse_url(url: str, options: dict[str, Any]) -> RedisConfig:
+    """Parse a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL plus keyword options."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in {"redis", "rediss", "redis+cluster"}:
+        raise InvalidInput(f"not a redis URL: {url!r}")
+    userinfo, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    opts = _options(parts.query, options)
+    cluster_flag = opts.get("cluster", "0").lower()
+    if cluster_flag not in _TRUE | _FALSE:
+        raise InvalidInput(f"cluster must be 0 or 1, got {opts['cluster']!r}")
+    db_text = parts.path.strip("/") or "0"
+    if not db_text.isdigit():
+        raise InvalidInput(f"{url!r}: the path must be a database number")
+    config = RedisConfig(
+        hosts=_parse_hosts(hostlist or "127.0.0.1:6379", url),
+        db=int(db_text),
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        tls=scheme == "rediss",
+        cluster=scheme == "redis+cluster" or cluster_flag in _TRUE,
+        prefix=opts.get("prefix", DEFAULT_PREFIX),
+        ttl=_number(opts, "ttl", int, None),
+        timeout=_number(opts, "timeout", float, 5.0),
+    )
+    if config.cluster and config.db != 0:
+        raise InvalidInput("Redis Cluster has only database 0")
+    if not config.cluster and len(config.hosts) != 1:
+        raise InvalidInput(f"{url!r}: several hosts need redis+cluster:// or ?cluster=1")
+    return config
+
+
+def _client(config: RedisConfig) -> Redis | RedisCluster:
+    # No client-side retries: a retried script could apply twice (store_run would then report a
+    # Conflict for its own write). A failed call raises; the pool reconnects on the next one.
+    common: dict[str, Any] = {
+        "username": config.username,
+        "password": config.password,
+        "ssl": config.tls,
+        "socket_timeout": config.timeout,
+        "socket_connect_timeout": config.timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if config.cluster:
+        nodes = [ClusterNode(host, port) for host, port in config.hosts]
+        return RedisCluster(startup_nodes=nodes, **common)
+    host, port = config.hosts[0]
+    return Redis(host=host, port=port, db=config.db, **common)
+
+
+async def open_store(url: str, **options: Any) -> Store:
+    """Connect to Redis (or a Redis Cluster) and return a :class:`Store` on it.
+
+    Options: ``prefix`` (str), ``ttl`` (int seconds, run records only), ``timeout`` (float
+    seconds, per round trip) and ``cluster`` (bool). Raises :class:`InvalidInput` for a bad URL
+    or option and :class:`BackendUnavailable` when the server cannot be reached.
+    """
+    config = parse_url(url, options)
+    conn = RedisConnection(_client(config), config.timeout, config.cluster)
+    try:
+        if config.cluster:
+            await conn.call("cluster", conn.client.initialize)  # type: ignore[union-attr]
+        await conn.do("PING", "PING")
+    except BaseException:
+        await conn.close()
+        raise
+
+    async def info() -> dict[str, Any]:
+        server = await conn.call("INFO", lambda: conn.client.info("server"))
+        if "redis_version" not in server:  # a cluster may answer with one section per node
+            server = next((v for v in server.values() if isinstance(v, dict)), {})
+        return {
+            "prefix": config.prefix,
+            "cluster": config.cluster,
+            "ttl": config.ttl,
+            "timeout": config.timeout,
+            "redis_version": server.get("redis_version"),
+        }
+
+    return Store(
+        url,
+        "redis",
+        RedisCheckpointStore(conn, config.prefix),
+        RedisOutputStore(conn, config.prefix),
+        RedisAdaptiveStore(conn, AdaptiveKeys(config.prefix, config.cluster), config.ttl),
+        close=conn.close,
+        info=info,
+    )

@@ -1,0 +1,78 @@
+"""Shared by the two Redis factories: a unique prefix per store, purged on exit, and corruption."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import quote
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+import relaystore
+from relaystore.backends.redis import AdaptiveKeys, RedisCheckpointStore, RedisOutputStore, _glob_escape
+from relaystore.stores import Store
+
+GARBAGE = b'{"not valid json'
+
+
+def raw_client(url: str) -> Redis | RedisCluster:
+    """A plain redis-py client on the server or cluster that ``url`` names."""
+    if url.startswith("redis+cluster://"):
+        host, _, port = url.removeprefix("redis+cluster://").split(",")[0].partition(":")
+        return RedisCluster(host=host, port=int(port))
+    return Redis.from_url(url)
+
+
+async def purge(url: str, prefix: str) -> int:
+    """UNLINK every key under ``prefix`` (SCAN of that prefix only); return how many."""
+    client = raw_client(url)
+    try:
+        keys = [k async for k in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000)]
+        for key in keys:  # one by one: in a cluster the keys span slots
+            await client.unlink(key)
+        return len(keys)
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def fresh_prefixed(url: str) -> AsyncIterator[Store]:
+    prefix = f"rstest:{uuid.uuid4().hex}:"
+    separator = "&" if "?" in url else "?"
+    try:
+        async with relaystore.connect(f"{url}{separator}prefix={quote(prefix)}") as store:
+            yield store
+    finally:
+        await purge(url, prefix)
+
+
+def _location(store: Store, what: str, key: tuple[str, ...]) -> tuple[str, str | None]:
+    """The Redis key (and hash field, if any) that holds the record."""
+    prefix = store.adaptive._k.prefix  # type: ignore[attr-defined]
+    adaptive: AdaptiveKeys = store.adaptive._k  # type: ignore[attr-defined]
+    if what == "run":
+        return adaptive.run(*key), None
+    if what == "document":
+        return adaptive.key(*key), None
+    if what == "checkpoint":
+        thread_id, checkpoint_id = key
+        return RedisCheckpointStore(None, prefix)._keys(thread_id).meta, checkpoint_id  # type: ignore[arg-type]
+    if what == "output":
+        return RedisOutputStore(None, prefix)._records, key[0]  # type: ignore[arg-type]
+    raise NotImplementedError(what)
+
+
+async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
+    """Overwrite the record's JSON with garbage through a second client."""
+    name, field = _location(store, what, key)
+    client = raw_client(store.url.partition("?")[0])
+    try:
+        if field is None:
+            assert await client.set(name, GARBAGE, xx=True), f"no {what} {key} to corrupt"
+        else:
+            assert await client.hexists(name, field), f"no {what} {key} to corrupt"
+            await client.hset(name, field, GARBAGE)
+    finally:
+        await client.aclose()

@@ -1,0 +1,252 @@
+"""Redis-specific behaviour the conformance suite cannot see: the key layout shared with NeMo
+Relay, round trips, TTL, concurrency across connections and failure handling."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+import relaystore
+from relaystore.backends.redis import RedisConnection, parse_url
+from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
+from relaystore.models import AccumulatorState
+from relaystore.stores import Store
+from tests.conformance import docs
+from tests.support.redis_stores import purge
+from tests.support.services import free_port, start_redis
+
+AGENT = "team:alpha/agent-1"
+
+
+@pytest.fixture
+async def prefix(redis_url: str) -> AsyncIterator[str]:
+    name = f"rstest:{uuid.uuid4().hex}:"
+    yield name
+    await purge(redis_url, name)
+
+
+@pytest.fixture
+async def store(redis_url: str, prefix: str) -> AsyncIterator[Store]:
+    async with relaystore.connect(redis_url, prefix=prefix) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def _run(agent: str) -> dict[str, Any]:
+    return docs.as_json(docs.run_record(agent))  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def test_url_options() -> None:
+    config = parse_url("redis://u:p%40ss@h:7000/3?prefix=x:&ttl=60&timeout=1.5", {})
+    assert (config.hosts, config.db, config.username, config.password) == ([("h", 7000)], 3, "u", "p@ss")
+    assert (config.prefix, config.ttl, config.timeout, config.cluster) == ("x:", 60, 1.5, False)
+    assert parse_url("redis://h", {}).prefix == "nemo_relay:"
+    cluster = parse_url("redis+cluster://a:1,b:2", {"prefix": "k:"})
+    assert cluster.cluster and cluster.hosts == [("a", 1), ("b", 2)] and cluster.prefix == "k:"
+    assert parse_url("rediss://h:1?cluster=1", {}).cluster and parse_url("rediss://h:1", {}).tls
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://h?nope=1",
+        "redis://h?ttl=0",
+        "redis://h?timeout=x",
+        "redis://h/db",
+        "redis://a:1,b:2",
+        "redis+cluster://a:1/2",
+        "redis://h?cluster=maybe",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_url(url, {})
+
+
+# --------------------------------------------------------------------------- NeMo Relay's layout
+
+
+async def test_adaptive_keys_are_nemo_relays(store: Store, raw: Redis, prefix: str) -> None:
+    first, second = _run(AGENT), _run(AGENT)
+    for record in (first, second):
+        await store.adaptive.store_run(record)
+    await store.adaptive.store_accumulators(AGENT, AccumulatorState())
+    assert [r.decode() for r in await raw.lrange(f"{prefix}runs_index:{AGENT}", 0, -1)] == [
+        first["id"],
+        second["id"],
+    ]
+    stored = json.loads(await raw.get(f"{prefix}runs:{AGENT}:{first['id']}"))
+    assert stored == first
+    assert await raw.type(f"{prefix}accumulators:{AGENT}") == b"string"
+    assert await raw.ttl(f"{prefix}runs:{AGENT}:{first['id']}") == -1  # as NeMo Relay: no TTL
+
+
+async def test_runs_written_the_nemo_relay_way_are_listed_and_dangling_ids_skipped(
+    store: Store, raw: Redis, prefix: str
+) -> None:
+    records = [_run(AGENT) for _ in range(3)]
+    for record in records:  # exactly what NeMo Relay's store_run does: SET + RPUSH in MULTI
+        async with raw.pipeline(transaction=True) as pipe:
+            pipe.set(f"{prefix}runs:{AGENT}:{record['id']}", json.dumps(record))
+            pipe.rpush(f"{prefix}runs_index:{AGENT}", record["id"])
+            await pipe.execute()
+    await raw.delete(f"{prefix}runs:{AGENT}:{records[1]['id']}")
+    page = await store.adaptive.list_runs(AGENT, limit=1)
+    assert [r.id for r in page] == [records[0]["id"]]
+    rest = await store.adaptive.list_runs(AGENT, limit=1, cursor=page.next_cursor)
+    assert [r.id for r in rest] == [records[2]["id"]]  # the gap did not end the page early
+    assert await store.adaptive.list_agents() == [AGENT]
+
+
+async def test_cursor_survives_prune(store: Store) -> None:
+    records = [_run(AGENT) for _ in range(6)]
+    for record in records:
+        await store.adaptive.store_run(record)
+    page = await store.adaptive.list_runs(AGENT, limit=4)
+    assert await store.adaptive.prune_runs(AGENT, keep=3) == 3
+    rest = await store.adaptive.list_runs(AGENT, cursor=page.next_cursor)
+    assert [r.id for r in rest] == [r["id"] for r in records[4:]]
+    assert await store.adaptive.count_runs(AGENT) == 3
+
+
+async def test_list_runs_takes_two_round_trips(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(300):
+        await store.adaptive.store_run(_run(AGENT))
+    calls = []
+    original = RedisConnection.call
+
+    async def counting(self: RedisConnection, key: str, fn: Any) -> Any:
+        calls.append(key)
+        return await original(self, key, fn)
+
+    monkeypatch.setattr(RedisConnection, "call", counting)
+    assert len(await store.adaptive.list_runs(AGENT)) == 300
+    assert len(calls) == 2  # the id range (a script), then one MGET
+    calls.clear()
+    await store.adaptive.list_runs(AGENT, limit=50)
+    assert len(calls) == 2
+
+
+async def test_ttl_expires_runs(redis_url: str, prefix: str, raw: Redis) -> None:
+    async with relaystore.connect(f"{redis_url}?ttl=100", prefix=prefix) as store:
+        record = _run(AGENT)
+        await store.adaptive.store_run(record)
+        await store.adaptive.store_plan(docs.execution_plan(AGENT))
+    assert 0 < await raw.ttl(f"{prefix}runs:{AGENT}:{record['id']}") <= 100
+    assert 0 < await raw.ttl(f"{prefix}runs_index:{AGENT}") <= 100
+    assert await raw.ttl(f"{prefix}plan:{AGENT}") == -1  # documents never expire
+
+
+async def test_wrong_redis_type_is_a_corrupt_record(store: Store, raw: Redis, prefix: str) -> None:
+    await raw.rpush(f"{prefix}plan:{AGENT}", "x")
+    with pytest.raises(CorruptRecord) as info:
+        await store.adaptive.load_plan(AGENT)
+    assert info.value.key == f"{prefix}plan:{AGENT}"
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_updaters_on_separate_connections_lose_nothing(redis_url: str, prefix: str) -> None:
+    updaters, rounds = 8, 15
+    stores = [await relaystore.connect(redis_url, prefix=prefix) for _ in range(updaters)]
+
+    async def work(store: Store) -> None:
+        for _ in range(rounds):
+            await store.adaptive.update_accumulators(AGENT, docs.incremented)
+
+    try:
+        await asyncio.gather(*(work(s) for s in stores))
+        assert docs.counter_of(await stores[0].adaptive.load_accumulators(AGENT)) == updaters * rounds
+    finally:
+        for opened in stores:
+            await opened.close()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+async def test_unreachable_server_at_open() -> None:
+    with pytest.raises(BackendUnavailable):
+        await relaystore.connect(f"redis://127.0.0.1:{free_port()}/0?timeout=2")
+
+
+async def test_server_loss_then_recovery() -> None:
+    server = start_redis()
+    try:
+        store = await relaystore.connect(server.url, prefix="p:", timeout=2)
+        await store.adaptive.store_run(_run(AGENT))
+        server.stop()
+        with pytest.raises(BackendUnavailable):
+            await store.adaptive.count_runs(AGENT)
+        server = start_redis(port=server.port)
+        assert await store.adaptive.count_runs(AGENT) == 0  # reconnected (to an empty new server)
+        await store.close()
+    finally:
+        server.stop()
+
+
+async def test_silent_server_times_out() -> None:
+    with socket.socket() as listener:  # accepts connections, never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(BackendUnavailable):
+            await relaystore.connect(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+async def test_cluster_keeps_an_agents_keys_in_one_slot_and_nemo_layout_would_not() -> None:
+    from redis.asyncio.cluster import RedisCluster
+    from redis.exceptions import ResponseError
+
+    from tests.conformance.factories import redis_cluster
+
+    if reason := redis_cluster.unavailable():
+        pytest.skip(reason)
+    url = redis_cluster.cluster().url
+    prefix = f"rstest:{uuid.uuid4().hex}:"
+    host, _, port = url.removeprefix("redis+cluster://").split(",")[0].partition(":")
+    raw = RedisCluster(host=host, port=int(port))
+    try:
+        async with relaystore.connect(url, prefix=prefix) as store:
+            record = _run(AGENT)
+            await store.adaptive.store_run(record)
+            keys = [key async for key in raw.scan_iter(match=f"{prefix}*")]
+            assert len(keys) == 2  # the run and its index (no prune yet, so no counter)
+            assert len({raw.keyslot(k) for k in keys}) == 1
+            assert [r.id for r in await store.adaptive.list_runs(AGENT)] == [record["id"]]
+        # NeMo Relay's store_run: MULTI over its untagged run and index keys, which hash apart
+        run_key, index_key = f"{prefix}runs:{AGENT}:x", f"{prefix}runs_index:{AGENT}"
+        assert raw.keyslot(run_key) != raw.keyslot(index_key)
+        node = raw.get_node_from_key(f"{prefix}runs:{AGENT}:x")
+        direct = Redis(host=node.host, port=node.port)
+        try:
+            async with direct.pipeline(transaction=True) as pipe:
+                pipe.set(f"{prefix}runs:{AGENT}:x", "{}")
+                pipe.rpush(f"{prefix}runs_index:{AGENT}", "x")
+                with pytest.raises(ResponseError):  # MOVED / CROSSSLOT: the transaction is refused
+                    await pipe.execute()
+        finally:
+            await direct.aclose()
+    finally:
+        await purge(url, prefix)
+        await raw.aclose()
