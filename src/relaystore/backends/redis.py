@@ -35,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,9 +52,10 @@ from redis.backoff import NoBackoff
 
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
-from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores._common import ANY, parse_json, parse_rows
+from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, duplicate_conflict, head_conflict
 
 T = TypeVar("T")
@@ -234,7 +237,39 @@ end
 return out
 """
 
+# Blobs: KEYS = meta hash, uploads zset; ARGV = sha, meta JSON, upload id, chunk count, key base.
+# Every blob key shares the "{blob}" hash tag, so building chunk keys in Lua stays in one slot.
+_COMMIT_BLOB = """
+local base, id, n = ARGV[5], ARGV[3], tonumber(ARGV[4])
+redis.call('ZREM', KEYS[2], id)
+local exists = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1
+for i = 0, n - 1 do
+  local staged = base .. 'up:' .. id .. ':' .. i
+  if exists then redis.call('DEL', staged)
+  else redis.call('RENAME', staged, base .. 'c:' .. ARGV[1] .. ':' .. i) end
+end
+if not exists then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return exists and 0 or 1
+"""
+
+# KEYS = uploads zset (or meta hash); ARGV = key base, chunk key stem ('up:<id>' or 'c:<sha>').
+_DROP_CHUNKS = """
+local i = 0
+while redis.call('DEL', ARGV[1] .. ARGV[2] .. ':' .. i) == 1 do i = i + 1 end
+return i
+"""
+
+_DELETE_BLOB = """
+if redis.call('HDEL', KEYS[1], ARGV[2]) == 0 then return 0 end
+local i = 0
+while redis.call('DEL', ARGV[1] .. 'c:' .. ARGV[2] .. ':' .. i) == 1 do i = i + 1 end
+return 1
+"""
+
 _SCRIPTS = {
+    "_COMMIT_BLOB": _COMMIT_BLOB,
+    "_DROP_CHUNKS": _DROP_CHUNKS,
+    "_DELETE_BLOB": _DELETE_BLOB,
     "_STORE_RUN": _STORE_RUN,
     "_RUN_IDS": _RUN_IDS,
     "_PRUNE_RUNS": _PRUNE_RUNS,
@@ -545,6 +580,68 @@ class RedisOutputStore(OutputStore):
         return [record for _, record in parse_rows(_RECORD, rows)]
 
 
+# ------------------------------------------------------------------------- blobs
+
+_STALE_UPLOAD_SECONDS = 86_400
+
+
+class RedisBlobStore(BlobStore):
+    """Blobs under ``{prefix}rs:{blob}:``: a ``meta`` hash (digest → size and mime), 1 MiB
+    chunk strings ``c:<sha>:<i>``, staged chunks ``up:<upload>:<i>`` and an ``uploads`` sorted set
+    (upload id → start time) so a crashed upload's chunks are dropped a day later."""
+
+    def __init__(self, conn: RedisConnection, prefix: str) -> None:
+        self._c = conn
+        self._base = f"{prefix}rs:{{blob}}:"
+        self._meta = self._base + "meta"
+        self._uploads = self._base + "uploads"
+
+    async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
+        if index == 0:
+            await self._c.do(self._uploads, "ZADD", self._uploads, time.time(), upload_id)
+        await self._c.do(self._base, "SET", f"{self._base}up:{upload_id}:{index}", data)
+
+    async def _commit(self, upload_id: str, blob: BlobContent, chunks: int) -> None:
+        meta = json.dumps({"size": blob.size, "mime": blob.mime})
+        keys = [self._meta, self._uploads]
+        await self._c.script("_COMMIT_BLOB", keys, [blob.sha256, meta, upload_id, chunks, self._base])
+
+    async def _abort(self, upload_id: str) -> None:
+        await self._c.do(self._uploads, "ZREM", self._uploads, upload_id)
+        await self._c.script("_DROP_CHUNKS", [self._uploads], [self._base, f"up:{upload_id}"])
+
+    async def _stat(self, sha256: str) -> BlobContent | None:
+        raw = await self._c.do(self._meta, "HGET", self._meta, sha256)
+        return None if raw is None else self._blob(sha256, raw)
+
+    def _blob(self, sha256: str, raw: bytes) -> BlobContent:
+        try:
+            meta = json.loads(raw)
+            return BlobContent(sha256=sha256, size=meta["size"], mime=meta["mime"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptRecord(f"{self._meta}[{sha256}]", str(exc)) from exc
+
+    async def _chunk(self, sha256: str, index: int) -> bytes | None:
+        return await self._c.do(self._base, "GET", f"{self._base}c:{sha256}:{index}")  # type: ignore[no-any-return]
+
+    async def _delete(self, sha256: str) -> bool:
+        return bool(await self._c.script("_DELETE_BLOB", [self._meta], [self._base, sha256]))
+
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+        # HKEYS is O(blobs); a blob store holds far fewer entries than it holds bytes
+        digests = {k.decode() for k in await self._c.do(self._meta, "HKEYS", self._meta)}
+        page = _sorted_page(digests, after, limit)
+        raws = await self._c.do(self._meta, "HMGET", self._meta, *page) if page else []
+        return [self._blob(sha, raw) for sha, raw in zip(page, raws, strict=True) if raw is not None]
+
+    async def drop_stale_uploads(self) -> int:
+        cutoff = time.time() - _STALE_UPLOAD_SECONDS
+        stale = await self._c.do(self._uploads, "ZRANGEBYSCORE", self._uploads, "-inf", cutoff)
+        for upload_id in stale:
+            await self._abort(upload_id.decode())
+        return len(stale)
+
+
 # ------------------------------------------------------------------------- adaptive
 
 
@@ -806,10 +903,12 @@ async def open_store(url: str, **options: Any) -> Store:
     """
     config = parse_url(url, options)
     conn = RedisConnection(_client(config), config.timeout, config.cluster)
+    blobs = RedisBlobStore(conn, config.prefix)
     try:
         if config.cluster:
             await conn.call("cluster", conn.client.initialize)  # type: ignore[union-attr]
         await conn.do("PING", "PING")
+        await blobs.drop_stale_uploads()
     except BaseException:
         await conn.close()
         raise
@@ -832,6 +931,7 @@ async def open_store(url: str, **options: Any) -> Store:
         RedisCheckpointStore(conn, config.prefix),
         RedisOutputStore(conn, config.prefix),
         RedisAdaptiveStore(conn, AdaptiveKeys(config.prefix, config.cluster), config.ttl),
+        blobs=blobs,
         close=conn.close,
         info=info,
     )

@@ -204,19 +204,25 @@ class AdaptiveStore(ABC):
     async def _update(self, kind: DocKind, key: str, fn: Callable[[Any], Any]) -> Any:
         check_id(key, "key")
         adapter = ADAPTERS[kind]
+        decoded: dict[str | None, Any] = {None: None}  # text -> value, so nothing is parsed twice
 
         def apply(text: str | None) -> str | None:
             current = None if text is None else parse_json(adapter, text, f"{kind}:{key}")
+            decoded[text] = current
             new = fn(current)
             if new is None:
                 return None
             new = validate(adapter, new, kind)
             if kind == "plan" and new.agent_id != key:
                 raise InvalidInput(f"updated plan is for {new.agent_id!r}, not {key!r}")
-            return doc_json(kind, new)
+            new_text = doc_json(kind, new)
+            decoded[new_text] = new
+            return new_text
 
         text = await self._update_doc(kind, key, apply)
-        return None if text is None else parse_json(adapter, text, f"{kind}:{key}")
+        if text in decoded:
+            return decoded[text]
+        return parse_json(adapter, text, f"{kind}:{key}")  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ backend primitives
 

@@ -1,0 +1,760 @@
+"""PostgreSQL backend: ``postgresql://user@host:5432/db?schema=relaystore&pool_min=1&pool_max=10``.
+
+Design (details and the reasons in ``docs/backends/postgres.md``):
+
+- Every table lives in one schema per tenant (``?schema=``, default ``relaystore``), always named
+  with its schema, so nothing depends on ``search_path`` (unreliable behind PgBouncer).
+- No lock in the process: every call borrows its own connection from a psycopg pool, so calls
+  run concurrently. A write that must be atomic is one transaction holding a transaction-scoped
+  advisory lock on exactly what it protects (one thread, one document).
+- ``seq`` columns are identity columns: assigned by the server, increasing, never reused.
+- Adaptive documents and runs are ``json`` (the exact text written, ``\\u0000`` escapes and
+  ``17.0`` included); checkpoint metadata and output records, relaystore's own models, are
+  ``jsonb``; checkpoint state is ``bytea``.
+- Migrations are versioned in ``{schema}.relaystore_schema`` and run at open under an advisory
+  lock; :func:`migrate` also runs inside a caller's own transaction.
+- psycopg errors never escape: connection loss and timeouts become :class:`BackendUnavailable`
+  (and stale pooled connections are discarded, so the next call reconnects), values PostgreSQL
+  cannot hold become :class:`InvalidInput`.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, LiteralString, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
+from pydantic import TypeAdapter
+
+from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
+from relaystore.stores._common import ANY, parse_json, parse_rows
+from relaystore.stores.adaptive import AGENT_DOC_KINDS
+from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
+
+_METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
+_RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+Conn = psycopg.AsyncConnection[Any]
+
+# Each migration is a list of statements; ``{s}`` is the quoted schema. Plain CREATE INDEX (never
+# CONCURRENTLY) so that a migration can run inside the caller's transaction.
+# Ids are COLLATE "C" so that listings sort by code point whatever the database's locale.
+# Checkpoints and runs have no index on seq alone, on purpose: given one, the planner may answer
+# "latest of thread X" by walking all seqs backwards and filtering (it does when X holds a large
+# share of rows), which reads every newer row of every other thread. Keyed (thread_id, seq), the
+# latest checkpoint and a page of a thread are one index descent whatever the table holds.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE {s}.checkpoints (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY,
+            thread_id TEXT COLLATE "C" NOT NULL,
+            checkpoint_id TEXT COLLATE "C" NOT NULL,
+            metadata JSONB NOT NULL,
+            state BYTEA NOT NULL,
+            CONSTRAINT checkpoints_thread_seq PRIMARY KEY (thread_id, seq),
+            UNIQUE (thread_id, checkpoint_id))""",
+        """CREATE TABLE {s}.outputs (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id TEXT COLLATE "C" NOT NULL UNIQUE,
+            task_id TEXT COLLATE "C" NOT NULL,
+            attempt BIGINT NOT NULL,
+            producer_agent TEXT COLLATE "C" NOT NULL,
+            record JSONB NOT NULL)""",
+        "CREATE INDEX outputs_attempt ON {s}.outputs (task_id, attempt, seq)",
+        "CREATE INDEX outputs_producer ON {s}.outputs (producer_agent, seq)",
+        "CREATE INDEX outputs_producer_run ON {s}.outputs (producer_agent, task_id, attempt, seq)",
+        """CREATE TABLE {s}.output_parents (
+            parent TEXT COLLATE "C" NOT NULL,
+            child_seq BIGINT NOT NULL REFERENCES {s}.outputs (seq) ON DELETE CASCADE,
+            PRIMARY KEY (parent, child_seq))""",
+        """CREATE TABLE {s}.runs (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY,
+            agent_id TEXT COLLATE "C" NOT NULL,
+            run_id TEXT COLLATE "C" NOT NULL,
+            doc JSON NOT NULL,
+            CONSTRAINT runs_agent_seq PRIMARY KEY (agent_id, seq),
+            UNIQUE (agent_id, run_id))""",
+        """CREATE TABLE {s}.documents (
+            kind TEXT COLLATE "C" NOT NULL,
+            key TEXT COLLATE "C" NOT NULL,
+            doc JSON NOT NULL,
+            PRIMARY KEY (kind, key))""",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+DEFAULT_SCHEMA = "relaystore"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_OPTIONS = {
+    "schema",
+    "pool_min",
+    "pool_max",
+    "timeout",
+    "check",
+    "max_idle",
+    "max_lifetime",
+    "statement_timeout",
+    "application_name",
+}
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+# ------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class PgOptions:
+    """Where and how to connect. Times are seconds."""
+
+    conninfo: str
+    schema: str = DEFAULT_SCHEMA
+    pool_min: int = 1
+    pool_max: int = 10
+    timeout: float = 10.0
+    check: bool = True
+    max_idle: float = 600.0
+    max_lifetime: float = 3600.0
+    statement_timeout: float = 0.0  # 0: no limit
+    application_name: str = ""
+
+
+def check_schema_name(name: object) -> str:
+    """Return ``name`` if it is a usable schema name: lowercase ``[a-z_][a-z0-9_]*``, at most 63
+    bytes, not ``pg_…`` (reserved). Raise :class:`InvalidInput` otherwise."""
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name) or name.startswith("pg_"):
+        raise InvalidInput(
+            f"schema must match [a-z_][a-z0-9_]* (at most 63 characters, not pg_…), got {name!r}"
+        )
+    return name
+
+
+def _number(options: dict[str, str], name: str, kind: type, default: float, low: float) -> Any:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a {kind.__name__}, got {raw!r}") from None
+    if value < low:
+        raise InvalidInput(f"{name} must be at least {low}, got {raw!r}")
+    return value
+
+
+def _flag(options: dict[str, str], name: str, default: bool) -> bool:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    if raw.lower() not in _TRUE | _FALSE:
+        raise InvalidInput(f"{name} must be true or false, got {raw!r}")
+    return raw.lower() in _TRUE
+
+
+def parse_url(url: str, options: dict[str, Any]) -> PgOptions:
+    """Split a ``postgresql://`` URL into libpq's connection string and relaystore's options.
+
+    relaystore's options (``schema``, ``pool_min``, ``pool_max``, ``timeout``, ``check``,
+    ``max_idle``, ``max_lifetime``, ``application_name``) may be URL query parameters or
+    keywords (keywords win); other query parameters (``sslmode`` …) are passed to libpq.
+    Raises :class:`InvalidInput` for a malformed URL or option.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _OPTIONS}
+    unknown = set(options) - _OPTIONS
+    if unknown:
+        raise InvalidInput(f"unknown postgres option(s): {', '.join(sorted(unknown))}")
+    ours.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in options.items()})
+    conninfo = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in _OPTIONS])))
+    try:
+        conninfo_to_dict(conninfo)
+    except psycopg.Error as exc:
+        raise InvalidInput(f"not a usable PostgreSQL URL: {exc}") from None
+    pool_min = _number(ours, "pool_min", int, 1, 0)
+    pool_max = _number(ours, "pool_max", int, max(10, pool_min), 1)
+    if pool_max < pool_min:
+        raise InvalidInput(f"pool_max ({pool_max}) must be at least pool_min ({pool_min})")
+    return PgOptions(
+        conninfo=conninfo,
+        schema=check_schema_name(ours.get("schema", DEFAULT_SCHEMA)),
+        pool_min=pool_min,
+        pool_max=pool_max,
+        timeout=_number(ours, "timeout", float, 10.0, 0.001),
+        check=_flag(ours, "check", True),
+        max_idle=_number(ours, "max_idle", float, 600.0, 1),
+        max_lifetime=_number(ours, "max_lifetime", float, 3600.0, 1),
+        statement_timeout=_number(ours, "statement_timeout", float, 0.0, 0),
+        application_name=ours.get("application_name") or f"relaystore-{uuid.uuid4().hex[:12]}",
+    )
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def translate(exc: psycopg.Error) -> Exception:
+    """The relaystore error that stands for a psycopg error."""
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return Conflict(f"already exists: {exc.diag.message_detail or exc}")
+    if isinstance(exc, pg_errors.QueryCanceled):
+        return BackendUnavailable(f"PostgreSQL statement timed out or was cancelled: {exc}")
+    if isinstance(exc, psycopg.DataError):  # e.g. \u0000 in jsonb, a number jsonb cannot hold
+        return InvalidInput(f"PostgreSQL cannot store this value: {str(exc).splitlines()[0]}")
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+        return BackendUnavailable(f"PostgreSQL is unreachable: {exc}")
+    return BackendUnavailable(f"PostgreSQL error {exc.sqlstate or ''}: {exc}".strip())
+
+
+def _lost_connection(exc: psycopg.Error) -> bool:
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
+        exc, pg_errors.QueryCanceled
+    )
+
+
+# ------------------------------------------------------------------------- migrations
+
+
+async def migrate(conn: Conn, schema: str = DEFAULT_SCHEMA) -> int:
+    """Create or upgrade relaystore's tables in ``schema`` on ``conn``; return the schema version.
+
+    Works on an autocommit connection (it commits its own transaction) and inside a transaction
+    the caller has open (it uses a savepoint, and the caller's COMMIT or ROLLBACK decides).
+    Concurrent callers are serialized by an advisory lock held until their transaction ends.
+    Raises :class:`InvalidInput` for a bad schema name and :class:`BackendUnavailable` if the
+    schema is newer than this relaystore or the server fails.
+    """
+    ident = sql.Identifier(check_schema_name(schema))
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"relaystore:migrate:{schema}",)
+            )
+            current = await _current_version(conn, schema, ident)
+            if current > SCHEMA_VERSION:
+                raise BackendUnavailable(
+                    f"schema {schema!r} has version {current}; this relaystore knows up to "
+                    f"{SCHEMA_VERSION}. Upgrade relaystore."
+                )
+            # Only DDL when something is missing: a role without CREATE rights can open a
+            # schema that a deployment step migrated.
+            if current < SCHEMA_VERSION:
+                await _create_version_table(conn, ident)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                await _apply(conn, ident, version)
+            return max(current, SCHEMA_VERSION)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+async def _current_version(conn: Conn, schema: str, ident: sql.Identifier) -> int:
+    """The schema's version, 0 if it has no version table (or does not exist)."""
+    cur = await conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'relaystore_schema'",
+        (schema,),
+    )
+    if await cur.fetchone() is None:
+        return 0
+    cur = await conn.execute(
+        sql.SQL("SELECT COALESCE(MAX(version), 0) FROM {}.relaystore_schema").format(ident)
+    )
+    return int(cast(tuple[int], await cur.fetchone())[0])
+
+
+async def _create_version_table(conn: Conn, ident: sql.Identifier) -> None:
+    await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+    await conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.relaystore_schema "
+            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ).format(ident)
+    )
+
+
+async def _apply(conn: Conn, ident: sql.Identifier, version: int) -> None:
+    for statement in MIGRATIONS[version - 1]:
+        await conn.execute(sql.SQL(cast(LiteralString, statement)).format(s=ident))
+    await conn.execute(
+        sql.SQL("INSERT INTO {}.relaystore_schema (version) VALUES (%s)").format(ident), (version,)
+    )
+
+
+# ------------------------------------------------------------------------- database
+
+
+def _connection_kwargs(options: PgOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "autocommit": True,
+        "application_name": options.application_name,
+        "connect_timeout": max(2, round(options.timeout)),
+    }
+    if options.statement_timeout:
+        kwargs["options"] = f"-c statement_timeout={round(options.statement_timeout * 1000)}"
+    return kwargs
+
+
+class PgDatabase:
+    """The pool, the schema, and the error policy around both."""
+
+    def __init__(self, options: PgOptions) -> None:
+        self.options = options
+        self.schema = options.schema
+        self._ident = sql.Identifier(options.schema)
+        self._queries: dict[str, sql.Composed] = {}
+        self.pool = AsyncConnectionPool(
+            options.conninfo,
+            min_size=options.pool_min,
+            max_size=options.pool_max,
+            open=False,
+            timeout=options.timeout,
+            max_idle=options.max_idle,
+            max_lifetime=options.max_lifetime,
+            check=AsyncConnectionPool.check_connection if options.check else None,
+            name=options.application_name,
+            kwargs=_connection_kwargs(options),
+        )
+
+    async def open(self) -> None:
+        try:
+            await self.pool.open(wait=True, timeout=self.options.timeout)
+        except psycopg.Error as exc:
+            raise BackendUnavailable(
+                f"cannot connect to PostgreSQL within {self.options.timeout}s: {exc}"
+            ) from exc
+        async with self.connection() as conn:
+            await migrate(conn, self.schema)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    def sql(self, template: str) -> sql.Composed:
+        """``template`` with ``{s}`` replaced by the quoted schema (built once per template)."""
+        query = self._queries.get(template)
+        if query is None:
+            query = sql.SQL(cast(LiteralString, template)).format(s=self._ident)
+            self._queries[template] = query
+        return query
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Conn]:
+        """A pooled autocommit connection; psycopg errors leave as relaystore errors."""
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            if _lost_connection(exc):
+                await self._drop_stale_connections()
+            raise translate(exc) from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """A pooled connection inside one transaction, committed unless the block raises."""
+        async with self.connection() as conn, conn.transaction():
+            yield conn
+
+    async def _drop_stale_connections(self) -> None:
+        # When one connection died, its idle siblings probably did too (server restart, a cloud
+        # proxy's idle cut): check them now so that the next call gets a live one.
+        # The pool replaces what fails; the caller gets the original error either way.
+        with suppress(Exception):
+            await self.pool.check()
+
+    async def lock(self, conn: Conn, *parts: str) -> None:
+        """Take a transaction-scoped advisory lock on ``parts`` within this schema."""
+        key = ":".join(("relaystore", self.schema, *parts))
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+
+    async def all(self, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self.connection() as conn:
+            cur = await conn.execute(self.sql(template), params)
+            return await cur.fetchall()
+
+    async def one(self, template: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        async with self.connection() as conn:
+            cur = await conn.execute(self.sql(template), params)
+            return await cur.fetchone()
+
+    async def scalar(self, template: str, params: Sequence[Any] = ()) -> Any:
+        row = await self.one(template, params)
+        return None if row is None else row[0]
+
+    async def rowcount(self, template: str, params: Sequence[Any] = ()) -> int:
+        async with self.connection() as conn:
+            cur = await conn.execute(self.sql(template), params)
+            return cur.rowcount
+
+
+# Distinct values of an indexed column read as a skip scan: one index probe per value, so
+# listing 10 threads costs 10 probes however many checkpoints each thread has.
+_SKIP_SCAN = """
+    WITH RECURSIVE walk(k) AS (
+        (SELECT {col} FROM {s}.{table} WHERE {col} > %s ORDER BY {col} LIMIT 1)
+        UNION ALL
+        SELECT (SELECT t.{col} FROM {s}.{table} t WHERE t.{col} > walk.k ORDER BY t.{col} LIMIT 1)
+        FROM walk WHERE walk.k IS NOT NULL
+    )
+    SELECT k FROM walk WHERE k IS NOT NULL LIMIT %s"""
+
+
+def _skip_scan(table: str, column: str) -> str:
+    return _SKIP_SCAN.replace("{table}", table).replace("{col}", column)
+
+
+def _after_key(after: str | None) -> str:
+    return "" if after is None else after  # ids are never empty, so "" precedes every id
+
+
+# ------------------------------------------------------------------------- checkpoints
+
+HEAD_CHECKPOINT = "SELECT checkpoint_id FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
+LATEST_CHECKPOINT = (
+    "SELECT seq, metadata::text, state FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
+)
+
+
+def list_checkpoints_query(paged: bool, newest_first: bool) -> str:
+    """Template of one page of a thread: params thread_id, [cursor seq if paged], limit."""
+    direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
+    where = f" AND seq {compare} %s" if paged else ""
+    return (
+        f"SELECT seq, metadata::text FROM {{s}}.checkpoints WHERE thread_id = %s{where} "
+        f"ORDER BY seq {direction} LIMIT %s"
+    )
+
+
+def _checkpoint(schema: str, row: tuple[int, str, bytes]) -> Checkpoint:
+    seq, metadata, state = row
+    return Checkpoint(parse_json(_METADATA, metadata, f"{schema}.checkpoints row seq={seq}"), bytes(state))
+
+
+class PgCheckpointStore(CheckpointStore):
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def _save(
+        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
+    ) -> None:
+        doc = metadata.model_dump_json()
+        async with self._db.transaction() as conn:
+            # One writer per thread at a time, CAS or not: the head read below stays the head
+            # until COMMIT, and seq order within a thread is commit order, so a reader paging
+            # with a cursor never has an earlier checkpoint appear behind it.
+            await self._db.lock(conn, "thread", thread_id)
+            if expected_head is not ANY:
+                cur = await conn.execute(self._db.sql(HEAD_CHECKPOINT), (thread_id,))
+                row = await cur.fetchone()
+                check_head(thread_id, expected_head, row[0] if row else None)
+            try:
+                await conn.execute(
+                    self._db.sql(
+                        "INSERT INTO {s}.checkpoints (thread_id, checkpoint_id, metadata, state) "
+                        "VALUES (%s, %s, %s::jsonb, %s)"
+                    ),
+                    (thread_id, metadata.id, doc, state),
+                )
+            except pg_errors.UniqueViolation:
+                raise duplicate_conflict(thread_id, metadata.id) from None
+
+    async def _head(self, thread_id: str) -> str | None:
+        # The id has its own column, so a head whose metadata is corrupt still names itself.
+        return cast(str | None, await self._db.scalar(HEAD_CHECKPOINT, (thread_id,)))
+
+    async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
+        row = await self._db.one(
+            "SELECT seq, metadata::text, state FROM {s}.checkpoints "
+            "WHERE thread_id = %s AND checkpoint_id = %s",
+            (thread_id, checkpoint_id),
+        )
+        return None if row is None else _checkpoint(self._db.schema, row)  # type: ignore[arg-type]
+
+    async def _load_latest(self, thread_id: str) -> Checkpoint | None:
+        row = await self._db.one(LATEST_CHECKPOINT, (thread_id,))
+        return None if row is None else _checkpoint(self._db.schema, row)  # type: ignore[arg-type]
+
+    async def _list(
+        self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
+    ) -> list[SeqRow]:
+        params: list[Any] = [thread_id] + ([] if after is None else [after]) + [limit]
+        rows = await self._db.all(list_checkpoints_query(after is not None, newest_first), params)
+        table = f"{self._db.schema}.checkpoints"
+        return parse_rows(_METADATA, ((seq, f"{table} row seq={seq}", md) for seq, md in rows))
+
+    async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
+        return (
+            await self._db.rowcount(
+                "DELETE FROM {s}.checkpoints WHERE thread_id = %s AND checkpoint_id = %s",
+                (thread_id, checkpoint_id),
+            )
+            > 0
+        )
+
+    async def _delete_thread(self, thread_id: str) -> int:
+        return await self._db.rowcount("DELETE FROM {s}.checkpoints WHERE thread_id = %s", (thread_id,))
+
+    async def _count(self, thread_id: str) -> int:
+        return int(
+            await self._db.scalar("SELECT COUNT(*) FROM {s}.checkpoints WHERE thread_id = %s", (thread_id,))
+        )
+
+    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+        rows = await self._db.all(_skip_scan("checkpoints", "thread_id"), (_after_key(after), limit))
+        return [r[0] for r in rows]
+
+    async def _prune(self, thread_id: str, keep: int) -> int:
+        # Everything at or below the (keep+1)-th newest seq goes; an index probe finds it.
+        return await self._db.rowcount(
+            "DELETE FROM {s}.checkpoints WHERE thread_id = %s AND seq <= "
+            "(SELECT seq FROM {s}.checkpoints WHERE thread_id = %s "
+            "ORDER BY seq DESC OFFSET %s LIMIT 1)",
+            (thread_id, thread_id, keep),
+        )
+
+
+# ------------------------------------------------------------------------- outputs
+
+
+def _where(flt: OutputFilter) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    for column, value in (
+        ("task_id", flt.task_id),
+        ("attempt", flt.attempt),
+        ("producer_agent", flt.producer_agent),
+    ):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            params.append(value)
+    return " AND ".join(clauses) or "TRUE", params
+
+
+class PgOutputStore(OutputStore):
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    def _records(self, rows: list[tuple[Any, ...]], skip_corrupt: bool) -> list[OutputRecord]:
+        table = f"{self._db.schema}.outputs"
+        if not skip_corrupt:
+            decoded = [(seq, parse_json(_RECORD, text, f"{table} row seq={seq}")) for seq, text in rows]
+        else:
+            decoded = parse_rows(_RECORD, ((seq, f"{table} row seq={seq}", text) for seq, text in rows))
+        for seq, record in decoded:
+            record.seq = seq
+        return [record for _, record in decoded]
+
+    async def _insert(self, record: OutputRecord) -> int:
+        doc = record.model_dump_json(exclude={"seq"})
+        parents = list(dict.fromkeys(record.parent_refs))
+        async with self._db.transaction() as conn:
+            try:
+                cur = await conn.execute(
+                    self._db.sql(
+                        "INSERT INTO {s}.outputs (id, task_id, attempt, producer_agent, record) "
+                        "VALUES (%s, %s, %s, %s, %s::jsonb) RETURNING seq"
+                    ),
+                    (record.id, record.task_id, record.attempt, record.producer_agent, doc),
+                )
+            except pg_errors.UniqueViolation:
+                raise Conflict(f"output {record.id} already exists") from None
+            seq = int(cast(tuple[int], await cur.fetchone())[0])
+            if parents:
+                await conn.execute(
+                    self._db.sql(
+                        "INSERT INTO {s}.output_parents (parent, child_seq) SELECT unnest(%s::text[]), %s"
+                    ),
+                    (parents, seq),
+                )
+            return seq
+
+    async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        rows = await self._db.all(
+            "SELECT seq, record::text FROM {s}.outputs WHERE id = ANY(%s::text[])", ([str(r) for r in refs],)
+        )
+        return self._records(rows, skip_corrupt=False)
+
+    async def _latest(self, flt: OutputFilter) -> OutputRecord | None:
+        where, params = _where(flt)
+        rows = await self._db.all(
+            f"SELECT seq, record::text FROM {{s}}.outputs WHERE {where} ORDER BY seq DESC LIMIT 1", params
+        )
+        return self._records(rows, skip_corrupt=False)[0] if rows else None
+
+    async def _list(self, flt: OutputFilter, after: int | None, limit: int | None) -> list[OutputRecord]:
+        where, params = _where(flt)
+        rows = await self._db.all(
+            f"SELECT seq, record::text FROM {{s}}.outputs WHERE {where} AND seq > %s ORDER BY seq LIMIT %s",
+            [*params, -1 if after is None else after, limit],
+        )
+        return self._records(rows, skip_corrupt=True)
+
+    async def _children_of(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+        rows = await self._db.all(
+            "SELECT seq, record::text FROM {s}.outputs WHERE seq IN "
+            "(SELECT child_seq FROM {s}.output_parents WHERE parent = ANY(%s::text[]))",
+            ([str(r) for r in refs],),
+        )
+        return self._records(rows, skip_corrupt=True)
+
+
+# ------------------------------------------------------------------------- adaptive
+
+
+class PgAdaptiveStore(AdaptiveStore):
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
+        async with self._db.transaction() as conn:
+            try:
+                await conn.execute(
+                    self._db.sql("INSERT INTO {s}.runs (agent_id, run_id, doc) VALUES (%s, %s, %s::json)"),
+                    (agent_id, run_id, text),
+                )
+            except pg_errors.UniqueViolation:
+                raise Conflict(f"agent {agent_id!r} already has run {run_id}") from None
+
+    async def _list_runs(
+        self, agent_id: str, after: int | None, limit: int | None
+    ) -> list[tuple[int, str, str]]:
+        rows = await self._db.all(
+            "SELECT seq, run_id, doc::text FROM {s}.runs WHERE agent_id = %s AND seq > %s "
+            "ORDER BY seq LIMIT %s",
+            (agent_id, -1 if after is None else after, limit),
+        )
+        table = f"{self._db.schema}.runs"
+        return [(seq, f"{table} row seq={seq} ({agent_id}:{run_id})", doc) for seq, run_id, doc in rows]
+
+    async def _count_runs(self, agent_id: str) -> int:
+        return int(await self._db.scalar("SELECT COUNT(*) FROM {s}.runs WHERE agent_id = %s", (agent_id,)))
+
+    async def _prune_runs(self, agent_id: str, keep: int) -> int:
+        return await self._db.rowcount(
+            "DELETE FROM {s}.runs WHERE agent_id = %s AND seq <= "
+            "(SELECT seq FROM {s}.runs WHERE agent_id = %s ORDER BY seq DESC OFFSET %s LIMIT 1)",
+            (agent_id, agent_id, keep),
+        )
+
+    async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
+        # The first `limit` distinct agents of runs and of documents, merged: the first `limit`
+        # of the union are among them. DISTINCT matters: one agent has up to three documents.
+        start = _after_key(after)
+        rows = await self._db.all(
+            f"SELECT k FROM (({_skip_scan('runs', 'agent_id')}) UNION "
+            "(SELECT DISTINCT key FROM {s}.documents WHERE kind = ANY(%s::text[]) AND key > %s "
+            "ORDER BY key LIMIT %s)) AS agents ORDER BY k LIMIT %s",
+            (start, limit, list(AGENT_DOC_KINDS), start, limit, limit),
+        )
+        return [r[0] for r in rows]
+
+    async def _get_doc(self, kind: DocKind, key: str) -> str | None:
+        return cast(
+            str | None,
+            await self._db.scalar(
+                "SELECT doc::text FROM {s}.documents WHERE kind = %s AND key = %s", (kind, key)
+            ),
+        )
+
+    async def _put_doc(self, kind: DocKind, key: str, text: str) -> None:
+        async with self._db.connection() as conn:
+            await self._upsert(conn, kind, key, text)
+
+    async def _delete_doc(self, kind: DocKind, key: str) -> bool:
+        return (
+            await self._db.rowcount("DELETE FROM {s}.documents WHERE kind = %s AND key = %s", (kind, key)) > 0
+        )
+
+    async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
+        rows = await self._db.all(
+            "SELECT key FROM {s}.documents WHERE kind = %s AND key > %s ORDER BY key LIMIT %s",
+            (kind, _after_key(after), limit),
+        )
+        return [r[0] for r in rows]
+
+    async def _update_doc(
+        self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
+    ) -> str | None:
+        async with self._db.transaction() as conn:
+            # An advisory lock rather than SELECT … FOR UPDATE: it also covers a document that
+            # does not exist yet, so two first writers cannot both start from None.
+            await self._db.lock(conn, "doc", kind, key)
+            cur = await conn.execute(
+                self._db.sql("SELECT doc::text FROM {s}.documents WHERE kind = %s AND key = %s"), (kind, key)
+            )
+            row = await cur.fetchone()
+            current = None if row is None else cast(str, row[0])
+            new = apply(current)
+            if new is None:
+                return current
+            await self._upsert(conn, kind, key, new)
+            return new
+
+    async def _upsert(self, conn: Conn, kind: str, key: str, text: str) -> None:
+        await conn.execute(
+            self._db.sql(
+                "INSERT INTO {s}.documents (kind, key, doc) VALUES (%s, %s, %s::json) "
+                "ON CONFLICT (kind, key) DO UPDATE SET doc = EXCLUDED.doc"
+            ),
+            (kind, key, text),
+        )
+
+
+# ------------------------------------------------------------------------- opening
+
+
+async def _info(db: PgDatabase) -> dict[str, Any]:
+    async with db.connection() as conn:
+
+        async def one(template: str) -> Any:
+            cur = await conn.execute(db.sql(template))
+            return cast(tuple[Any], await cur.fetchone())[0]
+
+        documents = await conn.execute(db.sql("SELECT kind, COUNT(*) FROM {s}.documents GROUP BY kind"))
+        return {
+            "schema": db.schema,
+            "schema_version": await one("SELECT MAX(version) FROM {s}.relaystore_schema"),
+            "server_version": conn.info.server_version,
+            "application_name": db.options.application_name,
+            "pool": {"min": db.options.pool_min, "max": db.options.pool_max, **db.pool.get_stats()},
+            "checkpoints": await one("SELECT COUNT(*) FROM {s}.checkpoints"),
+            "outputs": await one("SELECT COUNT(*) FROM {s}.outputs"),
+            "runs": await one("SELECT COUNT(*) FROM {s}.runs"),
+            "documents": dict(await documents.fetchall()),
+        }
+
+
+async def open_store(url: str, **options: Any) -> Store:
+    """Open the PostgreSQL store at ``url``, creating or upgrading its schema.
+
+    Options (URL query or keywords): ``schema`` (default ``relaystore``), ``pool_min`` (1),
+    ``pool_max`` (10), ``timeout`` (seconds to connect or wait for a pooled connection, 10),
+    ``check`` (test each connection as it leaves the pool, default true), ``max_idle`` (600 s),
+    ``max_lifetime`` (3600 s), ``statement_timeout`` (seconds, 0 = none, the default) and
+    ``application_name`` (default ``relaystore-<random>``).
+    Raises :class:`InvalidInput` for a bad URL or option and :class:`BackendUnavailable` if the
+    server cannot be reached within ``timeout``.
+    """
+    db = PgDatabase(parse_url(url, options))
+    try:
+        await db.open()
+    except BaseException:
+        await db.close()
+        raise
+
+    async def info() -> dict[str, Any]:
+        return await _info(db)
+
+    return Store(
+        url,
+        "postgres",
+        PgCheckpointStore(db),
+        PgOutputStore(db),
+        PgAdaptiveStore(db),
+        close=db.close,
+        info=info,
+    )

@@ -1,0 +1,404 @@
+"""PostgreSQL backend specifics: URL options, migrations, concurrency, JSON exactness, plans,
+connection loss. The shared contract is covered by tests/conformance (factory ``postgres``)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import relaystore
+from relaystore.backends.postgres import (
+    LATEST_CHECKPOINT,
+    SCHEMA_VERSION,
+    list_checkpoints_query,
+    migrate,
+    parse_url,
+)
+from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
+from relaystore.models import AccumulatorState, CheckpointMetadata, Stats, inline
+from relaystore.models.adaptive import NodeAccumulator
+from relaystore.stores import Store
+from relaystore.stores.adaptive import doc_json
+from tests.support.services import free_port
+
+OpenStore = Callable[..., Awaitable[Store]]
+
+
+def new_schema() -> str:
+    return f"rs_test_{uuid.uuid4().hex}"
+
+
+async def admin(url: str) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+
+
+async def drop_schemas(url: str, schemas: list[str]) -> None:
+    async with await admin(url) as conn:
+        for schema in schemas:
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+async def schemas(postgres_url: str) -> AsyncIterator[list[str]]:
+    """Schema names a test creates; each is dropped afterwards."""
+    created: list[str] = []
+    yield created
+    await drop_schemas(postgres_url, created)
+
+
+@pytest.fixture
+async def open_pg(postgres_url: str, schemas: list[str]) -> AsyncIterator[OpenStore]:
+    """Opens stores on fresh schemas (or a given one); closes them afterwards."""
+    stores: list[Store] = []
+
+    async def opener(schema: str | None = None, **options: Any) -> Store:
+        schema = schema or new_schema()
+        if schema not in schemas:
+            schemas.append(schema)
+        store = await relaystore.connect(postgres_url, schema=schema, **options)
+        stores.append(store)
+        return store
+
+    yield opener
+    for store in stores:
+        await store.close()
+
+
+def meta(thread: str, checkpoint_id: str, **fields: Any) -> CheckpointMetadata:
+    return CheckpointMetadata(id=checkpoint_id, thread_id=thread, created_at=1_700_000_000, **fields)
+
+
+# --------------------------------------------------------------------------- URL and options
+
+
+def test_url_options_are_split_from_the_connection_string() -> None:
+    opts = parse_url(
+        "postgresql://u:p%40ss@db:6543/app?schema=tenant_a&pool_min=2&pool_max=5&timeout=3"
+        "&sslmode=disable&check=off",
+        {},
+    )
+    assert (opts.schema, opts.pool_min, opts.pool_max, opts.timeout, opts.check) == (
+        "tenant_a",
+        2,
+        5,
+        3.0,
+        False,
+    )
+    assert opts.conninfo == "postgresql://u:p%40ss@db:6543/app?sslmode=disable"
+    assert opts.application_name.startswith("relaystore-")
+
+
+def test_keywords_override_url_options() -> None:
+    opts = parse_url("postgres://h/db?schema=a&pool_max=3", {"schema": "b", "pool_max": 7, "check": False})
+    assert (opts.schema, opts.pool_max, opts.check) == ("b", 7, False)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("postgresql://h/db?schema=Bad-Name", {}),
+        ("postgresql://h/db", {"schema": "pg_catalog"}),
+        ("postgresql://h/db", {"schema": 'x"; DROP TABLE y; --'}),
+        ("postgresql://h/db", {"schema": "a" * 64}),
+        ("postgresql://h/db?pool_min=3&pool_max=2", {}),
+        ("postgresql://h/db?pool_max=zero", {}),
+        ("postgresql://h/db?timeout=0", {}),
+        ("postgresql://h/db?check=maybe", {}),
+        ("postgresql://h/db?no_such_libpq_option=1", {}),
+        ("postgresql://h/db", {"poolmax": 3}),
+    ],
+)
+def test_bad_options_are_invalid_input(url: str, options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput):
+        parse_url(url, options)
+
+
+async def test_unreachable_server_is_backend_unavailable(schemas: list[str]) -> None:
+    with pytest.raises(BackendUnavailable):
+        await relaystore.connect(f"postgresql://postgres@127.0.0.1:{free_port()}/test?timeout=0.5")
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+async def schema_versions(conn: psycopg.AsyncConnection[Any], schema: str) -> list[int]:
+    query = sql.SQL("SELECT version FROM {}.relaystore_schema ORDER BY version").format(
+        sql.Identifier(schema)
+    )
+    return [row[0] for row in await (await conn.execute(query)).fetchall()]
+
+
+async def schema_exists(conn: psycopg.AsyncConnection[Any], schema: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+    return await cur.fetchone() is not None
+
+
+async def test_migrate_runs_inside_the_callers_transaction(postgres_url: str, schemas: list[str]) -> None:
+    schema = new_schema()
+    schemas.append(schema)
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:  # not autocommit
+        await conn.execute("SELECT 1")  # a transaction is now open
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        assert await migrate(conn, schema) == SCHEMA_VERSION
+        assert await schema_versions(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        await conn.rollback()  # the caller's rollback undoes the migration too
+        assert not await schema_exists(conn, schema)
+
+        await migrate(conn, schema)
+        await conn.commit()
+    async with await admin(postgres_url) as conn:
+        assert await schema_versions(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
+        assert await migrate(conn, schema) == SCHEMA_VERSION  # again: nothing to do
+        assert await schema_versions(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_migrate_runs_no_ddl_when_the_schema_is_current(postgres_url: str, schemas: list[str]) -> None:
+    """So a role without CREATE rights can open a schema that a deployment step migrated."""
+    schema = new_schema()
+    schemas.append(schema)
+    async with await admin(postgres_url) as conn:
+        await migrate(conn, schema)
+    async with await psycopg.AsyncConnection.connect(postgres_url) as conn:
+        await conn.execute("SET TRANSACTION READ ONLY")  # any DDL would now fail
+        assert await migrate(conn, schema) == SCHEMA_VERSION
+        await conn.rollback()
+
+
+async def test_concurrent_openers_migrate_once(open_pg: OpenStore, postgres_url: str) -> None:
+    schema = new_schema()
+    stores = await asyncio.gather(*(open_pg(schema, pool_max=2) for _ in range(4)))
+    assert {(await s.info())["schema_version"] for s in stores} == {SCHEMA_VERSION}
+    async with await admin(postgres_url) as conn:
+        assert await schema_versions(conn, schema) == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_a_newer_schema_is_refused(open_pg: OpenStore, postgres_url: str) -> None:
+    store = await open_pg()
+    schema = (await store.info())["schema"]
+    async with await admin(postgres_url) as conn:
+        await conn.execute(
+            sql.SQL("INSERT INTO {}.relaystore_schema (version) VALUES (%s)").format(sql.Identifier(schema)),
+            (SCHEMA_VERSION + 1,),
+        )
+    with pytest.raises(BackendUnavailable, match="Upgrade relaystore"):
+        await open_pg(schema)
+
+
+async def test_tenant_schemas_are_isolated(open_pg: OpenStore) -> None:
+    a, b = await open_pg(), await open_pg()
+    await a.checkpoints.save("t", meta("t", "c1"), b"a")
+    assert await b.checkpoints.count("t") == 0
+    assert await b.checkpoints.list_threads() == []
+    assert (await a.info())["schema"] != (await b.info())["schema"]
+
+
+async def test_list_agents_pages_past_an_agent_with_several_documents(open_pg: OpenStore) -> None:
+    store = await open_pg()
+    await store.adaptive.store_accumulators("a", AccumulatorState())
+    await store.adaptive.store_trie(
+        "a", {"generated_at": "2025-01-01T00:00:00Z", "workflow_name": "w", "root": {"name": "r"}}
+    )
+    await store.adaptive.store_accumulators("b", AccumulatorState())
+    first = await store.adaptive.list_agents(limit=1)
+    second = await store.adaptive.list_agents(limit=1, cursor=first.next_cursor)
+    assert (list(first), list(second), second.next_cursor) == (["a"], ["b"], None)
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_accumulator_updates_lose_nothing(open_pg: OpenStore) -> None:
+    store = await open_pg(pool_max=8)
+    rounds, writers = 5, 8
+
+    def bump(state: AccumulatorState | None) -> AccumulatorState:
+        state = state or AccumulatorState(nodes={"": NodeAccumulator()})
+        node = state.nodes[""]
+        node.all_remaining_calls = Stats(count=node.all_remaining_calls.count + 1)
+        return state
+
+    async def writer() -> None:
+        for _ in range(rounds):
+            await store.adaptive.update_accumulators("agent", bump)
+
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    final = await store.adaptive.load_accumulators("agent")
+    assert final is not None
+    assert final.nodes[""].all_remaining_calls.count == rounds * writers
+
+
+async def test_exactly_one_racing_compare_and_set_wins(open_pg: OpenStore) -> None:
+    store = await open_pg(pool_max=8)
+    await store.checkpoints.save("t", meta("t", "root"), b"")
+
+    async def attempt(i: int) -> str | None:
+        try:
+            return await store.checkpoints.save("t", meta("t", f"c{i}"), b"", expected_head="root")
+        except Conflict:
+            return None
+
+    results = await asyncio.gather(*(attempt(i) for i in range(8)))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    assert await store.checkpoints.head("t") == winners[0]
+    assert await store.checkpoints.count("t") == 2
+
+
+async def test_concurrent_appends_all_land_in_distinct_order(open_pg: OpenStore) -> None:
+    store = await open_pg(pool_max=8)
+    await asyncio.gather(*(store.checkpoints.save("t", meta("t", f"c{i}"), b"") for i in range(16)))
+    refs = await asyncio.gather(
+        *(store.outputs.append("task", 0, "agent", {"type": "progress", "stage": str(i)}) for i in range(16))
+    )
+    assert await store.checkpoints.count("t") == 16
+    records = await store.outputs.list_for_attempt("task", 0)
+    assert sorted(r.id for r in records) == sorted(refs)
+    assert len({r.seq for r in records}) == 16
+
+
+# --------------------------------------------------------------------------- JSON exactness
+
+
+async def test_adaptive_documents_keep_their_exact_text_including_nul(open_pg: OpenStore) -> None:
+    store = await open_pg()
+    observations = [
+        {
+            "ir_id": str(uuid.uuid4()),
+            "blocks": [
+                {
+                    "span_id": "s\u00000",
+                    "sequence_index": 0,
+                    "role": "user",
+                    "content": "before\u0000after ✓",
+                    "content_type": "text",
+                    "provenance": "user",
+                }
+            ],
+            "created_at": "2025-01-02T03:04:05.123456789Z",
+        }
+    ]
+    await store.adaptive.store_observations("key", observations)
+    loaded = await store.adaptive.load_observations("key")
+    assert loaded is not None
+    assert loaded[0].blocks[0].content == "before\u0000after ✓"
+    text = await store.adaptive._get_doc("acg_observations", "key")  # type: ignore[attr-defined]
+    assert text == doc_json("acg_observations", loaded)
+    assert "\\u0000" in text
+
+
+async def test_float_formatting_survives(open_pg: OpenStore) -> None:
+    store = await open_pg()
+    state = AccumulatorState(
+        nodes={"": NodeAccumulator(all_output_tokens=Stats(count=3, mean=17.0, m2=1e20))}
+    )
+    await store.adaptive.store_accumulators("agent", state)
+    text = await store.adaptive._get_doc("accumulators", "agent")  # type: ignore[attr-defined]
+    assert text == doc_json("accumulators", state)
+    assert '"mean":17.0' in text
+
+
+async def test_nul_in_jsonb_columns_is_invalid_input_and_writes_nothing(open_pg: OpenStore) -> None:
+    store = await open_pg()
+    with pytest.raises(InvalidInput):
+        await store.outputs.append(
+            "task", 0, "agent", {"type": "final", "content": inline("a\u0000b"), "ok": True}
+        )
+    assert await store.outputs.list() == []
+    with pytest.raises(InvalidInput):
+        await store.checkpoints.save("t", meta("t", "c1", label="a\u0000b"), b"")
+    assert await store.checkpoints.count("t") == 0
+
+
+# --------------------------------------------------------------------------- plans
+
+
+async def explain(conn: psycopg.AsyncConnection[Any], query: sql.Composable, params: tuple[Any, ...]) -> str:
+    cur = await conn.execute(sql.SQL("EXPLAIN ") + query, params)
+    return "\n".join(row[0] for row in await cur.fetchall())
+
+
+async def test_latest_and_first_page_use_the_thread_index(open_pg: OpenStore, postgres_url: str) -> None:
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    async with await admin(postgres_url) as conn:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {}.checkpoints (thread_id, checkpoint_id, metadata, state) "
+                "SELECT 't' || (i % 5), 'c' || i, jsonb_build_object('id', 'c' || i, 'thread_id', "
+                "'t' || (i % 5)), '' FROM generate_series(1, 50000) AS i"
+            ).format(schema)
+        )
+        await conn.execute(sql.SQL("ANALYZE {}.checkpoints").format(schema))
+        latest = sql.SQL(LATEST_CHECKPOINT).format(s=schema)  # type: ignore[arg-type]
+        page = sql.SQL(list_checkpoints_query(True, False)).format(s=schema)  # type: ignore[arg-type]
+        newest = sql.SQL(list_checkpoints_query(False, True)).format(s=schema)  # type: ignore[arg-type]
+        plans = [
+            await explain(conn, latest, ("t1",)),
+            await explain(conn, page, ("t1", 100, 11)),
+            await explain(conn, newest, ("t1", 11)),
+        ]
+        for plan in plans:
+            assert "Index Scan" in plan and "checkpoints_thread_seq" in plan, plan
+            assert "Sort" not in plan and "Seq Scan" not in plan, plan
+    assert (await store.checkpoints.load_latest("t1")).metadata.id == "c49996"
+    assert await store.checkpoints.list_threads() == ["t0", "t1", "t2", "t3", "t4"]
+
+
+# --------------------------------------------------------------------------- connection loss
+
+
+async def terminate_backends(postgres_url: str, application_name: str) -> int:
+    """Kill the store's server connections and wait until the server has let them go."""
+    async with await admin(postgres_url) as conn:
+        cur = await conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        )
+        killed = int((await cur.fetchone())[0])  # type: ignore[index]
+        for _ in range(500):
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+            )
+            if (await cur.fetchone())[0] == 0:  # type: ignore[index]
+                break
+            await asyncio.sleep(0.01)
+        return killed
+
+
+@pytest.mark.parametrize("check", [True, False])
+async def test_lost_connections_fail_one_call_then_reconnect(
+    open_pg: OpenStore, postgres_url: str, check: bool
+) -> None:
+    store = await open_pg(pool_min=3, pool_max=3, check=check)
+    await store.checkpoints.save("t", meta("t", "c1"), b"x")
+    assert await terminate_backends(postgres_url, (await store.info())["application_name"]) >= 1
+
+    failures = 0
+    for _ in range(3):
+        try:
+            assert (await store.checkpoints.load_latest("t")).metadata.id == "c1"
+        except BackendUnavailable:
+            failures += 1
+    assert failures <= 1
+    if check:  # the pool tests each connection as it leaves, so no call sees a dead one
+        assert failures == 0
+    await store.checkpoints.save("t", meta("t", "c2"), b"y")
+    assert await store.checkpoints.head("t") == "c2"
+
+
+async def test_dropped_schema_is_backend_unavailable_not_a_psycopg_error(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    store = await open_pg()
+    await drop_schemas(postgres_url, [(await store.info())["schema"]])
+    with pytest.raises(BackendUnavailable):
+        await store.checkpoints.count("t")
+    with pytest.raises(BackendUnavailable):
+        await store.adaptive.update_accumulators("a", lambda s: s)
