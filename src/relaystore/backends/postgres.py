@@ -37,10 +37,11 @@ from pydantic import TypeAdapter
 
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
-from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores._common import ANY, parse_json, parse_rows
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
+from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
 
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
@@ -90,6 +91,21 @@ MIGRATIONS: list[list[str]] = [
             key TEXT COLLATE "C" NOT NULL,
             doc JSON NOT NULL,
             PRIMARY KEY (kind, key))""",
+    ],
+    [  # 2: content-addressed blobs as numbered 1 MiB chunks; staged under "upload:<id>"
+        """CREATE TABLE {s}.blobs (
+            sha256 TEXT COLLATE "C" PRIMARY KEY,
+            size BIGINT NOT NULL,
+            mime TEXT,
+            created_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+        """CREATE TABLE {s}.blob_chunks (
+            owner TEXT COLLATE "C" NOT NULL,
+            idx INTEGER NOT NULL,
+            data BYTEA NOT NULL,
+            PRIMARY KEY (owner, idx))""",
+        """CREATE TABLE {s}.blob_uploads (
+            upload_id TEXT COLLATE "C" PRIMARY KEY,
+            started_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -724,8 +740,97 @@ async def _info(db: PgDatabase) -> dict[str, Any]:
             "checkpoints": await one("SELECT COUNT(*) FROM {s}.checkpoints"),
             "outputs": await one("SELECT COUNT(*) FROM {s}.outputs"),
             "runs": await one("SELECT COUNT(*) FROM {s}.runs"),
+            "blobs": await one("SELECT COUNT(*) FROM {s}.blobs"),
             "documents": dict(await documents.fetchall()),
         }
+
+
+# ------------------------------------------------------------------------- blobs
+
+
+class PgBlobStore(BlobStore):
+    """Blobs in ``blobs`` (digest, size, mime) and ``blob_chunks`` (owner, idx, data)."""
+
+    def __init__(self, db: PgDatabase) -> None:
+        self._db = db
+
+    async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
+        async with self._db.transaction() as conn:
+            if index == 0:
+                await conn.execute(
+                    self._db.sql("INSERT INTO {s}.blob_uploads (upload_id) VALUES (%s)"), (upload_id,)
+                )
+            await conn.execute(
+                self._db.sql("INSERT INTO {s}.blob_chunks VALUES (%s, %s, %s)"),
+                (f"upload:{upload_id}", index, data),
+            )
+
+    async def _commit(self, upload_id: str, blob: BlobContent, chunks: int) -> None:
+        staged = f"upload:{upload_id}"
+        async with self._db.transaction() as conn:
+            await self._db.lock(conn, "blob", blob.sha256)  # two uploads of one digest: one wins
+            await conn.execute(
+                self._db.sql("DELETE FROM {s}.blob_uploads WHERE upload_id = %s"), (upload_id,)
+            )
+            inserted = await conn.execute(
+                self._db.sql(
+                    "INSERT INTO {s}.blobs (sha256, size, mime) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+                ),
+                (blob.sha256, blob.size, blob.mime),
+            )
+            if inserted.rowcount:
+                sql_text = "UPDATE {s}.blob_chunks SET owner = %s WHERE owner = %s"
+                await conn.execute(self._db.sql(sql_text), (blob.sha256, staged))
+            else:
+                await conn.execute(self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = %s"), (staged,))
+
+    async def _abort(self, upload_id: str) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                self._db.sql("DELETE FROM {s}.blob_uploads WHERE upload_id = %s"), (upload_id,)
+            )
+            await conn.execute(
+                self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = %s"), (f"upload:{upload_id}",)
+            )
+
+    async def _stat(self, sha256: str) -> BlobContent | None:
+        row = await self._db.one("SELECT size, mime FROM {s}.blobs WHERE sha256 = %s", (sha256,))
+        return None if row is None else BlobContent(sha256=sha256, size=row[0], mime=row[1])
+
+    async def _chunk(self, sha256: str, index: int) -> bytes | None:
+        row = await self._db.one(
+            "SELECT data FROM {s}.blob_chunks WHERE owner = %s AND idx = %s", (sha256, index)
+        )
+        return None if row is None else bytes(row[0])
+
+    async def _delete(self, sha256: str) -> bool:
+        async with self._db.transaction() as conn:
+            await conn.execute(self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = %s"), (sha256,))
+            deleted = await conn.execute(self._db.sql("DELETE FROM {s}.blobs WHERE sha256 = %s"), (sha256,))
+            return deleted.rowcount > 0
+
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+        rows = await self._db.all(
+            "SELECT sha256, size, mime FROM {s}.blobs WHERE sha256 > %s ORDER BY sha256 LIMIT %s",
+            ("" if after is None else after, limit),
+        )
+        return [BlobContent(sha256=sha, size=size, mime=mime) for sha, size, mime in rows]
+
+    async def drop_stale_uploads(self) -> int:
+        """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""
+        async with self._db.transaction() as conn:
+            cur = await conn.execute(
+                self._db.sql(
+                    "DELETE FROM {s}.blob_uploads WHERE started_at < now() - interval '1 day' "
+                    "RETURNING upload_id"
+                )
+            )
+            stale = [f"upload:{row[0]}" for row in await cur.fetchall()]
+            if stale:
+                await conn.execute(
+                    self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = ANY(%s)"), (stale,)
+                )
+            return len(stale)
 
 
 async def open_store(url: str, **options: Any) -> Store:
@@ -740,8 +845,10 @@ async def open_store(url: str, **options: Any) -> Store:
     server cannot be reached within ``timeout``.
     """
     db = PgDatabase(parse_url(url, options))
+    blobs = PgBlobStore(db)
     try:
         await db.open()
+        await blobs.drop_stale_uploads()
     except BaseException:
         await db.close()
         raise
@@ -755,6 +862,7 @@ async def open_store(url: str, **options: Any) -> Store:
         PgCheckpointStore(db),
         PgOutputStore(db),
         PgAdaptiveStore(db),
+        blobs=blobs,
         close=db.close,
         info=info,
     )

@@ -1,0 +1,1 @@
+"""relaystore's benchmarks: ``python -m benchmarks [--quick] [--only PATTERN]`` (see harness.py)."""

@@ -1,0 +1,8 @@
+"""Benchmark cases, one module per face. Importing this package registers them all.
+
+A new module (e.g. ``redis.py`` with ``backends=("redis",)``) is picked up once it is listed here.
+"""
+
+from benchmarks.cases import adaptive, checkpoints, outputs
+
+__all__ = ["adaptive", "checkpoints", "outputs"]

@@ -1,0 +1,456 @@
+"""The benchmark harness: a registry of cases, an interleaved runner, and result rows.
+
+A *case* pits one subject (a relaystore operation) against one or more peers doing the same
+work. Every contender is an async context manager that prepares its store and yields an
+``op(i)`` coroutine function performing operation number ``i``. The runner enters all of them,
+then times them in turns (subject, peer A, peer B; then peer A, peer B, subject; …) a tenth of
+a batch at a time, so that machine noise hits everyone alike. A ratio is computed per repeat from the
+paired batches, and the median of those is reported, which resists drifts in background load.
+
+Adding a case::
+
+    @case("checkpoints", "save 2 KB", n=1000, quick_n=200,
+          targets={"AsyncSqliteSaver.aput": Target.at_least(1.5)})
+    def save_2kb(ctx: Context) -> Matchup:
+        return Matchup(subject=Contender("relaystore", my_setup(ctx)), peers=[...])
+
+``backends=("sqlite", "postgres")`` registers one case per backend (``ctx.backend`` tells which;
+``ctx.store_url(label)`` gives a fresh store URL); a backend whose service is down is skipped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+Op = Callable[[int], Awaitable[object]]
+"""One timed operation; the argument is a running index, unique per contender."""
+
+Setup = Callable[[], AbstractAsyncContextManager[Op]]
+"""Prepares a contender's store (untimed) and yields its operation."""
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal on the subject/peer ops-per-second ratio, e.g. "≥ 1.5×"."""
+
+    min_ratio: float
+    text: str
+    time_based: bool = False  # stated on time per op, so tables also show the time ratio
+
+    @classmethod
+    def at_least(cls, ratio: float) -> Target:
+        """The subject must do at least ``ratio`` times the peer's ops/s."""
+        return cls(ratio, f"≥ {ratio:g}×")
+
+    @classmethod
+    def time_at_most(cls, ratio: float) -> Target:
+        """The subject's time per op may be at most ``ratio`` times the peer's (ops ratio ≥ 1/ratio)."""
+        return cls(1 / ratio, f"time ≤ {ratio:g}×", time_based=True)
+
+    def met(self, ratio: float) -> bool:
+        return ratio >= self.min_ratio
+
+
+# --------------------------------------------------------------------------- backends
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How to open a fresh relaystore of one kind, and why it might be unavailable.
+
+    ``fresh_url(tmp_dir, label)`` must return a URL whose store starts empty (a new file, a new
+    Redis prefix or Postgres schema…). ``skip_if()`` returns a reason to skip, or None.
+    """
+
+    name: str
+    fresh_url: Callable[[Path, str], str]
+    skip_if: Callable[[], str | None] = lambda: None
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def requires(module: str, port: int | None = None) -> Callable[[], str | None]:
+    """A ``skip_if`` for a backend needing an importable module and, optionally, a local port."""
+
+    def reason() -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not available"
+        if port is not None and not _port_open(port):
+            return f"nothing listens on 127.0.0.1:{port} (run `make services`)"
+        return None
+
+    return reason
+
+
+BACKENDS: dict[str, Backend] = {
+    "memory": Backend("memory", lambda _tmp, _label: "memory://"),
+    "sqlite": Backend("sqlite", lambda tmp, label: f"sqlite:///{tmp / _slug(label)}.db"),
+    # The owners of these backends: make fresh_url return an isolated, empty store.
+    "redis": Backend(
+        "redis",
+        lambda _tmp, label: f"redis://127.0.0.1:6379/0?prefix=bench-{_slug(label)}-{time.time_ns()}",
+        requires("relaystore.backends.redis", 6379),
+    ),
+    "postgres": Backend(
+        "postgres",
+        lambda _tmp, _label: "postgresql://postgres@127.0.0.1:5432/test",
+        requires("relaystore.backends.postgres", 5432),
+    ),
+    "file": Backend(
+        "file", lambda tmp, label: f"file://{tmp / _slug(label)}", requires("relaystore.backends.filesystem")
+    ),
+}
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in text).strip("-").lower() or "x"
+
+
+# --------------------------------------------------------------------------- cases
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One side of a case: a label for the tables and its setup."""
+
+    label: str
+    setup: Setup
+
+
+@dataclass(frozen=True)
+class Matchup:
+    """What a case function returns: the relaystore subject and the peers it is compared with."""
+
+    subject: Contender
+    peers: list[Contender]
+
+
+@dataclass
+class Context:
+    """What a case function gets: the run mode, the case's backend, and a private temp dir."""
+
+    quick: bool
+    backend: str
+    tmp_dir: Path
+    n: int
+
+    def store_url(self, label: str) -> str:
+        """A URL of a fresh, empty relaystore of this case's backend."""
+        return BACKENDS[self.backend].fresh_url(self.tmp_dir, label)
+
+    def path(self, name: str) -> Path:
+        """A file path inside the case's temp dir (for peers' own databases)."""
+        return self.tmp_dir / name
+
+
+@dataclass(frozen=True)
+class Case:
+    """A registered benchmark. ``id`` is ``group/name [backend]``."""
+
+    group: str
+    name: str
+    build: Callable[[Context], Matchup]
+    n: int
+    quick_n: int
+    repeats: int
+    quick_repeats: int
+    unit: str
+    backend: str
+    in_quick: bool
+    targets: dict[str, Target]
+    skip_if: Callable[[], str | None]
+    note: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.group}/{self.name} [{self.backend}]"
+
+    def skip_reason(self) -> str | None:
+        return BACKENDS[self.backend].skip_if() or self.skip_if()
+
+
+class Registry:
+    """An ordered set of cases. The module-level :data:`REGISTRY` is the one ``python -m benchmarks`` runs."""
+
+    def __init__(self) -> None:
+        self.cases: list[Case] = []
+
+    def case(
+        self,
+        group: str,
+        name: str,
+        *,
+        n: int = 1000,
+        quick_n: int | None = None,
+        repeats: int = 7,
+        quick_repeats: int = 5,
+        unit: str = "ops/s",
+        backends: Iterable[str] = ("sqlite",),
+        in_quick: bool = True,
+        targets: dict[str, Target] | None = None,
+        skip_if: Callable[[], str | None] = lambda: None,
+        note: str = "",
+    ) -> Callable[[Callable[[Context], Matchup]], Callable[[Context], Matchup]]:
+        """Register ``build(ctx) -> Matchup`` once per backend.
+
+        ``n`` operations are timed per batch (``quick_n`` with ``--quick``); each contender runs
+        ``repeats`` batches. ``targets`` maps a peer label to the ratio goal shown as ✔/✘.
+        ``in_quick=False`` leaves the case out of ``--quick``.
+        """
+
+        def register(build: Callable[[Context], Matchup]) -> Callable[[Context], Matchup]:
+            for backend in backends:
+                if backend not in BACKENDS:
+                    raise ValueError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
+                self.cases.append(
+                    Case(
+                        group,
+                        name,
+                        build,
+                        n,
+                        quick_n or max(1, n // 5),
+                        repeats,
+                        quick_repeats,
+                        unit,
+                        backend,
+                        in_quick,
+                        dict(targets or {}),
+                        skip_if,
+                        note,
+                    )
+                )
+            return build
+
+        return register
+
+    def select(self, *, quick: bool, only: str | None) -> list[Case]:
+        """Cases for this run: ``only`` is a glob (``*save*``) or a case-insensitive substring."""
+        chosen = [c for c in self.cases if c.in_quick or not quick]
+        if only:
+            chosen = [c for c in chosen if _matches(c.id, only)]
+        return sorted(chosen, key=lambda c: GROUP_ORDER.index(c.group) if c.group in GROUP_ORDER else 99)
+
+
+def _matches(case_id: str, pattern: str) -> bool:
+    lowered, pattern = case_id.lower(), pattern.lower()
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatch(lowered, pattern)
+    return pattern in lowered
+
+
+GROUP_ORDER = ["checkpoints", "outputs", "adaptive"]
+"""Report order of groups; groups not listed follow, in registration order."""
+
+REGISTRY = Registry()
+case = REGISTRY.case
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Measurement:
+    """One contender's batches in one case."""
+
+    label: str
+    role: str  # "subject" or "peer"
+    ops_per_s: list[float]  # one per repeat, in repeat order
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ops_per_s)
+
+
+@dataclass
+class Ratio:
+    """Subject ops/s over one peer's, paired per repeat."""
+
+    peer: str
+    per_repeat: list[float]
+    target: str | None = None
+    target_min: float | None = None
+    time_based: bool = False
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_repeat)
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the median meets the target (None when the pair has no target)."""
+        return None if self.target_min is None else self.median >= self.target_min
+
+    @property
+    def within_noise(self) -> bool:
+        """True when the target lies inside the repeats' min–max: the verdict could flip on a rerun."""
+        return self.target_min is not None and min(self.per_repeat) <= self.target_min <= max(self.per_repeat)
+
+
+@dataclass
+class CaseResult:
+    """Everything one case produced; ``skipped`` holds the reason when it did not run."""
+
+    id: str
+    group: str
+    name: str
+    backend: str
+    unit: str
+    n: int
+    repeats: int
+    note: str = ""
+    subject: Measurement | None = None
+    peers: list[Measurement] = field(default_factory=list)
+    ratios: list[Ratio] = field(default_factory=list)
+    skipped: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict with medians and spreads spelled out, for the results file."""
+        data = asdict(self)
+        for m in [data["subject"], *data["peers"]] if data["subject"] else []:
+            m["median"] = statistics.median(m["ops_per_s"])
+            m["min"], m["max"] = min(m["ops_per_s"]), max(m["ops_per_s"])
+        for r, ratio in zip(data["ratios"], self.ratios, strict=True):
+            r.update(
+                median=ratio.median,
+                min=min(ratio.per_repeat),
+                max=max(ratio.per_repeat),
+                met=ratio.met,
+                within_noise=ratio.within_noise,
+            )
+        return data
+
+
+# --------------------------------------------------------------------------- running
+
+
+SLICES = 10
+"""Each repeat's batch of N is cut into this many slices, and contenders alternate slice by slice,
+so a burst of load from other processes lands on every contender rather than on one batch."""
+
+
+async def _time_slice(op: Op, start: int, n: int) -> int:
+    """Nanoseconds taken by ``op(start) … op(start + n - 1)``."""
+    began = time.perf_counter_ns()
+    for i in range(start, start + n):
+        await op(i)
+    return time.perf_counter_ns() - began
+
+
+def _slice_sizes(n: int) -> list[int]:
+    parts = min(SLICES, n)
+    return [n // parts + (1 if k < n % parts else 0) for k in range(parts)]
+
+
+async def _warm_up(op: Op, n: int) -> int:
+    """Run a few untimed ops (caches, lazy setup, JIT-less but import-heavy first calls)."""
+    count = max(1, min(n // 10, 20))
+    for i in range(count):
+        await op(i)
+    return count
+
+
+async def run_case(case: Case, *, quick: bool, tmp_root: Path | None = None) -> CaseResult:
+    """Run one case: set every contender up, then time them in rotating turns."""
+    n, repeats = (case.quick_n, case.quick_repeats) if quick else (case.n, case.repeats)
+    result = CaseResult(case.id, case.group, case.name, case.backend, case.unit, n, repeats, case.note)
+    reason = case.skip_reason()
+    if reason:
+        result.skipped = reason
+        return result
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="relaystore-bench-", dir=tmp_root) as tmp:
+        ctx = Context(quick=quick, backend=case.backend, tmp_dir=Path(tmp), n=n)
+        matchup = case.build(ctx)
+        contenders = [matchup.subject, *matchup.peers]
+        async with AsyncExitStack() as stack:
+            ops = [await stack.enter_async_context(c.setup()) for c in contenders]
+            samples = await _interleave(ops, n, repeats)
+    result.seconds = time.monotonic() - began
+    result.subject = Measurement(matchup.subject.label, "subject", samples[0])
+    result.peers = [Measurement(p.label, "peer", s) for p, s in zip(matchup.peers, samples[1:], strict=True)]
+    result.ratios = [_ratio(samples[0], peer, case.targets.get(peer.label)) for peer in result.peers]
+    return result
+
+
+async def _interleave(ops: list[Op], n: int, repeats: int) -> list[list[float]]:
+    """``samples[contender][repeat]`` in ops/s. Within a repeat the contenders take turns slice by
+    slice; the order of turns rotates, so no one always runs first (or right after a GC)."""
+    next_index = [await _warm_up(op, n) for op in ops]
+    samples: list[list[float]] = [[0.0] * repeats for _ in ops]
+    turn = 0
+    for rep in range(repeats):
+        elapsed = [0] * len(ops)
+        gc.collect()  # so a collection owed by earlier work is not charged to this repeat
+        for size in _slice_sizes(n):
+            for k in range(len(ops)):
+                who = (turn + k) % len(ops)
+                elapsed[who] += await _time_slice(ops[who], next_index[who], size)
+                next_index[who] += size
+            turn += 1
+        for who, ns in enumerate(elapsed):
+            samples[who][rep] = n * 1e9 / max(ns, 1)
+    return samples
+
+
+def _ratio(subject: list[float], peer: Measurement, target: Target | None) -> Ratio:
+    paired = [s / p for s, p in zip(subject, peer.ops_per_s, strict=True)]
+    if target is None:
+        return Ratio(peer.label, paired)
+    return Ratio(peer.label, paired, target.text, target.min_ratio, target.time_based)
+
+
+async def run_all(
+    cases: list[Case],
+    *,
+    quick: bool,
+    progress: Callable[[str], None] = print,
+    tmp_root: Path | None = None,
+) -> list[CaseResult]:
+    """Run ``cases`` one after another, reporting each as it finishes."""
+    results = []
+    for c in cases:
+        progress(f"▶ {c.id} …")
+        result = await run_case(c, quick=quick, tmp_root=tmp_root)
+        progress(describe(result))
+        results.append(result)
+    return results
+
+
+def describe(result: CaseResult) -> str:
+    """One line per contender, for the console."""
+    if result.skipped:
+        return f"  skipped: {result.skipped}"
+    assert result.subject is not None
+    lines = [f"  {result.subject.label:<34} {result.subject.median:>12,.0f} {result.unit}"]
+    for peer, ratio in zip(result.peers, result.ratios, strict=True):
+        verdict = "" if ratio.met is None else (" ✔" if ratio.met else " ✘")
+        goal = f" (target {ratio.target})" if ratio.target else ""
+        lines.append(
+            f"  {peer.label:<34} {peer.median:>12,.0f} {result.unit}"
+            f"   ratio {ratio.median:.2f}×{goal}{verdict}"
+        )
+    lines.append(f"  ({result.seconds:.1f} s)")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Baselines that relaystore is measured against: raw drivers and other projects' layouts."""
