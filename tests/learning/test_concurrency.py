@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,15 +17,39 @@ import pytest
 from relaystore import connect
 from relaystore.learning import learn
 from tests.learning.factories import LLM_CALLS_PER_RUN, make_run
+from tests.support.services import ensure_postgres, ensure_redis
 
 PROCESSES = 8
 RUNS_PER_PROCESS = 25
 AGENT = "concurrent-agent"
 
-# name -> (tmp_path -> store URL). The lead adds redis/postgres here once those backends exist.
+# name -> (tmp_path -> store URL); redis and postgres get a private prefix / schema per run.
 STORES: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda tmp: f"sqlite:///{tmp}/learn.db?synchronous=normal",
+    "redis": lambda tmp: f"redis://127.0.0.1:6379/0?prefix=learnconc:{tmp.name}:",
+    "postgres": lambda tmp: (
+        f"postgresql://postgres@127.0.0.1:5432/test?schema=rs_learn_{uuid.uuid4().hex[:12]}"
+    ),
 }
+SERVICES = {"redis": ensure_redis, "postgres": ensure_postgres}
+
+
+async def _drop(url: str) -> None:
+    """Remove what the test wrote to the shared servers (its own prefix or schema only)."""
+    if url.startswith("redis"):
+        import redis.asyncio as aioredis
+
+        prefix = url.split("prefix=", 1)[1]
+        client = aioredis.Redis()
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            await client.unlink(key)
+        await client.aclose()
+    elif url.startswith("postgresql"):
+        import psycopg
+
+        schema = url.split("schema=", 1)[1]
+        async with await psycopg.AsyncConnection.connect(url.split("?")[0], autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 async def _learn_runs(url: str, worker: int) -> None:
@@ -41,7 +66,17 @@ def _worker(url: str, worker: int) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", sorted(STORES))
 async def test_concurrent_learners_lose_no_sample(backend: str, tmp_path: Path) -> None:
+    reason = SERVICES[backend]() if backend in SERVICES else None
+    if reason:
+        pytest.skip(reason)
     url = STORES[backend](tmp_path)
+    try:
+        await _check_concurrent_learning(url)
+    finally:
+        await _drop(url)
+
+
+async def _check_concurrent_learning(url: str) -> None:
     async with connect(url):
         pass  # create the schema once, before the workers race for it
     context = multiprocessing.get_context("spawn")
