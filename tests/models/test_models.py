@@ -46,8 +46,9 @@ def test_nullable_optionals_are_written_as_null() -> None:
 
 
 def test_digest_null_reads_as_zero_and_nan_writes_as_zero() -> None:
-    digest = Digest.model_validate({"centroids": [], "count": 0.0, "max": None, "max_size": 100,
-                                    "min": None, "sum": 0.0})
+    digest = Digest.model_validate(
+        {"centroids": [], "count": 0.0, "max": None, "max_size": 100, "min": None, "sum": 0.0}
+    )
     assert digest.max == 0.0 and digest.min == 0.0
     assert json.loads(Digest(min=math.nan, max=math.nan).to_json())["min"] == 0.0
 
@@ -79,9 +80,13 @@ def test_output_refs_carry_128_bits_and_accept_legacy() -> None:
 
 def test_output_events_are_tagged() -> None:
     adapter: TypeAdapter[object] = TypeAdapter(OutputEvent)
-    final = adapter.validate_python({"type": "final", "content": {"kind": "inline", "value": [1]}, "ok": True})
+    final = adapter.validate_python(
+        {"type": "final", "content": {"kind": "inline", "value": [1]}, "ok": True}
+    )
     assert json.loads(adapter.dump_json(final)) == {
-        "type": "final", "content": {"kind": "inline", "value": [1]}, "ok": True,
+        "type": "final",
+        "content": {"kind": "inline", "value": [1]},
+        "ok": True,
     }
     progress = adapter.validate_python({"type": "progress", "stage": "x"})
     assert json.loads(adapter.dump_json(progress)) == {"type": "progress", "stage": "x", "note": None}
@@ -90,9 +95,15 @@ def test_output_events_are_tagged() -> None:
 
 
 def test_output_record_serializes_ref_as_bare_string() -> None:
-    record = OutputRecord(id=OutputRef.generate(), task_id="ST-1", attempt=1, producer_agent="p",
-                          event={"type": "progress", "stage": "s"}, parent_refs=["out-0123456789"],
-                          created_at="2026-11-21T10:17:12Z")
+    record = OutputRecord(
+        id=OutputRef.generate(),
+        task_id="ST-1",
+        attempt=1,
+        producer_agent="p",
+        event={"type": "progress", "stage": "s"},
+        parent_refs=["out-0123456789"],
+        created_at="2026-11-21T10:17:12Z",
+    )
     dumped = json.loads(record.model_dump_json())
     assert dumped["parent_refs"] == ["out-0123456789"] and isinstance(dumped["id"], str)
 
@@ -100,5 +111,11 @@ def test_output_record_serializes_ref_as_bare_string() -> None:
 def test_checkpoint_metadata_builders() -> None:
     md = CheckpointMetadata.new("t", 3).with_parent("p").with_label("l").with_tag("a").with_custom("k", "v")
     assert (md.thread_id, md.step, md.parent_id, md.label, md.tags, md.custom) == (
-        "t", 3, "p", "l", ["a"], {"k": "v"})
+        "t",
+        3,
+        "p",
+        "l",
+        ["a"],
+        {"k": "v"},
+    )
     assert len(md.id) == 36 and md.created_at > 1_700_000_000

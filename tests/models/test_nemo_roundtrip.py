@@ -80,7 +80,9 @@ def runtime_documents(redis_url: str) -> list[tuple[str, bytes]]:
     client = redis.Redis.from_url(redis_url)
     try:
         keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000))
-        docs = [(k[len(prefix):], client.get(k)) for k in keys if ":runs_index:" not in f":{k[len(prefix):]}"]
+        docs = [
+            (k[len(prefix) :], client.get(k)) for k in keys if ":runs_index:" not in f":{k[len(prefix) :]}"
+        ]
     finally:
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
             client.unlink(key)

@@ -44,14 +44,36 @@ FETCH = {
 SYSTEM = "You are a careful research planner. Always cite sources."
 
 
-def drive(redis_url: str, prefix: str, agent: str, runs: int, workload: str = "varied",
-          seed: int = 0, timeout: float = 300) -> None:
+def drive(
+    redis_url: str,
+    prefix: str,
+    agent: str,
+    runs: int,
+    workload: str = "varied",
+    seed: int = 0,
+    timeout: float = 300,
+) -> None:
     """Run the driver in a subprocess; raise ``RuntimeError`` with its stderr if it failed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, "-m", "tests.support.nemo_driver", redis_url, prefix, agent, str(runs),
-         "--workload", workload, "--seed", str(seed)],
-        cwd=ROOT, env=env, timeout=timeout, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.support.nemo_driver",
+            redis_url,
+            prefix,
+            agent,
+            str(runs),
+            "--workload",
+            workload,
+            "--seed",
+            str(seed),
+        ],
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"nemo-relay driver failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -70,11 +92,21 @@ def _fake_llm(model: str, completion_tokens: int, delay: float):  # type: ignore
     async def call(_request):  # type: ignore[no-untyped-def]
         await asyncio.sleep(delay)
         return {
-            "id": "chatcmpl-1", "object": "chat.completion", "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "ok " * completion_tokens}}],
-            "usage": {"prompt_tokens": 42, "completion_tokens": completion_tokens,
-                      "total_tokens": 42 + completion_tokens},
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "ok " * completion_tokens},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 42,
+                "completion_tokens": completion_tokens,
+                "total_tokens": 42 + completion_tokens,
+            },
         }
 
     return call
@@ -92,36 +124,80 @@ async def _main(url: str, prefix: str, agent: str, runs: int, workload: str, see
         await asyncio.sleep(0.03)
         return nr.ToolExecutionResult({"results": [args]})
 
-    async def call_llm(name: str, model: str, text: str, tokens: int, *, system: bool,
-                       tool_list: list[dict], delay: float = 0.02) -> None:
+    async def call_llm(
+        name: str,
+        model: str,
+        text: str,
+        tokens: int,
+        *,
+        system: bool,
+        tool_list: list[dict],
+        delay: float = 0.02,
+    ) -> None:
         request = LLMRequest({}, _request(model, text, system=system, tools=tool_list))
         await llm.execute(name, request, _fake_llm(model, tokens, delay), **codec)
 
     async def demo_run(i: int) -> None:
-        await call_llm("planner", "gpt-4.1-mini", f"Research topic number {i}", 17,
-                       system=True, tool_list=[SEARCH], delay=0.05)
+        await call_llm(
+            "planner",
+            "gpt-4.1-mini",
+            f"Research topic number {i}",
+            17,
+            system=True,
+            tool_list=[SEARCH],
+            delay=0.05,
+        )
         await asyncio.sleep(0.02)
-        await asyncio.gather(tools.execute("search", {"q": f"a{i}"}, tool),
-                             tools.execute("fetch", {"url": f"https://x/{i}"}, tool))
-        await call_llm("writer", "gpt-4.1-mini", f"Write up topic number {i}", 17,
-                       system=True, tool_list=[SEARCH], delay=0.05)
+        await asyncio.gather(
+            tools.execute("search", {"q": f"a{i}"}, tool),
+            tools.execute("fetch", {"url": f"https://x/{i}"}, tool),
+        )
+        await call_llm(
+            "writer",
+            "gpt-4.1-mini",
+            f"Write up topic number {i}",
+            17,
+            system=True,
+            tool_list=[SEARCH],
+            delay=0.05,
+        )
 
     async def varied_run(i: int) -> None:
         with_system = i % 3 != 2
         tool_list = [SEARCH, FETCH] if i % 2 == 0 else ([SEARCH] if i % 5 else [])
-        await call_llm("planner", "gpt-4.1-mini", f"Plan task {i}", rng.randint(5, 40),
-                       system=with_system, tool_list=tool_list)
+        await call_llm(
+            "planner",
+            "gpt-4.1-mini",
+            f"Plan task {i}",
+            rng.randint(5, 40),
+            system=with_system,
+            tool_list=tool_list,
+        )
         for k in range(1 + i % 3):  # 1..3 researcher calls
-            await call_llm("researcher", "llama-3.1-8b", f"Research {i}.{k}", rng.randint(20, 120),
-                           system=False, tool_list=tool_list if k == 0 else [])
+            await call_llm(
+                "researcher",
+                "llama-3.1-8b",
+                f"Research {i}.{k}",
+                rng.randint(20, 120),
+                system=False,
+                tool_list=tool_list if k == 0 else [],
+            )
             if rng.random() < 0.5:
-                await asyncio.gather(tools.execute("search", {"q": f"{i}.{k}"}, tool),
-                                     tools.execute("fetch", {"url": f"https://x/{i}/{k}"}, tool))
+                await asyncio.gather(
+                    tools.execute("search", {"q": f"{i}.{k}"}, tool),
+                    tools.execute("fetch", {"url": f"https://x/{i}/{k}"}, tool),
+                )
             else:
                 await tools.execute("search", {"q": f"{i}.{k}"}, tool)
         if i % 4 != 3:
-            await call_llm("writer", "claude-sonnet", f"Write up {i}", rng.randint(50, 300),
-                           system=with_system, tool_list=[])
+            await call_llm(
+                "writer",
+                "claude-sonnet",
+                f"Write up {i}",
+                rng.randint(50, 300),
+                system=with_system,
+                tool_list=[],
+            )
 
     body = demo_run if workload == "demo" else varied_run
     cfg = ad.AdaptiveConfig(

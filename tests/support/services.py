@@ -17,8 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REDIS_START = [
-    "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1",
-    "--port", "6379", "--save", "", "--appendonly", "no",
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
 ]
 
 
@@ -59,7 +69,8 @@ def ensure_postgres() -> str | None:
     version = sorted(os.listdir(etc))[0]
     subprocess.run(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
-        check=False, capture_output=True,
+        check=False,
+        capture_output=True,
     )
     return None if wait_port(5432, 30) else "PostgreSQL did not start on 5432"
 
@@ -97,8 +108,20 @@ def start_redis(*extra: str, port: int | None = None) -> RedisProcess:
     """Start ``redis-server`` in the foreground on a free loopback port with ``extra`` options."""
     port = port or free_port()
     directory = Path(tempfile.mkdtemp(prefix=f"redis-{port}-"))
-    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
-            "--save", "", "--appendonly", "no", *extra]
+    args = [
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        *extra,
+    ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if not wait_port(port):
         process.kill()
@@ -122,8 +145,9 @@ class RedisClusterProcess:
 
 
 def _cluster_ok(port: int) -> bool:
-    info = subprocess.run(["redis-cli", "-p", str(port), "cluster", "info"],
-                          capture_output=True, text=True, check=False).stdout
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "cluster", "info"], capture_output=True, text=True, check=False
+    ).stdout
     return "cluster_state:ok" in info
 
 
@@ -133,11 +157,23 @@ def start_redis_cluster(masters: int = 3, timeout: float = 30.0) -> RedisCluster
     try:
         for _ in range(masters):
             # the bus port defaults to port + 10000, which overflows for high ephemeral ports
-            cluster.nodes.append(start_redis("--cluster-enabled", "yes", "--cluster-node-timeout", "5000",
-                                             "--cluster-port", str(free_port())))
+            cluster.nodes.append(
+                start_redis(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-node-timeout",
+                    "5000",
+                    "--cluster-port",
+                    str(free_port()),
+                )
+            )
         addresses = [f"127.0.0.1:{n.port}" for n in cluster.nodes]
-        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0",
-                        "--cluster-yes"], check=True, capture_output=True, timeout=timeout)
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         deadline = time.monotonic() + timeout
         while not all(_cluster_ok(n.port) for n in cluster.nodes):
             if time.monotonic() > deadline:
@@ -145,5 +181,125 @@ def start_redis_cluster(masters: int = 3, timeout: float = 30.0) -> RedisCluster
             time.sleep(0.2)
     except BaseException:
         cluster.stop()
+        raise
+    return cluster
+
+
+# --------------------------------------------------------------------------- crash helpers
+
+
+def kill_redis(server: RedisProcess) -> None:
+    """SIGKILL a private redis-server (no shutdown, no final AOF rewrite); keep its directory."""
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.wait()
+
+
+def restart_redis(server: RedisProcess, *extra: str) -> RedisProcess:
+    """SIGKILL ``server`` and start a new redis-server on the same port and directory, so it
+    loads whatever the old one left on disk (its AOF, with ``--appendonly yes`` in ``extra``)."""
+    kill_redis(server)
+    args = [
+        "redis-server",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(server.port),
+        "--dir",
+        str(server.directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        *extra,
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not wait_port(server.port, 60):  # loading a large AOF takes a moment
+        process.kill()
+        raise RuntimeError(f"redis-server did not restart on port {server.port}")
+    return RedisProcess(server.port, process, server.directory)
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed under /usr/lib/postgresql")
+    return str(found[-1])
+
+
+def _as_postgres(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a PostgreSQL tool as the ``postgres`` OS user (initdb and the server refuse root)."""
+    command = list(args) if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@dataclass
+class PostgresCluster:
+    """A private PostgreSQL cluster in a temporary directory on a loopback port.
+
+    Started and stopped with ``pg_ctl`` on its own data directory, never the machine's server.
+    """
+
+    port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c shared_buffers=16MB "
+            "-c max_connections=50"
+        )
+        done = _as_postgres(
+            _pg_bin("pg_ctl"),
+            "-D",
+            str(self.directory / "data"),
+            "-o",
+            options,
+            "-l",
+            str(self.directory / "server.log"),
+            "-w",
+            "-t",
+            "90",
+            "start",
+        )
+        if done.returncode != 0 or not wait_port(self.port, 30):
+            raise RuntimeError(f"private PostgreSQL did not start: {done.stdout}{done.stderr}")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``mode`` ``immediate`` is a crash: no checkpoint, the next start replays the WAL."""
+        _as_postgres(_pg_bin("pg_ctl"), "-D", str(self.directory / "data"), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def start_postgres(port: int | None = None) -> PostgresCluster:
+    """initdb a private cluster (trust auth, user ``postgres``) and start it."""
+    directory = Path(tempfile.mkdtemp(prefix="pg-private-"))
+    if os.geteuid() == 0:  # the server runs as postgres and must own its directory
+        shutil.chown(directory, "postgres", "postgres")
+    cluster = PostgresCluster(port or free_port(), directory)
+    done = _as_postgres(
+        _pg_bin("initdb"),
+        "-D",
+        str(directory / "data"),
+        "-U",
+        "postgres",
+        "--auth=trust",
+        "--no-sync",
+        "-E",
+        "UTF8",
+    )
+    if done.returncode != 0:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise RuntimeError(f"initdb failed: {done.stderr}")
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.remove()
         raise
     return cluster

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import from_json
 
 from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.models.common import Page
@@ -18,6 +19,9 @@ log = logging.getLogger("relaystore")
 
 MAX_ID_BYTES = 1024
 MAX_U32 = 2**32 - 1
+# Limits, retention counts and cursor positions fit a signed 64-bit column (SQLite, PostgreSQL);
+# a larger Python int would escape a driver as OverflowError instead of InvalidInput.
+MAX_COUNT = 2**62
 
 
 class _Any:
@@ -60,14 +64,14 @@ def check_u32(value: object, what: str) -> int:
 def check_limit(limit: object) -> int | None:
     if limit is None:
         return None
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInput(f"limit must be a positive integer or None, got {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_COUNT:
+        raise InvalidInput(f"limit must be an integer in 1..{MAX_COUNT} or None, got {limit!r}")
     return limit
 
 
 def check_keep(keep: object) -> int:
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
-        raise InvalidInput(f"keep must be a non-negative integer, got {keep!r}")
+    if isinstance(keep, bool) or not isinstance(keep, int) or not 0 <= keep <= MAX_COUNT:
+        raise InvalidInput(f"keep must be an integer in 0..{MAX_COUNT}, got {keep!r}")
     return keep
 
 
@@ -77,6 +81,22 @@ def validate(adapter: TypeAdapter[T], value: Any, what: str) -> T:
         return adapter.validate_python(value)
     except ValidationError as exc:
         raise InvalidInput(f"invalid {what}: {summarize(exc)}") from exc
+
+
+def storable_json(adapter: TypeAdapter[Any], value: Any, what: str, **options: Any) -> str:
+    """``value`` as JSON text, refused with :class:`InvalidInput` unless it can be read back.
+
+    JSON cannot carry everything a caller can hand over: a lone surrogate, ``bytes`` that are not
+    UTF-8, an unknown type, or very deep nesting. pydantic writes up to 254 levels but reads only
+    201, so a deeper value would be acknowledged and then be unreadable forever (a lost write);
+    parsing the text once here refuses it before any backend sees it.
+    """
+    try:
+        text = adapter.dump_json(value, **options)
+        from_json(text)
+    except ValueError as exc:  # pydantic's serialization and parse errors, UnicodeError too
+        raise InvalidInput(f"{what} cannot be stored as JSON: {str(exc).splitlines()[0]}") from exc
+    return text.decode()
 
 
 def summarize(exc: ValidationError, most: int = 3) -> str:
@@ -106,7 +126,7 @@ def _decode_cursor(cursor: object, kind: type) -> Any:
         position = json.loads(raw)
     except Exception as exc:  # any malformed cursor is the caller's error
         raise InvalidInput(f"malformed cursor: {cursor!r}") from exc
-    if type(position) is not kind:
+    if type(position) is not kind or (kind is int and not 0 <= position <= MAX_COUNT):
         raise InvalidInput(f"cursor {cursor!r} does not belong to this listing")
     return position
 

@@ -15,13 +15,14 @@ Semantics, as NeMo Relay's InMemoryBackend and RedisBackend:
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import TypeAdapter
 
-from relaystore.errors import InvalidInput
+from relaystore.errors import Conflict, InvalidInput
 from relaystore.models.adaptive import (
     AccumulatorState,
     ExecutionPlan,
@@ -32,6 +33,7 @@ from relaystore.models.adaptive import (
 )
 from relaystore.models.common import Page
 from relaystore.stores._common import (
+    ANY,
     check_id,
     check_keep,
     check_limit,
@@ -41,6 +43,7 @@ from relaystore.stores._common import (
     make_page,
     parse_json,
     parse_rows,
+    storable_json,
     validate,
 )
 
@@ -66,11 +69,28 @@ _DUMP = {"by_alias": True}
 
 def doc_json(kind: str, value: Any) -> str:
     """Serialize a document of ``kind`` as NeMo Relay does (compact JSON)."""
-    return ADAPTERS[kind].dump_json(value, **_DUMP).decode()  # type: ignore[arg-type]
+    return storable_json(ADAPTERS[kind], value, kind, **_DUMP)
 
 
 def run_json(run: RunRecord) -> str:
-    return RUN.dump_json(run, **_DUMP).decode()  # type: ignore[arg-type]
+    return storable_json(RUN, run, "run record", **_DUMP)
+
+
+def document_etag(text: str) -> str:
+    """The version tag of a stored document: SHA-256 hex of its exact JSON text (UTF-8)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class VersionedDocument(NamedTuple):
+    """A document with its exact stored JSON ``text`` and ``etag`` (:func:`document_etag` of it)."""
+
+    value: Any
+    text: str
+    etag: str
+
+
+class _StaleDocument(Exception):
+    """Raised inside an ``_update_doc`` apply function to abort a compare-and-set put."""
 
 
 class AdaptiveStore(ABC):
@@ -184,6 +204,53 @@ class AdaptiveStore(ABC):
     ) -> list[PromptIR] | None:
         """As :meth:`update_accumulators`, for an ACG observation window."""
         return await self._update("acg_observations", key, fn)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ versioned documents
+
+    async def load_versioned(self, kind: DocKind, key: str) -> VersionedDocument | None:
+        """The document of ``kind`` at ``key`` with its stored text and etag, or None.
+
+        Raises :class:`CorruptRecord` if the stored text does not decode.
+        """
+        kind = self._kind(kind)
+        text = await self._get_doc(kind, check_id(key, "key"))
+        if text is None:
+            return None
+        value = parse_json(ADAPTERS[kind], text, f"{kind}:{key}")
+        return VersionedDocument(value, text, document_etag(text))
+
+    async def put_versioned(
+        self, kind: DocKind, key: str, value: Any, *, if_etag: str | None = ANY
+    ) -> VersionedDocument:
+        """Store a document if its current etag is ``if_etag`` (None: only if absent; ANY: always).
+
+        The comparison and the write are one atomic step (built on the backend's ``_update_doc``),
+        so this is the compare-and-set that HTTP clients use instead of shipping a function.
+        A plan's ``agent_id`` must equal ``key``. Raises :class:`Conflict` when the document
+        changed (nothing written) and :class:`InvalidInput` for a bad kind, key or value.
+        """
+        kind = self._kind(kind)
+        check_id(key, "key")
+        if if_etag is not ANY and if_etag is not None and not isinstance(if_etag, str):
+            raise InvalidInput(f"if_etag must be a string, None or ANY, got {if_etag!r}")
+        parsed = validate(ADAPTERS[kind], value, kind)
+        if kind == "plan" and parsed.agent_id != key:
+            raise InvalidInput(f"the plan is for {parsed.agent_id!r}, not {key!r}")
+        new_text = doc_json(kind, parsed)
+
+        def apply(current: str | None) -> str:
+            current_etag = None if current is None else document_etag(current)
+            if if_etag is not ANY and current_etag != if_etag:
+                raise _StaleDocument(current_etag)
+            return new_text
+
+        try:
+            await self._update_doc(kind, key, apply)
+        except _StaleDocument as stale:
+            raise Conflict(
+                f"{kind}:{key} has etag {stale.args[0]!r}, not the expected {if_etag!r}; nothing written"
+            ) from None
+        return VersionedDocument(parsed, new_text, document_etag(new_text))
 
     # ------------------------------------------------------------------ helpers
 

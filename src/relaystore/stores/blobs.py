@@ -15,6 +15,7 @@ the range arithmetic once; a backend only stores and returns numbered chunks:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import re
 import secrets
@@ -76,6 +77,7 @@ class BlobStore(ABC):
         upload_id = secrets.token_hex(16)
         digest, size, index = hashlib.sha256(), 0, 0
         try:
+            await self._begin(upload_id, mime)
             async for chunk in _rechunk(data):
                 size += len(chunk)
                 if max_size is not None and size > max_size:
@@ -140,6 +142,10 @@ class BlobStore(ABC):
 
     # ------------------------------------------------------------------ backend primitives
 
+    async def _begin(self, upload_id: str, mime: str | None) -> None:  # noqa: B027 (optional hook)
+        """Called once before the first chunk of an upload. Does nothing unless a backend needs the
+        upload's mime type up front (the ``http://`` backend opens its streamed request here)."""
+
     @abstractmethod
     async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
         """Stage chunk ``index`` (0-based, in order) of an unfinished upload."""
@@ -163,4 +169,4 @@ class BlobStore(ABC):
     async def _delete(self, sha256: str) -> bool: ...
 
     @abstractmethod
-    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]: ...
+    async def _list(self, after: str | None, limit: int | None) -> builtins.list[BlobContent]: ...

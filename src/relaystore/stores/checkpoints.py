@@ -13,8 +13,11 @@ Semantics, settled where the reference is vague:
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from relaystore.errors import (
     CheckpointNotFound,
@@ -35,9 +38,11 @@ from relaystore.stores._common import (
     decode_seq_cursor,
     fetch_size,
     make_page,
+    storable_json,
 )
 
 SeqRow = tuple[int, CheckpointMetadata]
+_METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 
 
 class CheckpointStore(ABC):
@@ -76,6 +81,7 @@ class CheckpointStore(ABC):
             check_id(expected_head, "expected_head")
         state = bytes(state)
         metadata = metadata.model_copy(update={"state_size": len(state)})
+        storable_json(_METADATA, metadata, "checkpoint metadata")
         await self._save(thread_id, metadata, state, expected_head)
         return metadata.id
 
@@ -186,7 +192,7 @@ class CheckpointStore(ABC):
     @abstractmethod
     async def _list(
         self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
-    ) -> list[SeqRow]:
+    ) -> builtins.list[SeqRow]:
         """``(seq, metadata)`` rows strictly after (or before, when newest_first) ``after``."""
 
     @abstractmethod
@@ -199,7 +205,7 @@ class CheckpointStore(ABC):
     async def _count(self, thread_id: str) -> int: ...
 
     @abstractmethod
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]: ...
+    async def _list_threads(self, limit: int | None, after: str | None) -> builtins.list[str]: ...
 
     @abstractmethod
     async def _prune(self, thread_id: str, keep: int) -> int: ...

@@ -12,6 +12,7 @@ Semantics, as mlua-swarm's SQLite store, made safe:
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from relaystore.stores._common import (
     decode_seq_cursor,
     fetch_size,
     make_page,
+    storable_json,
     validate,
     without_skipped,
 )
@@ -74,6 +76,7 @@ class OutputStore(ABC):
             parent_refs=validate(_REFS, list(parent_refs), "parent_refs"),
             created_at=now_rfc3339(),
         )
+        storable_json(_RECORD, record, "output record")
         for _ in range(3):  # a 128-bit collision is not expected; retrying costs nothing
             try:
                 await self._insert(record)
@@ -91,6 +94,7 @@ class OutputStore(ABC):
         for value, what in ((parsed.task_id, "task_id"), (parsed.producer_agent, "producer_agent")):
             check_id(value, what)
         check_u32(parsed.attempt, "attempt")
+        storable_json(_RECORD, parsed, "output record")
         seq = await self._insert(parsed)
         return parsed.model_copy(update={"seq": seq})
 
@@ -140,7 +144,7 @@ class OutputStore(ABC):
         )
         return await self._page(flt, limit, cursor)
 
-    async def ancestors(self, ref: str, *, max_depth: int | None = None) -> list[OutputRecord]:
+    async def ancestors(self, ref: str, *, max_depth: int | None = None) -> builtins.list[OutputRecord]:
         """Records reachable from ``ref`` along ``parent_refs``, nearest first, each once.
 
         ``max_depth`` 1 gives the direct parents. Raises :class:`OutputNotFound` for ``ref``.
@@ -148,7 +152,7 @@ class OutputStore(ABC):
         start = await self.get(ref)
         return await self._walk(start, max_depth, lambda recs: self._parents_of(recs))
 
-    async def descendants(self, ref: str, *, max_depth: int | None = None) -> list[OutputRecord]:
+    async def descendants(self, ref: str, *, max_depth: int | None = None) -> builtins.list[OutputRecord]:
         """Records that name ``ref`` as a parent, their children and so on, nearest first."""
         start = await self.get(ref)
         return await self._walk(start, max_depth, lambda recs: self._children_of([r.id for r in recs]))
@@ -167,17 +171,19 @@ class OutputStore(ABC):
         records = await self._list(flt, decode_seq_cursor(cursor), fetch_size(limit))
         return make_page([(r.seq, r) for r in records], limit)
 
-    async def _parents_of(self, records: Sequence[OutputRecord]) -> list[OutputRecord]:
+    async def _parents_of(self, records: Sequence[OutputRecord]) -> builtins.list[OutputRecord]:
         refs = list(dict.fromkeys(p for r in records for p in r.parent_refs))
         return await self._get_many(refs) if refs else []
 
-    async def _walk(self, start: OutputRecord, max_depth: int | None, step: Any) -> list[OutputRecord]:
+    async def _walk(
+        self, start: OutputRecord, max_depth: int | None, step: Any
+    ) -> builtins.list[OutputRecord]:
         if max_depth is not None and (
             isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0
         ):
             raise InvalidInput(f"max_depth must be a non-negative integer or None, got {max_depth!r}")
         seen = {start.id}
-        found: list[OutputRecord] = []
+        found: builtins.list[OutputRecord] = []
         frontier = [start]
         depth = 0
         while frontier and (max_depth is None or depth < max_depth):
@@ -199,7 +205,7 @@ class OutputStore(ABC):
         Raise :class:`Conflict` if the id exists."""
 
     @abstractmethod
-    async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+    async def _get_many(self, refs: Sequence[OutputRef]) -> builtins.list[OutputRecord]:
         """Stored records among ``refs`` (any order); missing ones are left out.
         A corrupt record raises :class:`CorruptRecord`."""
 
@@ -207,9 +213,11 @@ class OutputStore(ABC):
     async def _latest(self, flt: OutputFilter) -> OutputRecord | None: ...
 
     @abstractmethod
-    async def _list(self, flt: OutputFilter, after: int | None, limit: int | None) -> list[OutputRecord]:
+    async def _list(
+        self, flt: OutputFilter, after: int | None, limit: int | None
+    ) -> builtins.list[OutputRecord]:
         """Matching records with seq > ``after``, ascending; corrupt ones skipped with a warning."""
 
     @abstractmethod
-    async def _children_of(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
+    async def _children_of(self, refs: Sequence[OutputRef]) -> builtins.list[OutputRecord]:
         """Records whose ``parent_refs`` include any of ``refs``."""
