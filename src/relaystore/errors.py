@@ -7,6 +7,8 @@ Callers can catch :class:`RelayStoreError` for all of them, or a narrower class:
 - :class:`InvalidInput`: the arguments are wrong (bad id, mismatched thread, bad cursor).
 - :class:`CorruptRecord`: a stored record cannot be decoded. Only the read that touches it fails.
 - :class:`BackendUnavailable`: the database or server cannot be reached; a later call may succeed.
+- :class:`AuthError` (:class:`Unauthorized`, :class:`Forbidden`): a relaystore server refused the
+  token (``http://`` backend only).
 """
 
 from __future__ import annotations
@@ -66,15 +68,35 @@ class BackendUnavailable(RelayStoreError):
     """The backend cannot be reached or timed out; the call may be retried."""
 
 
+class TooLarge(InvalidInput):
+    """A request body or upload is over the server's size limit (HTTP 413); nothing was written."""
+
+
+class AuthError(RelayStoreError):
+    """A relaystore server refused the caller (only the ``http://`` backend raises it)."""
+
+
+class Unauthorized(AuthError):
+    """No token, or one that is malformed, expired or wrongly signed (HTTP 401)."""
+
+
+class Forbidden(AuthError):
+    """A valid token whose scope does not cover the request (HTTP 403)."""
+
+
 __all__ = [
+    "AuthError",
     "BackendUnavailable",
     "BlobNotFound",
     "CheckpointNotFound",
     "Conflict",
     "CorruptRecord",
+    "Forbidden",
     "InvalidInput",
     "NotFound",
     "OutputNotFound",
     "RelayStoreError",
     "ThreadNotFound",
+    "TooLarge",
+    "Unauthorized",
 ]

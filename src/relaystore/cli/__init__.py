@@ -15,7 +15,7 @@ import importlib
 
 from relaystore.cli.app import app
 
-for _module in ("views", "transfer", "learn"):
+for _module in ("views", "transfer", "learn", "serve", "token"):
     try:
         importlib.import_module(f"relaystore.cli.{_module}")
     except ModuleNotFoundError as exc:  # a command group not written yet

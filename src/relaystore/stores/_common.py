@@ -126,7 +126,7 @@ def _decode_cursor(cursor: object, kind: type) -> Any:
         position = json.loads(raw)
     except Exception as exc:  # any malformed cursor is the caller's error
         raise InvalidInput(f"malformed cursor: {cursor!r}") from exc
-    if type(position) is not kind or (kind is int and not 0 <= position <= MAX_COUNT):
+    if type(position) is not kind or (isinstance(position, int) and not 0 <= position <= MAX_COUNT):
         raise InvalidInput(f"cursor {cursor!r} does not belong to this listing")
     return position
 

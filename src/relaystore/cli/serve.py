@@ -1,0 +1,108 @@
+"""``relaystore serve``: run the HTTP server (Starlette under uvicorn) in front of a store."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from relaystore.cli.app import DEFAULT_URL, UrlOption, app, err_console, run
+from relaystore.errors import InvalidInput
+
+_SIZE = re.compile(r"^(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$")
+_FACTOR = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``65536``, ``64KiB``, ``8M`` or ``1GiB`` (binary units); InvalidInput otherwise."""
+    match = _SIZE.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(f"a size is a positive number of bytes with an optional KiB/MiB/GiB, got {text!r}")
+    return int(match.group(1)) * _FACTOR[match.group(2)]
+
+
+@app.command()
+def serve(
+    url: UrlOption = DEFAULT_URL,
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8787,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="Where admin-token and signing-key live (default: .relaystore/ "
+            "beside a sqlite or file store, else ./.relaystore).",
+        ),
+    ] = None,
+    admin_token_file: Annotated[
+        Path | None, typer.Option("--admin-token-file", help="Read (or create) the admin token here.")
+    ] = None,
+    body_limit: Annotated[
+        str, typer.Option("--body-limit", help="Largest JSON or checkpoint body.")
+    ] = "8MiB",
+    blob_limit: Annotated[str, typer.Option("--blob-limit", help="Largest blob upload.")] = "4GiB",
+    file_roots: Annotated[
+        list[Path] | None,
+        typer.Option("--file-root", help="Directory file_ref paths may point into (repeatable)."),
+    ] = None,
+    tenant_url: Annotated[
+        str | None,
+        typer.Option("--tenant-url", help="Store URL template with {tenant}: serves /t/NAME/… from it."),
+    ] = None,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option("--graceful-timeout", min=1, help="Seconds to let in-flight requests finish on stop."),
+    ] = 30,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the store at --url over HTTP (routes and auth: docs/server.md).
+
+    On first start it writes a random admin token and a token-signing key (mode 0600) to the state
+    directory and prints where they are. Stop it with Ctrl-C or SIGTERM: requests in flight finish,
+    then the store is closed.
+    """
+    import uvicorn
+
+    from relaystore.server import create_app
+    from relaystore.server.tokens import load_secrets, state_dir_for
+
+    async def prepare() -> tuple[object, str, str]:
+        secrets = load_secrets(state_dir or state_dir_for(url), admin_token_file=admin_token_file)
+        application = create_app(
+            url,
+            admin_token=secrets.admin_token,
+            signing_key=secrets.signing_key,
+            body_limit=parse_size(body_limit),
+            blob_limit=parse_size(blob_limit),
+            file_roots=file_roots or (),
+            tenant_url=tenant_url,
+        )
+        return application, secrets.admin_token_source, secrets.signing_key_source
+
+    application, admin_source, key_source = run(prepare)
+    err_console.print(Text(f"relaystore: serving {url} on http://{host}:{port}"))
+    err_console.print(Text(f"relaystore: admin token in {admin_source}; signing key in {key_source}"))
+    config = uvicorn.Config(
+        application,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=graceful_timeout,
+        h11_max_incomplete_event_size=256 * 1024,  # ids travel in query strings and headers
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,79 @@
+"""``relaystore token issue``: a scoped, expiring token for one sub-agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from relaystore.backends import scheme_of
+from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, print_json, run
+
+token_app = typer.Typer(help="Issue tokens for sub-agents.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("issue")
+def issue(
+    task: Annotated[str, typer.Option("--task", help="The task the agent works on.")],
+    attempt: Annotated[int, typer.Option("--attempt", min=0, help="Its attempt number.")],
+    producer: Annotated[str, typer.Option("--producer", help="The producer_agent it appends as.")],
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime: 90s, 15m, 1h, 2d (at most 30d).")] = "1h",
+    reads: Annotated[
+        list[str] | None, typer.Option("--read", help="An output ref handed over (IN_REFS), repeatable.")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-token", envvar="RELAYSTORE_TOKEN", help="For an http:// --url: the admin token."
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="For a local --url: where the signing key is.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a token that appends only as (task, attempt, producer) and reads only that task's
+    outputs and the --read refs.
+
+    With an http(s):// --url the running server issues it (admin token needed); otherwise it is
+    signed here with the key that `relaystore serve` keeps in the state directory.
+    """
+    from relaystore.server.tokens import (
+        issue_token,
+        load_signing_key,
+        parse_ttl,
+        request_token,
+        state_dir_for,
+    )
+
+    async def work() -> str:
+        if scheme_of(url) in ("http", "https"):
+            if not admin_token:
+                from relaystore.errors import Unauthorized
+
+                raise Unauthorized(
+                    "an http:// --url needs the admin token (--admin-token or RELAYSTORE_TOKEN)"
+                )
+            return request_token(
+                url, admin_token, task=task, attempt=attempt, producer=producer, ttl=ttl, reads=reads or ()
+            )
+        key = load_signing_key(state_dir or state_dir_for(url))
+        return issue_token(
+            key,
+            task=task,
+            attempt=attempt,
+            producer=producer,
+            ttl=parse_ttl(ttl),
+            reads=reads or (),
+        )
+
+    token = run(work)
+    if as_json:
+        print_json(
+            {"token": token, "task": task, "attempt": attempt, "producer": producer, "read": reads or []}
+        )
+    else:
+        typer.echo(token)

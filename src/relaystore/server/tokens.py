@@ -1,0 +1,310 @@
+"""Server secrets and scoped agent tokens.
+
+Two kinds of bearer token open the server (see ``docs/server.md``):
+
+- the **admin token**: one random string per server, allowed everything;
+- an **agent token**: a JWT (HS256, signed with the server's signing key) that lets one sub-agent
+  append outputs only as its own ``(task, attempt, producer)`` and read only its task's outputs
+  plus the refs it was handed (its ``IN_REFS``). Unlike mlua-swarm's CapToken, attempt and
+  producer are bound too, and it expires.
+
+Both secrets live in files with mode 0600 in the server's *state directory* (``.relaystore/``
+beside a ``sqlite://`` or ``file://`` store, else in the working directory), created on first
+start; ``RELAYSTORE_ADMIN_TOKEN`` and ``RELAYSTORE_SIGNING_KEY`` override them.
+
+This module needs PyJWT only to sign or verify; :func:`request_token` (asking a running server to
+issue one) needs only httpx.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from relaystore.errors import Forbidden, InvalidInput, Unauthorized
+from relaystore.models.outputs import OutputRef
+from relaystore.stores._common import check_id, check_u32
+
+ADMIN_TOKEN_FILE = "admin-token"
+SIGNING_KEY_FILE = "signing-key"
+STATE_DIR_NAME = ".relaystore"
+ALGORITHM = "HS256"
+MAX_TTL_SECONDS = 30 * 86_400  # a leaked agent token must not outlive a month
+_TTL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+_CLAIMS = ("exp", "iat", "task", "att", "prd")
+
+
+# --------------------------------------------------------------------------- who is asking
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The bearer of a verified token: the admin, or one agent's scope."""
+
+    admin: bool
+    tenant: str | None = None
+    task: str | None = None
+    attempt: int | None = None
+    producer: str | None = None
+    reads: frozenset[str] = field(default_factory=frozenset)
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise Forbidden("this route needs the admin token")
+
+    def require_tenant(self, tenant: str | None) -> None:
+        if not self.admin and self.tenant != tenant:
+            raise Forbidden("the token belongs to another tenant")
+
+    def require_writer(self, task_id: str, attempt: int, producer: str) -> None:
+        """Raise :class:`Forbidden` unless the token may append as (task, attempt, producer)."""
+        if self.admin:
+            return
+        for what, mine, theirs in (
+            ("task", self.task, task_id),
+            ("attempt", self.attempt, attempt),
+            ("producer", self.producer, producer),
+        ):
+            if mine != theirs:
+                raise Forbidden(f"the token may append as {what} {mine!r} only, not {theirs!r}")
+
+    def require_task(self, task_id: str | None) -> None:
+        """Raise :class:`Forbidden` unless the token may list ``task_id``'s outputs."""
+        if not self.admin and task_id != self.task:
+            raise Forbidden(f"the token may list outputs of task {self.task!r} only")
+
+    def may_read(self, record: Any) -> bool:
+        return self.admin or record.task_id == self.task or str(record.id) in self.reads
+
+    def require_read(self, record: Any) -> None:
+        if not self.may_read(record):
+            raise Forbidden(f"output {record.id} was not handed to this token")
+
+
+# --------------------------------------------------------------------------- agent tokens
+
+
+def parse_ttl(text: str | float | int) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``1h`` or ``2d``; InvalidInput if not in (0, 30 d]."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = _TTL.match(str(text).strip().lower())
+        if not match:
+            raise InvalidInput(f"ttl must look like 90s, 15m, 1h or 2d, got {text!r}")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if not 0 < seconds <= MAX_TTL_SECONDS:
+        raise InvalidInput(f"ttl must be more than 0 and at most {MAX_TTL_SECONDS} seconds")
+    return seconds
+
+
+def issue_token(
+    signing_key: str,
+    *,
+    task: str,
+    attempt: int,
+    producer: str,
+    ttl: str | float = "1h",
+    reads: Iterable[str] = (),
+    tenant: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A signed agent token (JWT, HS256) for one ``(task, attempt, producer)``.
+
+    ``reads`` are the output refs handed over (IN_REFS); ``ttl`` seconds or ``"1h"``-style text.
+    Raises :class:`InvalidInput` for a bad id, attempt, ref or ttl.
+    """
+    import jwt
+
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "iat": issued,
+        "exp": issued + int(parse_ttl(ttl)),
+        "jti": uuid.uuid4().hex,
+        "task": check_id(task, "task"),
+        "att": check_u32(attempt, "attempt"),
+        "prd": check_id(producer, "producer"),
+        "read": [_ref(r) for r in reads],
+    }
+    if tenant is not None:
+        claims["ten"] = tenant
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
+
+
+def _ref(value: object) -> str:
+    try:
+        return str(OutputRef(value))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def verify_token(token: str, *, admin_token: str, signing_key: str) -> Principal:
+    """The principal a bearer token stands for; :class:`Unauthorized` if it is not valid."""
+    if secrets.compare_digest(token.encode(), admin_token.encode()):
+        return Principal(admin=True)
+    import jwt
+
+    try:
+        claims = jwt.decode(token, signing_key, algorithms=[ALGORITHM], options={"require": list(_CLAIMS)})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"not a valid token: {exc}") from None
+    return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    try:
+        reads = claims.get("read", [])
+        tenant = claims.get("ten")
+        assert isinstance(reads, list) and all(isinstance(r, str) for r in reads)
+        assert tenant is None or isinstance(tenant, str)
+        return Principal(
+            admin=False,
+            tenant=tenant,
+            task=check_id(claims["task"], "task"),
+            attempt=check_u32(claims["att"], "attempt"),
+            producer=check_id(claims["prd"], "producer"),
+            reads=frozenset(reads),
+        )
+    except (AssertionError, InvalidInput) as exc:  # signed by us, but not by this code: refuse
+        raise Unauthorized(f"the token's claims are malformed: {exc}") from None
+
+
+def bearer(headers: Any, query: Any) -> str:
+    """The token of a request: ``Authorization: Bearer …`` wins over ``?token=`` (as mlua-swarm).
+
+    Raises :class:`Unauthorized` (never a 400 or 500) when neither holds a token.
+    """
+    header = headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must be 'Bearer <token>'")
+        return token.strip()
+    token = query.get("token")
+    if not token:
+        raise Unauthorized("a token is required: Authorization: Bearer <token>")
+    return str(token)
+
+
+# --------------------------------------------------------------------------- secret files
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """The server's admin token and signing key, and where they came from."""
+
+    admin_token: str
+    signing_key: str
+    admin_token_source: str
+    signing_key_source: str
+
+
+def state_dir_for(store_url: str) -> Path:
+    """Where a server for ``store_url`` keeps its secrets: ``.relaystore/`` beside the database
+    of a ``sqlite://`` or ``file://`` store, else ``./.relaystore``."""
+    parts = urlsplit(store_url)
+    scheme = parts.scheme.lower()
+    path = unquote(parts.path)
+    if scheme == "sqlite" and path not in ("", "/", "/:memory:"):
+        database = Path(path[1:] if path.startswith("/") else path)
+        return database.resolve().parent / STATE_DIR_NAME
+    if scheme == "file" and path.strip("/"):
+        return Path("/" + path.lstrip("/")).resolve().parent / STATE_DIR_NAME
+    return Path.cwd() / STATE_DIR_NAME
+
+
+def load_secrets(state_dir: Path, *, create: bool = True, admin_token_file: Path | None = None) -> Secrets:
+    """Read (or, with ``create``, make) the admin token and signing key.
+
+    Order: ``RELAYSTORE_ADMIN_TOKEN`` / ``RELAYSTORE_SIGNING_KEY``, then ``admin_token_file``,
+    then the files in ``state_dir``. New files get 256 random bits and mode 0600.
+    Raises :class:`InvalidInput` if a secret is missing and ``create`` is false.
+    """
+    admin, admin_source = _secret(
+        "RELAYSTORE_ADMIN_TOKEN", admin_token_file or state_dir / ADMIN_TOKEN_FILE, create
+    )
+    key, key_source = _secret("RELAYSTORE_SIGNING_KEY", state_dir / SIGNING_KEY_FILE, create)
+    return Secrets(admin, key, admin_source, key_source)
+
+
+def load_signing_key(state_dir: Path) -> str:
+    """The signing key alone (``$RELAYSTORE_SIGNING_KEY`` or ``state_dir/signing-key``), for
+    issuing tokens without a server. Raises :class:`InvalidInput` if there is none yet."""
+    return _secret("RELAYSTORE_SIGNING_KEY", state_dir / SIGNING_KEY_FILE, create=False)[0]
+
+
+def _secret(env: str, path: Path, create: bool) -> tuple[str, str]:
+    value = os.environ.get(env, "").strip()
+    if value:
+        return value, f"${env}"
+    if not path.exists():
+        if not create:
+            raise InvalidInput(f"{path} does not exist: start `relaystore serve` once, or set ${env}")
+        _write_private(path, secrets.token_urlsafe(32))
+    text = path.read_text().strip()
+    if not text:
+        raise InvalidInput(f"{path} is empty")
+    return text, str(path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text + "\n")
+
+
+# --------------------------------------------------------------------------- asking a server
+
+
+def request_token(
+    url: str,
+    admin_token: str,
+    *,
+    task: str,
+    attempt: int,
+    producer: str,
+    ttl: str | float = "1h",
+    reads: Iterable[str] = (),
+    timeout: float = 10.0,
+) -> str:
+    """Ask a running server (``POST /v1/tokens`` with the admin token) to issue an agent token.
+
+    ``url`` is the server's base URL (a tenant's ``…/t/NAME`` too). Raises
+    :class:`Unauthorized`/:class:`Forbidden` if the admin token is refused, :class:`InvalidInput`
+    for bad arguments and :class:`BackendUnavailable` if the server cannot be reached.
+    """
+    import httpx
+
+    from relaystore.backends.http import raise_for_response, unavailable
+
+    body = {"task": task, "attempt": attempt, "producer": producer, "ttl": ttl, "read": list(reads)}
+    try:
+        response = httpx.post(
+            base_url(url) + "/v1/tokens",
+            json=body,
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=timeout,
+        )
+    except httpx.HTTPError as exc:
+        raise unavailable(url, exc) from exc
+    raise_for_response(response)
+    return str(response.json()["token"])
+
+
+def base_url(url: str) -> str:
+    """``url`` without query, fragment and trailing slash."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"

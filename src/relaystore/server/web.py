@@ -1,0 +1,279 @@
+"""HTTP plumbing shared by every route: request context, bodies, errors and the route table type.
+
+Every route is declared once as an :class:`Op`; the app builds its Starlette routes and its
+OpenAPI document from the same list, so the document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, TypeAdapter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from relaystore.errors import (
+    BackendUnavailable,
+    Conflict,
+    CorruptRecord,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RelayStoreError,
+    TooLarge,
+    Unauthorized,
+)
+from relaystore.server.tokens import Principal
+from relaystore.stores import Store
+from relaystore.stores._common import validate
+
+log = logging.getLogger("relaystore.server")
+
+MiB = 1024 * 1024
+DRAIN_LIMIT = 64 * MiB  # bytes read and dropped after a 413, so the client gets to read the answer
+
+Access = Literal["public", "token", "agent", "admin"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Limits and policies of one server (see ``relaystore serve --help``)."""
+
+    admin_token: str
+    signing_key: str
+    body_limit: int = 8 * MiB
+    blob_limit: int = 4096 * MiB
+    file_roots: tuple[Path, ...] = ()
+
+
+class HttpError(Exception):
+    """An answer that no relaystore error names (416, 412 on a conditional request)."""
+
+    def __init__(self, status: int, error: str, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class ClientGone(Exception):
+    """The client disconnected before sending its whole body."""
+
+
+# --------------------------------------------------------------------------- errors → responses
+
+_STATUS: list[tuple[type[RelayStoreError], int]] = [
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (TooLarge, 413),
+    (InvalidInput, 422),
+    (CorruptRecord, 500),
+    (BackendUnavailable, 503),
+]
+
+
+def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, "detail": detail, **extra}
+
+
+def error_response(exc: BaseException) -> Response:
+    """The JSON answer to a failed call: ``{"error": "<ExceptionClass>", "detail": "..."}``."""
+    if isinstance(exc, HttpError):
+        return JSONResponse(error_body(exc.error, exc.detail), exc.status, headers=exc.headers)
+    if isinstance(exc, RelayStoreError):
+        status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
+        extra = {"key": exc.key, "reason": exc.reason} if isinstance(exc, CorruptRecord) else {}
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(type(exc).__name__, str(exc), **extra), status, headers=headers)
+    log.error("unexpected error", exc_info=exc)  # a bug: keep the trace in the log, not the reply
+    return JSONResponse(error_body("InternalError", "the server failed; see its log"), 500)
+
+
+# --------------------------------------------------------------------------- one call
+
+
+@dataclass
+class Call:
+    """What a route handler gets: the request, who sent it, its store and the server's config."""
+
+    request: Request
+    principal: Principal
+    store: Store
+    config: ServerConfig
+    tenant: str | None
+    body_finished: bool = field(default=False)
+
+    # ---------------------------------------------------------------- parameters
+
+    def query(self, name: str) -> str | None:
+        return self.request.query_params.get(name)
+
+    def need(self, name: str) -> str:
+        value = self.query(name)
+        if value is None:
+            raise InvalidInput(f"query parameter {name!r} is required")
+        return value
+
+    def integer(self, name: str) -> int | None:
+        raw = self.query(name)
+        return None if raw is None else self._int(name, raw)
+
+    def need_int(self, name: str) -> int:
+        return self._int(name, self.need(name))
+
+    @staticmethod
+    def _int(name: str, raw: str) -> int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidInput(f"query parameter {name!r} must be an integer, got {raw!r}") from None
+
+    def flag(self, name: str) -> bool:
+        raw = (self.query(name) or "false").lower()
+        if raw not in {"true", "false", "1", "0"}:
+            raise InvalidInput(f"query parameter {name!r} must be true or false, got {raw!r}")
+        return raw in {"true", "1"}
+
+    def page_args(self) -> dict[str, Any]:
+        return {"limit": self.integer("limit"), "cursor": self.query("cursor")}
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+    # ---------------------------------------------------------------- bodies
+
+    async def chunks(self, limit: int) -> AsyncIterator[bytes]:
+        """The request body as it arrives; :class:`TooLarge` once it passes ``limit`` bytes.
+
+        Counts what arrives rather than trusting ``Content-Length`` (which may be absent or lie).
+        """
+        declared = self.request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"the body is {declared} bytes; the limit is {limit}")
+        size = 0
+        while not self.body_finished:
+            message = await self.request.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
+            self.body_finished = not message.get("more_body", False)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge(f"the body is over the limit of {limit} bytes")
+            if chunk:
+                yield chunk
+
+    async def body(self) -> bytes:
+        return b"".join([chunk async for chunk in self.chunks(self.config.body_limit)])
+
+    async def json(self) -> Any:
+        raw = await self.body()
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"the body is not JSON: {exc}") from None
+
+    async def parse(self, adapter: TypeAdapter[Any], what: str) -> Any:
+        return validate(adapter, await self.json(), what)
+
+    async def drain(self) -> None:
+        """Read and drop what is left of the body (bounded), so a 413 reaches the client."""
+        dropped = 0
+        while not self.body_finished and dropped < DRAIN_LIMIT:
+            message = await self.request.receive()
+            if message["type"] == "http.disconnect":
+                return
+            self.body_finished = not message.get("more_body", False)
+            dropped += len(message.get("body", b""))
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def dump(value: Any) -> Any:
+    """JSON-ready form of a model, a list of models or a plain value."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, list | tuple):
+        return [dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: dump(v) for k, v in value.items()}
+    return value
+
+
+def reply(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(dump(value), status, headers=headers)
+
+
+def page_reply(page: Any) -> Response:
+    """A listing: ``{"items": [...], "next_cursor": str | null}``, plus ``"warnings"`` naming the
+    corrupt records the store skipped (so a remote caller can log them as a local one would)."""
+    body = {"items": dump(list(page)), "next_cursor": page.next_cursor}
+    if warnings := _warnings.get():
+        body["warnings"] = warnings
+    return reply(body)
+
+
+# --------------------------------------------------------------------------- store warnings
+
+_warnings: ContextVar[list[str] | None] = ContextVar("relaystore_server_warnings", default=None)
+
+
+class _WarningCollector(logging.Handler):
+    """Copies warnings of the ``relaystore`` logger into the current request's list, if any."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sink = _warnings.get()
+        if sink is not None and record.levelno >= logging.WARNING and record.name == "relaystore":
+            sink.append(record.getMessage())
+
+
+def collect_warnings() -> None:
+    """Start collecting store warnings for the current request (called once per request)."""
+    _warnings.set([])
+
+
+logging.getLogger("relaystore").addHandler(_WarningCollector())
+
+
+# --------------------------------------------------------------------------- the route table
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query, path or header parameter as OpenAPI describes it."""
+
+    name: str
+    schema: dict[str, Any]
+    required: bool = False
+    where: Literal["query", "path", "header"] = "query"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One route: method, path, handler, who may call it, and its OpenAPI description.
+
+    ``request`` and ``responses`` map a media type to a JSON schema (``$ref`` into the
+    components); ``responses`` is keyed by status code. Every route also answers errors as
+    ``{"error", "detail"}`` (OpenAPI ``default``).
+    """
+
+    method: str
+    path: str
+    handler: Callable[[Call], Awaitable[Response]]
+    summary: str
+    access: Access = "admin"
+    params: tuple[Param, ...] = ()
+    request: dict[str, Any] | None = None
+    responses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    tag: str = "server"
