@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 URL ?= sqlite:///./relaystore.db
 
-.PHONY: run test bench bench-quick lint soak clean services
+.PHONY: run quickstart swarm test bench bench-quick lint soak clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: the store as an HTTP service on the SQLite default (Ctrl-C stops it gracefully).
 run: $(STAMP)
+	$(BIN)/relaystore serve --url '$(URL)' --host 127.0.0.1 --port 8787
+
+# The library tour, printed through the CLI views.
+quickstart: $(STAMP)
 	$(BIN)/python examples/quickstart.py --url '$(URL)'
+
+# A multi-process swarm (Python and curl sub-agents) against a running `make run`.
+swarm: $(STAMP)
+	$(BIN)/python examples/swarm/run.py --url http://127.0.0.1:8787
 
 services:
 	@bash scripts/ensure-services.sh
