@@ -56,6 +56,9 @@ def serve(
         str, typer.Option("--body-limit", help="Largest JSON or checkpoint body.")
     ] = "8MiB",
     blob_limit: Annotated[str, typer.Option("--blob-limit", help="Largest blob upload.")] = "4GiB",
+    memory_budget: Annotated[
+        str, typer.Option("--memory-budget", help="Request data held at once, all requests together.")
+    ] = "96MiB",
     file_roots: Annotated[
         list[Path] | None,
         typer.Option("--file-root", help="Directory file_ref paths may point into (repeatable)."),
@@ -89,6 +92,7 @@ def serve(
             signing_key=secrets.signing_key,
             body_limit=parse_size(body_limit),
             blob_limit=parse_size(blob_limit),
+            memory_budget=parse_size(memory_budget),
             file_roots=file_roots or (),
             tenant_url=tenant_url,
         )

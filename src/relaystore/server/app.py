@@ -29,6 +29,8 @@ from relaystore.server.openapi import build_openapi
 from relaystore.server.stores import StoreSet
 from relaystore.server.tokens import Principal, bearer, verify_token
 from relaystore.server.web import (
+    DEFAULT_MEMORY_BUDGET,
+    ByteBudget,
     Call,
     ClientGone,
     MiB,
@@ -57,12 +59,15 @@ def create_app(
     file_roots: Iterable[str | Path] = (),
     tenant_url: str | None = None,
     max_open_tenants: int = 32,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> Starlette:
     """The relaystore HTTP server for the store at ``store_url``.
 
     ``body_limit`` bounds every JSON or checkpoint body and ``blob_limit`` every blob upload
     (bytes; 413 past them). ``file_roots`` are the directories a ``file_ref`` may point into.
     ``tenant_url`` (a store URL with ``{tenant}``) serves one more store per ``/t/NAME`` prefix.
+    ``memory_budget`` (bytes) bounds the request data held at once across all requests: a
+    request waits, unread, until its worst case fits (3 × a JSON body, 2 MiB for a stream).
     The store opens at startup and closes at shutdown, after in-flight requests have finished.
     """
     config = ServerConfig(
@@ -71,6 +76,7 @@ def create_app(
         body_limit=body_limit,
         blob_limit=blob_limit,
         file_roots=tuple(Path(r).resolve() for r in file_roots),
+        budget=ByteBudget(memory_budget),
     )
     stores = StoreSet(store_url, tenant_url, max_open=max_open_tenants)
     metrics = Metrics()
@@ -126,6 +132,9 @@ def endpoint(op: Op, config: ServerConfig) -> Callable[[Request], Awaitable[Resp
             if isinstance(exc, TooLarge) and call is not None:
                 await call.drain()
             return error_response(exc)
+        finally:
+            if call is not None:
+                await call.release()
 
     return run
 

@@ -6,6 +6,7 @@ OpenAPI document from the same list, so the document cannot drift from what is s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,9 +37,42 @@ from relaystore.stores._common import validate
 log = logging.getLogger("relaystore.server")
 
 MiB = 1024 * 1024
+DEFAULT_MEMORY_BUDGET = 96 * MiB
+# A JSON body lives as bytes, then as decoded Python objects, then as a model: about 3 copies.
+JSON_COPIES = 3
+# A streamed upload holds about one 1 MiB chunk in flight plus the one being stored.
+STREAM_RESERVE = 2 * MiB
 DRAIN_LIMIT = 64 * MiB  # bytes read and dropped after a 413, so the client gets to read the answer
 
 Access = Literal["public", "token", "agent", "admin"]
+
+
+class ByteBudget:
+    """Bytes of request data the server may hold at once, shared by all requests.
+
+    A request reserves its worst case in one step before it reads anything, and gives it back
+    when it ends. All-or-nothing reservations cannot deadlock (nobody waits holding a part), and a
+    request that waits simply does not read its socket, so TCP backpressure holds its client.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._changed = asyncio.Condition()
+
+    async def reserve(self, size: int) -> int:
+        """Wait until ``size`` bytes (at most the whole budget) are free and take them."""
+        size = min(size, self.total)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free >= size)
+            self.free -= size
+        return size
+
+    async def release(self, size: int) -> None:
+        if size:
+            async with self._changed:
+                self.free += size
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True)
@@ -50,6 +84,7 @@ class ServerConfig:
     body_limit: int = 8 * MiB
     blob_limit: int = 4096 * MiB
     file_roots: tuple[Path, ...] = ()
+    budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_MEMORY_BUDGET))
 
 
 class HttpError(Exception):
@@ -111,6 +146,7 @@ class Call:
     config: ServerConfig
     tenant: str | None
     body_finished: bool = field(default=False)
+    reserved: int = field(default=0)
 
     # ---------------------------------------------------------------- parameters
 
@@ -151,14 +187,17 @@ class Call:
 
     # ---------------------------------------------------------------- bodies
 
-    async def chunks(self, limit: int) -> AsyncIterator[bytes]:
+    async def chunks(self, limit: int, reserve: int = STREAM_RESERVE) -> AsyncIterator[bytes]:
         """The request body as it arrives; :class:`TooLarge` once it passes ``limit`` bytes.
 
         Counts what arrives rather than trusting ``Content-Length`` (which may be absent or lie).
+        Before reading, it reserves ``reserve`` bytes of the server's memory budget for the rest
+        of the request (see :meth:`release`).
         """
         declared = self.request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"the body is {declared} bytes; the limit is {limit}")
+        self.reserved += await self.config.budget.reserve(reserve)
         size = 0
         while not self.body_finished:
             message = await self.request.receive()
@@ -173,7 +212,16 @@ class Call:
                 yield chunk
 
     async def body(self) -> bytes:
-        return b"".join([chunk async for chunk in self.chunks(self.config.body_limit)])
+        limit = self.config.body_limit
+        declared = self.request.headers.get("content-length", "")
+        expected = min(int(declared), limit) if declared.isdigit() else limit
+        chunks = self.chunks(limit, reserve=JSON_COPIES * expected)
+        return b"".join([chunk async for chunk in chunks])
+
+    async def release(self) -> None:
+        """Give back what this request reserved of the memory budget (at its end)."""
+        await self.config.budget.release(self.reserved)
+        self.reserved = 0
 
     async def json(self) -> Any:
         raw = await self.body()
