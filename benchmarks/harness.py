@@ -25,17 +25,29 @@ import gc
 import statistics
 import tempfile
 import time
+import traceback
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 Op = Callable[[int], Awaitable[object]]
 """One timed operation; the argument is a running index, unique per contender."""
 
 Setup = Callable[[], AbstractAsyncContextManager[Op]]
 """Prepares a contender's store (untimed) and yields its operation."""
+
+Cleanup = Callable[[], Awaitable[None]]
+"""Deletes something a case created outside its temp dir (a Redis prefix, a PostgreSQL schema)."""
+
+Facts = dict[str, dict[str, Any]]
+"""Per contender label, the facts its setup recorded (e.g. ``{"lost updates": 3}``)."""
+
+Check = Callable[[Facts], tuple[bool, str]]
+"""A verdict on the facts of a case that is not a speed ratio: ``(met, what was checked)``."""
 
 
 # --------------------------------------------------------------------------- targets
@@ -72,11 +84,15 @@ class Backend:
 
     ``fresh_url(tmp_dir, label)`` must return a URL whose store starts empty (a new file, a new
     Redis prefix or Postgres schema…). ``skip_if()`` returns a reason to skip, or None.
+    ``cleanup(url)`` deletes exactly what a store at such a URL created outside the temp dir.
+    ``fill_options`` are connect options that make untimed prefills fast (durability off).
     """
 
     name: str
     fresh_url: Callable[[Path, str], str]
     skip_if: Callable[[], str | None] = lambda: None
+    cleanup: Callable[[str], Awaitable[None]] | None = None
+    fill_options: dict[str, str] = field(default_factory=dict)
 
 
 def _port_open(port: int) -> bool:
@@ -104,22 +120,76 @@ def requires(module: str, port: int | None = None) -> Callable[[], str | None]:
     return reason
 
 
+REDIS_URL = "redis://127.0.0.1:6379/0"
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+"""The shared servers. Every case isolates itself under a unique key prefix or schema."""
+
+
+def unique_name(label: str, sep: str = "_", width: int = 24) -> str:
+    """``bench<sep><slug of label><sep><12 hex>``: unique per call, so runs never share state."""
+    slug = _slug(label)[:width].strip("-").replace("-", sep)
+    return f"bench{sep}{slug}{sep}{uuid.uuid4().hex[:12]}"
+
+
+def _redis_url(_tmp: Path, label: str) -> str:
+    # The trailing ":" ends the prefix, so no other prefix can start with this one.
+    return f"{REDIS_URL}?prefix={unique_name(label, ':')}:"
+
+
+async def drop_redis_prefix(prefix: str) -> None:
+    """UNLINK every key under ``prefix`` (SCAN, never FLUSH: the server is shared)."""
+    from redis.asyncio import Redis
+
+    escaped = "".join("\\" + c if c in "\\*?[]" else c for c in prefix)
+    client = Redis.from_url(REDIS_URL)
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=escaped + "*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await client.unlink(*batch)
+                batch.clear()
+        if batch:
+            await client.unlink(*batch)
+    finally:
+        await client.aclose()
+
+
+async def _cleanup_redis(url: str) -> None:
+    await drop_redis_prefix(parse_qs(urlsplit(url).query)["prefix"][0])
+
+
+def _pg_url(_tmp: Path, label: str) -> str:
+    return f"{PG_URL}?schema={unique_name(label.lower())}"
+
+
+async def drop_pg_schema(schema: str) -> None:
+    """``DROP SCHEMA … CASCADE`` of one schema this run created."""
+    import psycopg
+    from psycopg import sql
+
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+async def _cleanup_pg(url: str) -> None:
+    await drop_pg_schema(parse_qs(urlsplit(url).query)["schema"][0])
+
+
 BACKENDS: dict[str, Backend] = {
     "memory": Backend("memory", lambda _tmp, _label: "memory://"),
-    "sqlite": Backend("sqlite", lambda tmp, label: f"sqlite:///{tmp / _slug(label)}.db"),
-    # The owners of these backends: make fresh_url return an isolated, empty store.
-    "redis": Backend(
-        "redis",
-        lambda _tmp, label: f"redis://127.0.0.1:6379/0?prefix=bench-{_slug(label)}-{time.time_ns()}",
-        requires("relaystore.backends.redis", 6379),
+    "sqlite": Backend(
+        "sqlite",
+        lambda tmp, label: f"sqlite:///{tmp / _slug(label)}.db",
+        fill_options={"synchronous": "off"},
     ),
-    "postgres": Backend(
-        "postgres",
-        lambda _tmp, _label: "postgresql://postgres@127.0.0.1:5432/test",
-        requires("relaystore.backends.postgres", 5432),
-    ),
+    "redis": Backend("redis", _redis_url, requires("relaystore.backends.redis", 6379), _cleanup_redis),
+    "postgres": Backend("postgres", _pg_url, requires("relaystore.backends.postgres", 5432), _cleanup_pg),
     "file": Backend(
-        "file", lambda tmp, label: f"file://{tmp / _slug(label)}", requires("relaystore.backends.filesystem")
+        "file",
+        lambda tmp, label: f"file://{tmp / _slug(label)}",
+        requires("relaystore.backends.filesystem"),
+        fill_options={"fsync": "false"},
     ),
 }
 
@@ -133,10 +203,15 @@ def _slug(text: str) -> str:
 
 @dataclass(frozen=True)
 class Contender:
-    """One side of a case: a label for the tables and its setup."""
+    """One side of a case: a label for the tables and its setup.
+
+    ``facts`` is for figures that are not timings (lost updates, final counts): the setup fills
+    it, typically after the timed part, and the report prints it next to the case.
+    """
 
     label: str
     setup: Setup
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -155,10 +230,25 @@ class Context:
     backend: str
     tmp_dir: Path
     n: int
+    cleanups: list[Cleanup] = field(default_factory=list)
 
     def store_url(self, label: str) -> str:
-        """A URL of a fresh, empty relaystore of this case's backend."""
-        return BACKENDS[self.backend].fresh_url(self.tmp_dir, label)
+        """A URL of a fresh, empty relaystore of this case's backend, deleted after the case."""
+        backend = BACKENDS[self.backend]
+        url = backend.fresh_url(self.tmp_dir, label)
+        if backend.cleanup is not None:
+            drop = backend.cleanup
+            self.defer(lambda: drop(url))
+        return url
+
+    def defer(self, cleanup: Cleanup) -> None:
+        """Run ``cleanup()`` after the case, even if it fails (a peer's own schema, say)."""
+        self.cleanups.append(cleanup)
+
+    @property
+    def fill_options(self) -> dict[str, str]:
+        """``connect`` options for fast untimed prefills on this backend (durability off)."""
+        return dict(BACKENDS[self.backend].fill_options)
 
     def path(self, name: str) -> Path:
         """A file path inside the case's temp dir (for peers' own databases)."""
@@ -182,6 +272,9 @@ class Case:
     targets: dict[str, Target]
     skip_if: Callable[[], str | None]
     note: str
+    ops_per_call: int = 1
+    check: Check | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -212,33 +305,50 @@ class Registry:
         targets: dict[str, Target] | None = None,
         skip_if: Callable[[], str | None] = lambda: None,
         note: str = "",
+        ops_per_call: int = 1,
+        check: Check | None = None,
+        reasons: dict[str, str] | None = None,
+        n_scale: dict[str, float] | None = None,
+        quick_backends: Iterable[str] | None = None,
     ) -> Callable[[Callable[[Context], Matchup]], Callable[[Context], Matchup]]:
         """Register ``build(ctx) -> Matchup`` once per backend.
 
         ``n`` operations are timed per batch (``quick_n`` with ``--quick``); each contender runs
         ``repeats`` batches. ``targets`` maps a peer label to the ratio goal shown as ✔/✘.
         ``in_quick=False`` leaves the case out of ``--quick``.
+        ``ops_per_call``: each ``op(i)`` does this many operations (a burst of concurrent writers),
+        so the figures are operations per second, not calls. ``check(facts)`` judges the facts the
+        contenders recorded. ``reasons`` maps a peer label (or ``"check"``) to the one-line known
+        cause printed when that target is missed. ``n_scale`` multiplies N (and quick N) on the
+        named backends, for those whose operations are much slower; ``quick_backends`` limits
+        which backends ``--quick`` runs (default: all of them, if ``in_quick``).
         """
 
         def register(build: Callable[[Context], Matchup]) -> Callable[[Context], Matchup]:
-            for backend in backends:
+            backends_ = list(backends)
+            quick_set = set(backends_ if quick_backends is None else quick_backends)
+            for backend in backends_:
                 if backend not in BACKENDS:
                     raise ValueError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
+                scale = (n_scale or {}).get(backend, 1.0)
                 self.cases.append(
                     Case(
                         group,
                         name,
                         build,
-                        n,
-                        quick_n or max(1, n // 5),
+                        max(1, round(n * scale)),
+                        max(1, round((quick_n or max(1, n // 5)) * scale)),
                         repeats,
                         quick_repeats,
                         unit,
                         backend,
-                        in_quick,
+                        in_quick and backend in quick_set,
                         dict(targets or {}),
                         skip_if,
                         note,
+                        ops_per_call,
+                        check,
+                        dict(reasons or {}),
                     )
                 )
             return build
@@ -277,6 +387,7 @@ class Measurement:
     label: str
     role: str  # "subject" or "peer"
     ops_per_s: list[float]  # one per repeat, in repeat order
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def median(self) -> float:
@@ -324,6 +435,9 @@ class CaseResult:
     peers: list[Measurement] = field(default_factory=list)
     ratios: list[Ratio] = field(default_factory=list)
     skipped: str | None = None
+    error: str | None = None  # the case raised: nothing was measured
+    check: dict[str, Any] | None = None  # {"met": bool, "text": str} from the case's check
+    reasons: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -373,26 +487,66 @@ async def _warm_up(op: Op, n: int) -> int:
 
 
 async def run_case(case: Case, *, quick: bool, tmp_root: Path | None = None) -> CaseResult:
-    """Run one case: set every contender up, then time them in rotating turns."""
+    """Run one case: set every contender up, then time them in rotating turns.
+
+    A case that raises is reported as failed (the run goes on), and whatever it created on the
+    shared servers is deleted either way.
+    """
     n, repeats = (case.quick_n, case.quick_repeats) if quick else (case.n, case.repeats)
-    result = CaseResult(case.id, case.group, case.name, case.backend, case.unit, n, repeats, case.note)
+    result = CaseResult(
+        case.id, case.group, case.name, case.backend, case.unit, n, repeats, case.note, reasons=case.reasons
+    )
     reason = case.skip_reason()
     if reason:
         result.skipped = reason
         return result
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="relaystore-bench-", dir=tmp_root) as tmp:
-        ctx = Context(quick=quick, backend=case.backend, tmp_dir=Path(tmp), n=n)
-        matchup = case.build(ctx)
-        contenders = [matchup.subject, *matchup.peers]
-        async with AsyncExitStack() as stack:
-            ops = [await stack.enter_async_context(c.setup()) for c in contenders]
-            samples = await _interleave(ops, n, repeats)
+    try:
+        with tempfile.TemporaryDirectory(prefix="relaystore-bench-", dir=tmp_root) as tmp:
+            ctx = Context(quick=quick, backend=case.backend, tmp_dir=Path(tmp), n=n)
+            try:
+                matchup, samples = await _measure(case, ctx, n, repeats)
+            finally:
+                await _clean_up(ctx)
+    except Exception as exc:  # one broken case must not sink a 20-minute run
+        traceback.print_exc()
+        result.error = f"{type(exc).__name__}: {exc}"
+        return result
     result.seconds = time.monotonic() - began
-    result.subject = Measurement(matchup.subject.label, "subject", samples[0])
-    result.peers = [Measurement(p.label, "peer", s) for p, s in zip(matchup.peers, samples[1:], strict=True)]
-    result.ratios = [_ratio(samples[0], peer, case.targets.get(peer.label)) for peer in result.peers]
+    _fill_result(result, case, matchup, samples)
     return result
+
+
+async def _measure(case: Case, ctx: Context, n: int, repeats: int) -> tuple[Matchup, list[list[float]]]:
+    matchup = case.build(ctx)
+    contenders = [matchup.subject, *matchup.peers]
+    async with AsyncExitStack() as stack:
+        ops = [await stack.enter_async_context(c.setup()) for c in contenders]
+        samples = await _interleave(ops, n, repeats)
+    scale = case.ops_per_call
+    return matchup, [[x * scale for x in per_repeat] for per_repeat in samples]
+
+
+async def _clean_up(ctx: Context) -> None:
+    """Run the deferred cleanups, newest first; a failing one is reported, not raised."""
+    for cleanup in reversed(ctx.cleanups):
+        try:
+            await cleanup()
+        except Exception as exc:
+            print(f"  cleanup failed: {type(exc).__name__}: {exc}")
+
+
+def _fill_result(result: CaseResult, case: Case, matchup: Matchup, samples: list[list[float]]) -> None:
+    subject = matchup.subject
+    result.subject = Measurement(subject.label, "subject", samples[0], dict(subject.facts))
+    result.peers = [
+        Measurement(p.label, "peer", s, dict(p.facts))
+        for p, s in zip(matchup.peers, samples[1:], strict=True)
+    ]
+    result.ratios = [_ratio(samples[0], peer, case.targets.get(peer.label)) for peer in result.peers]
+    if case.check is not None:
+        met, text = case.check({m.label: m.facts for m in [result.subject, *result.peers]})
+        result.check = {"met": met, "text": text}
 
 
 async def _interleave(ops: list[Op], n: int, repeats: int) -> list[list[float]]:
@@ -443,6 +597,8 @@ def describe(result: CaseResult) -> str:
     """One line per contender, for the console."""
     if result.skipped:
         return f"  skipped: {result.skipped}"
+    if result.error:
+        return f"  FAILED: {result.error}"
     assert result.subject is not None
     lines = [f"  {result.subject.label:<34} {result.subject.median:>12,.0f} {result.unit}"]
     for peer, ratio in zip(result.peers, result.ratios, strict=True):
@@ -452,5 +608,15 @@ def describe(result: CaseResult) -> str:
             f"  {peer.label:<34} {peer.median:>12,.0f} {result.unit}"
             f"   ratio {ratio.median:.2f}×{goal}{verdict}"
         )
+    for m in [result.subject, *result.peers]:
+        if m.facts:
+            lines.append(f"  {m.label}: " + format_facts(m.facts))
+    if result.check is not None:
+        lines.append(f"  check: {result.check['text']} {'✔' if result.check['met'] else '✘'}")
     lines.append(f"  ({result.seconds:.1f} s)")
     return "\n".join(lines)
+
+
+def format_facts(facts: dict[str, Any]) -> str:
+    """``lost updates 0, increments 1,200``: numbers with thousands separators."""
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in facts.items())

@@ -8,6 +8,7 @@ LangGraph's own encoder, so no side is handed pre-encoded bytes the other has to
 
 from __future__ import annotations
 
+import json
 import random
 import string
 import uuid
@@ -79,3 +80,35 @@ def run_record(agent_id: str, i: int) -> dict[str, Any]:
     ]
     run_id = str(uuid.UUID(int=i + 1, version=4))  # unique per i (3.11 cannot build v7)
     return {"id": run_id, "agent_id": agent_id, "calls": calls, "started_at": started, "ended_at": started}
+
+
+def accumulators_doc(
+    paths: tuple[str, ...] = ("", "planner", "researcher", "writer"), centroids: int = 10
+) -> str:
+    """A NeMo Relay AccumulatorState (spec §1) of ~39 KB, shaped like the latency learner's after a
+    few runs: per path, four per-call-index maps of Stats and four overall Stats, each with a
+    t-digest. Built here rather than learned, so the update cases depend on no learner."""
+    rng = random.Random(11)
+
+    def stats(count: int) -> dict[str, Any]:
+        values = sorted(rng.uniform(1, 500) for _ in range(centroids))
+        return {
+            "count": count,
+            "mean": sum(values) / len(values),
+            "m2": rng.uniform(0, 1e4),
+            "digest": {
+                "centroids": [{"mean": v, "weight": 1.0} for v in values],
+                "count": float(centroids),
+                "max": values[-1],
+                "max_size": 100,
+                "min": values[0],
+                "sum": sum(values),
+            },
+        }
+
+    def node() -> dict[str, Any]:
+        by_index = {str(k): stats(12) for k in range(1, 4)}
+        families = ("remaining_calls", "interarrival_ms", "output_tokens", "sensitivity")
+        return {**{f: dict(by_index) for f in families}, **{f"all_{f}": stats(36) for f in families}}
+
+    return json.dumps({"nodes": {path: node() for path in paths}}, separators=(",", ":"))

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import CaseResult, Ratio
+from benchmarks.harness import CaseResult, Ratio, format_facts
 
 LIBRARIES = (
     "relaystore",
@@ -122,15 +122,62 @@ def _target_cell(ratio: Ratio) -> str:
 
 def _case_rows(r: CaseResult) -> list[str]:
     assert r.subject is not None
+    median, spread = _num(r.subject.median), _spread(r.subject.ops_per_s)
+    subject = f"| {r.name} [{r.backend}] | {r.subject.label} | **{median}** ({spread}) "
+    if not r.peers:
+        return [subject + "| — | | | |"]
     rows = []
     for peer, ratio in zip(r.peers, r.ratios, strict=True):
         rows.append(
-            f"| {r.name} | {r.subject.label} | **{_num(r.subject.median)}** ({_spread(r.subject.ops_per_s)}) "
-            f"| {peer.label} | {_num(peer.median)} ({_spread(peer.ops_per_s)}) "
+            subject + f"| {peer.label} | {_num(peer.median)} ({_spread(peer.ops_per_s)}) "
             f"| **{ratio.median:.2f}×** ({min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f}) "
             f"| {_target_cell(ratio)} |"
         )
     return rows
+
+
+def _case_notes(r: CaseResult) -> list[str]:
+    """The bullet under a group's table: N, unit, the case's note, facts and its check."""
+    assert r.subject is not None
+    unit = "" if r.unit == "ops/s" else f" Unit: {r.unit}."
+    lines = [f"- **{r.name}** [{r.backend}], N={r.n} × {r.repeats} repeats.{unit} {r.note}".rstrip()]
+    for m in [r.subject, *r.peers]:
+        if m.facts:
+            lines.append(f"  - {m.label}: {format_facts(m.facts)}")
+    if r.check is not None:
+        lines.append(f"  - check: {r.check['text']} {'✔' if r.check['met'] else '✘'}")
+    return lines
+
+
+def _misses(results: list[CaseResult]) -> list[str]:
+    """One bullet per missed target: the measured ratio and the case's recorded reason."""
+    lines = []
+    for r in results:
+        for ratio in r.ratios:
+            if ratio.met is False:
+                measured = f"{ratio.median:.2f}× ({min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f})"
+                if ratio.time_based:
+                    measured += f", time {1 / ratio.median:.2f}×"
+                reason = reason_for(r, ratio.peer)
+                where = f"**{r.name}** [{r.backend}] vs {ratio.peer}"
+                lines.append(f"- ✘ {where}: {measured}, target {ratio.target}. {reason}")
+        if r.check is not None and not r.check["met"]:
+            reason = reason_for(r, "check")
+            lines.append(f"- ✘ **{r.name}** [{r.backend}] check: {r.check['text']}. {reason}")
+    return lines
+
+
+def reason_for(r: CaseResult, key: str) -> str:
+    """The case's reason for a miss on ``key`` (a peer label or "check"), per backend if given."""
+    return r.reasons.get(f"{key} [{r.backend}]") or r.reasons.get(key) or "No reason recorded yet."
+
+
+def _tally(results: list[CaseResult]) -> str:
+    verdicts = [ratio.met for r in results for ratio in r.ratios if ratio.met is not None]
+    verdicts += [r.check["met"] for r in results if r.check is not None]
+    failed = [r.name for r in results if r.error]
+    text = f"**Targets:** {sum(verdicts)} met ✔, {len(verdicts) - sum(verdicts)} missed ✘"
+    return text + (f"; {len(failed)} case(s) failed to run" if failed else "") + "."
 
 
 def markdown(
@@ -156,38 +203,54 @@ def markdown(
         f"- **Memory:** the benchmark process peaked at {extras.get('peak_rss_mb', '?')} MiB RSS; "
         f"load average at the end {extras.get('load_avg_end', '?')}; "
         f"the run took {extras.get('seconds', '?')} s",
+        f"- {_tally(results)} Each miss is listed with its reason [at the end](#targets-missed).",
         "",
         "How to read this: each case times the relaystore operation and its peers in the same process; "
         "per repeat every contender runs N operations, in slices of N/10 taken in rotating turns. "
         "Figures are the median ops/s over the repeats with the min–max in brackets; the ratio is "
         "relaystore ÷ peer ops/s, paired per repeat (median, min–max), so above 1× relaystore is faster. "
         "A target marked ~noise lies inside the repeats' min–max ratio: a rerun could flip it. "
-        "The machine is shared, so compare ratios, not absolute numbers, between runs.",
+        "The machine is shared, so compare ratios, not absolute numbers, between runs. "
+        "Redis and PostgreSQL cases run on the shared local servers, each in its own key prefix or "
+        "schema, deleted afterwards.",
         "",
     ]
     for group in dict.fromkeys(r.group for r in results):
-        lines += [
-            f"## {group}",
-            "",
-            "| case | relaystore | ops/s | peer | peer ops/s | ratio | target |",
-            "|---|---|--:|---|--:|--:|---|",
-        ]
-        notes = []
-        for r in (r for r in results if r.group == group):
-            if r.skipped:
-                lines.append(f"| {r.name} [{r.backend}] | — | skipped: {r.skipped} | | | | |")
-                continue
-            lines += _case_rows(r)
-            unit = "" if r.unit == "ops/s" else f" Unit: {r.unit}."
-            notes.append(f"- **{r.name}** [{r.backend}], N={r.n} × {r.repeats} repeats.{unit} {r.note}")
-        lines += ["", *notes, ""]
-    if extras.get("learning"):
-        lines += ["## learning", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v} |" for k, v in extras["learning"].items()]
-        lines.append("")
+        lines += _group_section(group, [r for r in results if r.group == group])
+    lines += _learning_section(extras.get("learning") or {})
+    lines += ["## Targets missed", "", *(_misses(results) or ["None."]), ""]
     for plot in plots:
         lines += [f"![{plot.stem}]({os.path.relpath(plot, md_path.parent)})", ""]
     return "\n".join(lines)
+
+
+def _group_section(group: str, results: list[CaseResult]) -> list[str]:
+    lines = [
+        f"## {group}",
+        "",
+        "| case | relaystore | ops/s | peer | peer ops/s | ratio | target |",
+        "|---|---|--:|---|--:|--:|---|",
+    ]
+    notes = []
+    for r in results:
+        if r.skipped or r.error:
+            why = f"skipped: {r.skipped}" if r.skipped else f"failed: {r.error}"
+            lines.append(f"| {r.name} [{r.backend}] | — | {why} | | | | |")
+            continue
+        lines += _case_rows(r)
+        notes += _case_notes(r)
+    return [*lines, "", *notes, ""]
+
+
+def _learning_section(learning: dict[str, Any]) -> list[str]:
+    if not learning:
+        return []
+    lines = ["## learning", ""]
+    if "note" in learning:
+        lines += [str(learning["note"]), ""]
+    lines += ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in learning.items() if k != "note"]
+    return [*lines, ""]
 
 
 # --------------------------------------------------------------------------- plots
@@ -195,7 +258,12 @@ def markdown(
 
 def plot_ratios(results: list[CaseResult], path: Path) -> Path | None:
     """A horizontal bar per (case, peer): the ratio, its spread, and the target as a tick."""
-    rows = [(f"{r.name} / {ratio.peer}", ratio) for r in results if not r.skipped for ratio in r.ratios]
+    rows = [
+        (f"{r.name} [{r.backend}] / {ratio.peer}", ratio)
+        for r in results
+        if not r.skipped and not r.error
+        for ratio in r.ratios
+    ]
     if not rows:
         return None
     import matplotlib

@@ -42,7 +42,46 @@ def _tiny_registry() -> Registry:
 
         return Matchup(Contender("relaystore", subject), [Contender("dict lookup", peer)])
 
+    @registry.case(
+        "smoke",
+        "facts",
+        n=4,
+        repeats=2,
+        quick_repeats=2,
+        backends=("memory",),
+        ops_per_call=3,
+        check=lambda facts: (facts["counter"]["calls"] > 0, "the counter was called"),
+    )
+    def facts(ctx: Context) -> Matchup:
+        recorded: dict[str, int] = {}
+
+        @asynccontextmanager
+        async def counter() -> AsyncIterator[Op]:
+            calls = 0
+
+            async def op(_i: int) -> None:
+                nonlocal calls
+                calls += 1
+
+            yield op
+            recorded["calls"] = calls  # after the timed part, as a lost-update count would be
+
+        return Matchup(Contender("counter", counter, recorded), [])
+
+    @registry.case("smoke", "broken", n=2, backends=("memory",))
+    def broken(ctx: Context) -> Matchup:
+        cleaned.append(False)
+        ctx.defer(lambda: _mark(cleaned))
+        raise RuntimeError("this case is broken on purpose")
+
     return registry
+
+
+cleaned: list[bool] = []
+
+
+async def _mark(flags: list[bool]) -> None:
+    flags[-1] = True
 
 
 async def test_harness_runs_a_case_and_writes_markdown(tmp_path: Path) -> None:
@@ -66,7 +105,27 @@ async def test_harness_runs_a_case_and_writes_markdown(tmp_path: Path) -> None:
         md_path=tmp_path / "benchmarks.md",
     )
     (tmp_path / "benchmarks.md").write_text(page)
-    assert "| count | relaystore |" in page and "✔" in page
+    assert "| count [sqlite] | relaystore |" in page and "✔" in page
 
     doc = {"cases": [r.to_json() for r in results]}
     assert "count [sqlite] / dict lookup" in compare(doc, doc)
+
+
+async def test_facts_checks_and_failures_are_reported(tmp_path: Path) -> None:
+    cases = _tiny_registry().select(quick=True, only="smoke/[fb]*")
+    facts, broken = await run_all(cases, quick=True, progress=lambda _line: None, tmp_root=tmp_path)
+
+    assert facts.subject is not None and facts.subject.facts["calls"] > 0
+    assert facts.check == {"met": True, "text": "the counter was called"}
+    assert broken.error == "RuntimeError: this case is broken on purpose"
+    assert cleaned == [True]  # deferred cleanups run even when the case fails
+    page = markdown(
+        environment(),
+        [facts, broken],
+        mode="quick",
+        command="pytest",
+        extras={},
+        plots=[],
+        md_path=tmp_path / "b.md",
+    )
+    assert "failed: RuntimeError" in page and "check: the counter was called ✔" in page

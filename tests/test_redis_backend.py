@@ -14,9 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 import relaystore
-from relaystore.backends.redis import RedisConnection, parse_url
+from relaystore.backends.redis import _LUA_ENCODE, RedisConnection, _encode, _glob_escape, parse_url
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
-from relaystore.models import AccumulatorState
+from relaystore.models import AccumulatorState, PendingWrite
 from relaystore.stores import Store
 from tests.conformance import docs
 from tests.support.redis_stores import purge
@@ -158,6 +158,44 @@ async def test_wrong_redis_type_is_a_corrupt_record(store: Store, raw: Redis, pr
     with pytest.raises(CorruptRecord) as info:
         await store.adaptive.load_plan(AGENT)
     assert info.value.key == f"{prefix}plan:{AGENT}"
+
+
+# --------------------------------------------------------------------------- checkpoint extras
+
+AWKWARD_IDS = ["a", "ab", "abc", "abcd", "x:{cp}|y", "é", "日本語の id", "\U0001f600" * 3, "z" * 1000]
+
+
+async def test_lua_encoder_names_the_same_keys_as_python(raw: Redis) -> None:
+    # prune and delete_thread build writes keys in Lua: a mismatch would orphan them silently
+    script = _LUA_ENCODE + "return encode(ARGV[1])"
+    for text in AWKWARD_IDS:
+        assert (await raw.eval(script, 0, text)).decode() == _encode(text)
+
+
+async def test_cascades_leave_no_writes_or_attachment_keys(store: Store, raw: Redis, prefix: str) -> None:
+    writes = [PendingWrite(task_id="t|1", idx=0, channel="c", value=b"v")]
+    for thread in ("t1", "t2"):
+        for checkpoint_id in AWKWARD_IDS:
+            await store.checkpoints.save(thread, docs.checkpoint(thread, checkpoint_id), b"s")
+            await store.checkpoints.put_writes(thread, checkpoint_id, writes)
+        await store.checkpoints.put_attachments(thread, {"k": b"v"})
+    stem = store.checkpoints._keys("t1").writes_stem  # type: ignore[attr-defined]
+    assert await raw.exists(stem + _encode("日本語の id"))
+    await store.checkpoints.delete("t1", "a")
+    await store.checkpoints.prune("t1", keep=2)
+    assert len([k async for k in raw.scan_iter(_glob_escape(stem) + "*")]) == 2
+    await store.checkpoints.delete_thread("t1")
+    await store.checkpoints.delete_thread("t2")
+    assert [k async for k in raw.scan_iter(_glob_escape(prefix) + "*")] == [f"{prefix}rs:{{cp}}:seq".encode()]
+
+
+async def test_corrupt_pending_write_names_key_and_field(store: Store, raw: Redis) -> None:
+    await store.checkpoints.save("t1", docs.checkpoint("t1", "c1"), b"s")
+    key = store.checkpoints._keys("t1").writes("c1")  # type: ignore[attr-defined]
+    await raw.hset(key, "dA|0", b"{not json")
+    with pytest.raises(CorruptRecord) as info:
+        await store.checkpoints.list_writes("t1", "c1")
+    assert info.value.key == f"{key}[dA|0]"
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from contextlib import suppress
+from typing import Any, cast
 
 import psycopg
 import pytest
 from psycopg import sql
 
 import relaystore
+from relaystore.backends import postgres as pg_backend
 from relaystore.backends.postgres import (
     LATEST_CHECKPOINT,
     SCHEMA_VERSION,
@@ -20,7 +22,7 @@ from relaystore.backends.postgres import (
     migrate,
     parse_url,
 )
-from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
+from relaystore.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from relaystore.models import AccumulatorState, CheckpointMetadata, Stats, inline
 from relaystore.models.adaptive import NodeAccumulator
 from relaystore.stores import Store
@@ -191,6 +193,56 @@ async def test_a_newer_schema_is_refused(open_pg: OpenStore, postgres_url: str) 
         await open_pg(schema)
 
 
+async def test_a_version_2_schema_upgrades_with_its_data(
+    open_pg: OpenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrations 3 (writes, attachments) and 4 (outputs.record jsonb -> json) on a live schema."""
+    schema = new_schema()
+    monkeypatch.setattr(pg_backend, "SCHEMA_VERSION", 2)
+    old = await open_pg(schema)
+    await old.checkpoints.save("t", meta("t", "c1"), b"s")
+    ref = await old.outputs.append("task", 0, "agent", {"type": "final", "content": inline(1.5), "ok": True})
+    await old.close()
+    monkeypatch.undo()
+    store = await open_pg(schema)
+    assert (await store.info())["schema_version"] == SCHEMA_VERSION
+    assert (await store.outputs.get(ref)).event.content.value == 1.5
+    big = await store.outputs.append(
+        "task", 0, "agent", {"type": "final", "content": inline(1e20), "ok": True}
+    )
+    assert type((await store.outputs.get(big)).event.content.value) is float
+    await store.checkpoints.put_writes("t", "c1", [{"task_id": "a", "idx": 0, "channel": "c", "value": b"v"}])
+    assert [w.value for w in await store.checkpoints.list_writes("t", "c1")] == [b"v"]
+
+
+async def test_writes_racing_a_delete_are_never_orphaned(open_pg: OpenStore, postgres_url: str) -> None:
+    store = await open_pg(pool_max=8)
+    schema = sql.Identifier((await store.info())["schema"])
+    write = {"task_id": "a", "idx": 0, "channel": "c", "value": b"v"}
+
+    async def put(checkpoint_id: str) -> None:
+        with suppress(NotFound):  # the delete won: nothing may be left behind
+            await store.checkpoints.put_writes("t", checkpoint_id, [write])
+
+    for round_ in range(20):
+        ids = [f"r{round_}c{i}" for i in range(4)]
+        for checkpoint_id in ids:
+            await store.checkpoints.save("t", meta("t", checkpoint_id), b"")
+        await asyncio.gather(
+            *(put(c) for c in ids),
+            *(store.checkpoints.delete("t", c) for c in ids[:2]),
+            store.checkpoints.prune("t", keep=1),
+        )
+    async with await admin(postgres_url) as conn:
+        cur = await conn.execute(
+            sql.SQL(
+                "SELECT COUNT(*) FROM {0}.checkpoint_writes w WHERE NOT EXISTS (SELECT 1 FROM "
+                "{0}.checkpoints c WHERE c.thread_id = w.thread_id AND c.checkpoint_id = w.checkpoint_id)"
+            ).format(schema)
+        )
+        assert cast(tuple[int], await cur.fetchone())[0] == 0
+
+
 async def test_tenant_schemas_are_isolated(open_pg: OpenStore) -> None:
     a, b = await open_pg(), await open_pg()
     await a.checkpoints.save("t", meta("t", "c1"), b"a")
@@ -304,14 +356,26 @@ async def test_float_formatting_survives(open_pg: OpenStore) -> None:
     assert '"mean":17.0' in text
 
 
-async def test_nul_in_jsonb_columns_is_invalid_input_and_writes_nothing(open_pg: OpenStore) -> None:
+async def test_output_records_keep_nul_and_float_text(open_pg: OpenStore, postgres_url: str) -> None:
     store = await open_pg()
-    with pytest.raises(InvalidInput):
-        await store.outputs.append(
-            "task", 0, "agent", {"type": "final", "content": inline("a\u0000b"), "ok": True}
+    content = {"text": "a\u0000b", "big": 1e20, "odd": 5.771043964779723e16}
+    ref = await store.outputs.append(
+        "task", 0, "agent", {"type": "final", "content": inline(content), "ok": True}
+    )
+    assert (await store.outputs.get(ref)).event.content.value == content
+    async with await admin(postgres_url) as conn:
+        cur = await conn.execute(
+            sql.SQL("SELECT record::text FROM {}.outputs").format(
+                sql.Identifier((await store.info())["schema"])
+            )
         )
-    assert await store.outputs.list() == []
-    with pytest.raises(InvalidInput):
+        text = cast(tuple[str], await cur.fetchone())[0]
+    assert "\\u0000" in text and "1e+20" in text  # the text as written, not jsonb's rewrite
+
+
+async def test_nul_in_checkpoint_metadata_is_invalid_input_and_writes_nothing(open_pg: OpenStore) -> None:
+    store = await open_pg()
+    with pytest.raises(InvalidInput):  # metadata stays jsonb (see docs/backends/postgres.md)
         await store.checkpoints.save("t", meta("t", "c1", label="a\u0000b"), b"")
     assert await store.checkpoints.count("t") == 0
 

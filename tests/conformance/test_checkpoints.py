@@ -442,3 +442,18 @@ async def test_metadata_model_defaults_survive(store: Store) -> None:
     loaded = (await store.checkpoints.load("t1", "c1")).metadata
     assert loaded == metadata
     assert (loaded.parent_id, loaded.label, loaded.tags, loaded.custom) == (None, None, [], {})
+
+
+async def test_list_threads_by_prefix(store: Store) -> None:
+    ids = ["a", "ab", "ab/1", "ab/2", "ab\U0010ffff", "ac", "b", "tenant/é", "tenant/z"]
+    for thread in ids:
+        await store.checkpoints.save(thread, checkpoint(thread, "c0"), b"")
+    assert list(await store.checkpoints.list_threads(prefix="ab")) == ["ab", "ab/1", "ab/2", "ab\U0010ffff"]
+    assert list(await store.checkpoints.list_threads(prefix="ab/")) == ["ab/1", "ab/2"]
+    assert list(await store.checkpoints.list_threads(prefix="tenant/")) == ["tenant/z", "tenant/é"]
+    assert list(await store.checkpoints.list_threads(prefix="zz")) == []
+    first = await store.checkpoints.list_threads(prefix="ab", limit=2)
+    rest = await store.checkpoints.list_threads(prefix="ab", cursor=first.next_cursor)
+    assert [*first, *rest] == ["ab", "ab/1", "ab/2", "ab\U0010ffff"]
+    with pytest.raises(InvalidInput):
+        await store.checkpoints.list_threads(prefix="")

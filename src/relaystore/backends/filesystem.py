@@ -8,6 +8,8 @@ Layout (every name under the root is lowercase ASCII, see :func:`encode_name`)::
       .lock                                   cross-process write lock (filelock)
       checkpoints/<thread>/<seq>-<id>.json    checkpoint metadata (real ids inside)
       checkpoints/<thread>/<seq>-<id>.state   checkpoint state, the raw bytes
+      checkpoints/<thread>/writes/<seq>-<id>/<n>.json   pending writes of that checkpoint, one batch per call
+      checkpoints/<thread>/attachments/<key>  one attachment of the thread, the raw bytes
       outputs/records/<ref>.json              one output record, ``seq`` included
       outputs/records/<ref>.event.json        its event, when the event is over 64 KiB of JSON
       outputs/index/all/<seq>-<ref>           empty marker files: the store-order indexes
@@ -46,7 +48,8 @@ Design:
   becomes a readable prefix, ``~`` and the SHA-256 of the id; the id itself is then kept in the
   record and, for directories and documents, in a ``<name>.key`` file next to it.
 - **Blobs.** Checkpoint state is its own file, never base64 in JSON; a large output event is its
-  own JSON file next to the record.
+  own JSON file next to the record. Attachments are raw files too; pending writes are small
+  batches of PendingWrite JSON (base64 values), so one ``put_writes`` is one atomic rename.
 - **Errors.** ``OSError`` never escapes: I/O failures become :class:`BackendUnavailable`, an
   undecodable file :class:`CorruptRecord` naming its path.
 - Blocking file work runs in worker threads (``asyncio.to_thread``); the event loop never blocks.
@@ -81,7 +84,7 @@ import filelock
 from pydantic import TypeAdapter, ValidationError
 
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores._common import ANY, parse_json
@@ -105,13 +108,19 @@ EVENT_FILE_BYTES = 64 * 1024  # events larger than this (as JSON) get their own 
 PLAIN_NAME_BYTES = 120  # longer encodings are hashed; 20 + 1 + 113 + 6 stays far below NAME_MAX
 HASHED_PREFIX_BYTES = 48
 LOCK_POLL_SECONDS = 0.002
+CHECKPOINTS_DIR = "checkpoints"
+WRITES_DIR = "writes"  # inside a thread directory; never a seq name, so never a checkpoint
+ATTACHMENTS_DIR = "attachments"
+COMPACT_BATCHES = 32  # a checkpoint's pending writes are merged into one batch file past this
 
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+_WRITES: TypeAdapter[list[PendingWrite]] = TypeAdapter(list[PendingWrite])
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 _SEQ_JSON = re.compile(r"^(\d{20})-(.+)\.json$")
 _MARKER = re.compile(r"^(\d{20})-(out-[0-9a-f]{10,64})$")
 _SEQ_PREFIX = re.compile(r"^(\d{20})-")
+_BATCH = re.compile(r"^(\d{20})\.json$")
 
 
 # --------------------------------------------------------------------------- names
@@ -286,11 +295,15 @@ class FileRoot:
         return True
 
     def remove_dir(self, directory: Path) -> None:
-        """Remove ``directory`` and the files left in it (orphans of interrupted writes), if any."""
+        """Remove ``directory`` and everything left in it (subdirectories too), if it exists."""
         if not directory.is_dir():
             return
         for name in self.names(directory, hidden=True):
-            self.remove(directory / name)
+            path = directory / name
+            if path.is_dir() and not path.is_symlink():
+                self.remove_dir(path)
+            else:
+                self.remove(path)
         with contextlib.suppress(FileNotFoundError):
             directory.rmdir()
         self.sync_dir(directory.parent)
@@ -361,7 +374,10 @@ class FileRoot:
 
     def _highest_seq_on_disk(self) -> int:
         highest = 0
-        for _, _, files in os.walk(self.path):
+        for directory, subdirs, files in os.walk(self.path):
+            if Path(directory).parent == self.path / CHECKPOINTS_DIR:
+                # Names there come from task ids and keys, which may look like seq names.
+                subdirs[:] = [d for d in subdirs if d not in (WRITES_DIR, ATTACHMENTS_DIR)]
             for name in files:
                 if match := _SEQ_PREFIX.match(name):
                     highest = max(highest, int(match.group(1)))
@@ -441,11 +457,17 @@ def _read_text(root: FileRoot, path: Path) -> str | None:
 
 
 class FileCheckpointStore(CheckpointStore):
-    """``checkpoints/<thread>/<seq>-<id>.json`` plus ``.state``; the thread head is the last name."""
+    """``checkpoints/<thread>/<seq>-<id>.json`` plus ``.state``; the thread head is the last name.
+
+    Pending writes live in ``writes/<seq>-<id>/``, named after their checkpoint's files, so a
+    checkpoint saved again under the same id (a new seq) never inherits the writes of the old one.
+    Attachments live in ``attachments/`` and outlive the thread's checkpoints until
+    ``delete_thread``; a thread directory holding only attachments is not a thread.
+    """
 
     def __init__(self, root: FileRoot) -> None:
         self._root = root
-        self._dir = root.path / "checkpoints"
+        self._dir = root.path / CHECKPOINTS_DIR
 
     def _thread_dir(self, thread_id: str) -> Path:
         return self._dir / encode_name(thread_id)
@@ -581,15 +603,23 @@ class FileCheckpointStore(CheckpointStore):
         return await self._root.write(delete)
 
     def _remove_checkpoint(self, thread_dir: Path, name: str) -> None:
+        """Remove one checkpoint and its pending writes (caller holds the lock)."""
         self._root.remove(thread_dir / name)  # metadata first: the checkpoint is gone at once
         self._root.remove(thread_dir / f"{name[: -len('.json')]}.state")
+        # A crash before this line leaves writes nobody can reach: they are keyed by the old seq.
+        self._root.remove_dir(self._writes_dir(thread_dir, name))
 
     def _drop_if_empty(self, thread_dir: Path) -> None:
-        if not self._root.seq_files(thread_dir):
-            self._root.remove_dir(thread_dir)
-            self._root.forget_key(self._dir, thread_dir.name)
-        else:
+        """Remove the thread directory once it holds no checkpoint and no attachment."""
+        if self._root.seq_files(thread_dir):
             self._root.sync_dir(thread_dir)
+            return
+        self._root.remove_dir(thread_dir / WRITES_DIR)  # only orphans of interrupted deletes are left
+        if self._attachment_names(thread_dir / ATTACHMENTS_DIR):
+            self._root.sync_dir(thread_dir)  # attachments stay until delete_thread
+            return
+        self._root.remove_dir(thread_dir)
+        self._root.forget_key(self._dir, thread_dir.name)
 
     async def _delete_thread(self, thread_id: str) -> int:
         thread_dir = self._thread_dir(thread_id)
@@ -598,7 +628,10 @@ class FileCheckpointStore(CheckpointStore):
             files = self._root.seq_files(thread_dir)
             for _, name in files:
                 self._remove_checkpoint(thread_dir, name)
-            self._drop_if_empty(thread_dir)
+            # Checkpoints go first: an interrupted call leaves unreferenced attachments, never
+            # checkpoints whose attachments are missing; calling it again finishes the job.
+            self._root.remove_dir(thread_dir)
+            self._root.forget_key(self._dir, thread_dir.name)
             return len(files)
 
         return await self._root.write(delete_thread)
@@ -607,12 +640,12 @@ class FileCheckpointStore(CheckpointStore):
         thread_dir = self._thread_dir(thread_id)
         return await self._root.read(lambda: len(self._root.seq_files(thread_dir)))
 
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+    async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
         def list_threads() -> list[str]:
             keys: dict[str, str] = {}
             for name in self._root.names(self._dir):
                 key = None if _is_sidecar(name) else self._root.key_of(self._dir, name)
-                if key is not None:
+                if key is not None and (prefix is None or key.startswith(prefix)):
                     keys[key] = name
             found: list[str] = []
             for key in _sorted_after(list(keys), after):
@@ -637,6 +670,160 @@ class FileCheckpointStore(CheckpointStore):
             return len(doomed)
 
         return await self._root.write(prune)
+
+    # ---------------------------------------------------------------- pending writes
+
+    def _writes_dir(self, thread_dir: Path, name: str) -> Path:
+        """The pending writes directory of the checkpoint whose metadata file is ``name``."""
+        return thread_dir / WRITES_DIR / name[: -len(".json")]
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
+    ) -> bool:
+        thread_dir = self._thread_dir(thread_id)
+
+        def put_writes() -> bool:
+            name = self._find(thread_dir, checkpoint_id)
+            if name is None:  # checked under the lock: no delete can slip in before the write
+                return False
+            directory = self._writes_dir(thread_dir, name)
+            batches = _batch_files(self._root, directory)
+            merged = self._merge_batches(directory, batches)
+            if merged is None:  # batches vanish only under the lock, so something else did it
+                raise BackendUnavailable(f"{directory} changed while the store was locked")
+            added = _add_writes(merged, writes, replace)
+            if added:
+                self._append_batch(directory, batches, added, merged)
+            return True
+
+        return await self._root.write(put_writes)
+
+    def _merge_batches(
+        self, directory: Path, batches: list[tuple[int, str]]
+    ) -> dict[tuple[str, int], PendingWrite] | None:
+        """The writes of ``batches``, later batches winning; None if one vanished meanwhile."""
+        merged: dict[tuple[str, int], PendingWrite] = {}
+        for _, name in batches:
+            raw = self._root.read_bytes(directory / name)
+            if raw is None:
+                return None
+            for write in parse_json(_WRITES, raw, str(directory / name)):
+                merged[(write.task_id, write.idx)] = write
+        return merged
+
+    def _append_batch(
+        self,
+        directory: Path,
+        batches: list[tuple[int, str]],
+        added: list[PendingWrite],
+        merged: dict[tuple[str, int], PendingWrite],
+    ) -> None:
+        """Write ``added`` as the next batch: one rename, so the call is atomic for readers and
+        crashes. Past COMPACT_BATCHES the next batch holds everything and the older ones go
+        (a crash in between is harmless: merging old batches under the full one changes nothing)."""
+        number = batches[-1][0] + 1 if batches else 1
+        compact = len(batches) + 1 >= COMPACT_BATCHES
+        self._root.make_dirs(directory)
+        batch = list(merged.values()) if compact else added
+        self._root.write_file(directory / f"{number:0{SEQ_WIDTH}d}.json", _WRITES.dump_json(batch))
+        if compact:
+            for _, name in batches:
+                self._root.remove(directory / name)
+            self._root.sync_dir(directory)
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
+        thread_dir = self._thread_dir(thread_id)
+
+        def list_writes() -> list[PendingWrite]:
+            while True:  # a batch vanishes only when a newer one holds it: list again
+                name = self._find(thread_dir, checkpoint_id)
+                if name is None:
+                    return []
+                directory = self._writes_dir(thread_dir, name)
+                merged = self._merge_batches(directory, _batch_files(self._root, directory))
+                if merged is not None:
+                    return list(merged.values())
+
+        return await self._root.read(list_writes)
+
+    # ---------------------------------------------------------------- attachments
+
+    def _attachments_dir(self, thread_id: str) -> Path:
+        return self._thread_dir(thread_id) / ATTACHMENTS_DIR
+
+    def _attachment_names(self, directory: Path) -> list[str]:
+        return [n for n in self._root.names(directory) if not _is_sidecar(n)]
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        thread_dir = self._thread_dir(thread_id)
+        directory = thread_dir / ATTACHMENTS_DIR
+
+        def put_attachments() -> None:
+            # The thread's key too: list_threads reads it for every directory, even attachment-only.
+            self._root.remember_key(self._dir, thread_dir.name, thread_id)
+            self._root.make_dirs(directory)
+            # One atomic file per key. A crash mid-call may keep some keys of the call: they are
+            # written before the checkpoint that needs them, so a retry simply overwrites them.
+            for key, value in items.items():
+                name = encode_name(key)
+                self._root.remember_key(directory, name, key)
+                self._root.write_file(directory / name, value)
+
+        await self._root.write(put_attachments)
+
+    async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
+        directory = self._attachments_dir(thread_id)
+
+        def get_attachments() -> dict[str, bytes]:
+            found = {key: self._root.read_bytes(directory / encode_name(key)) for key in keys}
+            return {key: value for key, value in found.items() if value is not None}
+
+        return await self._root.read(get_attachments)
+
+    async def _delete_attachments(self, thread_id: str, keys: list[str]) -> int:
+        thread_dir = self._thread_dir(thread_id)
+        directory = thread_dir / ATTACHMENTS_DIR
+
+        def delete_attachments() -> int:
+            removed = 0
+            for key in keys:
+                name = encode_name(key)
+                removed += self._root.remove(directory / name)
+                self._root.forget_key(directory, name)
+            if removed:
+                self._root.sync_dir(directory)
+                if not self._attachment_names(directory):
+                    self._drop_if_empty(thread_dir)
+            return removed
+
+        return await self._root.write(delete_attachments)
+
+    async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
+        directory = self._attachments_dir(thread_id)
+
+        def list_attachments() -> list[str]:
+            names = self._attachment_names(directory)
+            keys = [k for n in names if (k := self._root.key_of(directory, n)) is not None]
+            return _take(_sorted_after(keys, after), limit)
+
+        return await self._root.read(list_attachments)
+
+
+def _batch_files(root: FileRoot, directory: Path) -> list[tuple[int, str]]:
+    """``(number, name)`` of the pending write batches in ``directory``, oldest first."""
+    return sorted((int(m.group(1)), n) for n in root.names(directory) if (m := _BATCH.match(n)))
+
+
+def _add_writes(
+    merged: dict[tuple[str, int], PendingWrite], writes: list[PendingWrite], replace: bool
+) -> list[PendingWrite]:
+    """The writes to store, as the contract's ignore-or-replace rule picks them; updates ``merged``."""
+    added: dict[tuple[str, int], PendingWrite] = {}
+    for write in writes:
+        key = (write.task_id, write.idx)
+        if replace or key not in merged:
+            merged[key] = added[key] = write
+    return list(added.values())
 
 
 def _stem(name: str) -> str:

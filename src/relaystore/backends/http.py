@@ -13,6 +13,9 @@ the public store API, so validation and semantics are the library's on both side
 - **Adaptive updates.** A Python function cannot travel, so ``_update_doc`` is optimistic:
   GET the document and its ETag, apply locally, PUT with ``If-Match``; a 412 means another writer
   won, and the loop reads again. Concurrent updaters therefore lose nothing.
+- **Pending writes and attachments.** JSON bodies with values in base64: one request per
+  ``put_writes`` / ``put_attachments`` (atomic on the server, bounded by its ``--body-limit``;
+  past it :class:`TooLarge`), key lists in batches of :data:`BATCH`.
 - **Blobs.** An upload is one streamed request (chunks flow through a small queue, so memory stays
   bounded); a chunk read is one ``Range`` request.
 - One ``httpx.AsyncClient`` per store: HTTP/1.1 keep-alive, at most ``max_connections`` sockets.
@@ -33,12 +36,20 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
 from relaystore import errors
-from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput, RelayStoreError
+from relaystore.errors import (
+    BackendUnavailable,
+    CheckpointNotFound,
+    Conflict,
+    CorruptRecord,
+    InvalidInput,
+    RelayStoreError,
+    ThreadNotFound,
+)
 from relaystore.models.adaptive import RunRecord
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores._common import ANY, decode_seq_cursor, encode_cursor, parse_json
@@ -52,6 +63,11 @@ BATCH = 500  # refs per batch request, below the server's 1000
 UPDATE_ATTEMPTS = 200  # compare-and-set rounds before giving up on a hot document
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+_WRITES: TypeAdapter[dict[str, list[PendingWrite]]] = TypeAdapter(dict[str, list[PendingWrite]])
+_BASE64 = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+_ATTACHMENTS: TypeAdapter[dict[str, dict[str, bytes]]] = TypeAdapter(
+    dict[str, dict[str, bytes]], config=_BASE64
+)
 _BY_STATUS: dict[int, type[RelayStoreError]] = {
     401: errors.Unauthorized,
     403: errors.Forbidden,
@@ -251,13 +267,71 @@ class HttpCheckpointStore(CheckpointStore):
     async def _count(self, thread_id: str) -> int:
         return int((await self._c.json("GET", "/v1/threads/count", params={"thread_id": thread_id}))["count"])
 
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
-        items, _ = await self._c.page("/v1/threads", {}, _after_key(after), limit)
+    async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
+        query = {} if prefix is None else {"prefix": prefix}
+        items, _ = await self._c.page("/v1/threads", query, _after_key(after), limit)
         return items
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         body = await self._c.json("POST", "/v1/threads/prune", params={"thread_id": thread_id, "keep": keep})
         return int(body["deleted"])
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
+    ) -> bool:
+        params = {"thread_id": thread_id, "checkpoint_id": checkpoint_id, "replace": str(replace).lower()}
+        body = _WRITES.dump_json({"writes": writes})
+        try:
+            await self._c.send("POST", "/v1/checkpoints/writes", params=params, content=body, headers=_JSON)
+        except (ThreadNotFound, CheckpointNotFound):
+            return False  # the contract's answer: the public method names what is missing
+        return True
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
+        params = {"thread_id": thread_id, "checkpoint_id": checkpoint_id}
+        response = await self._c.send("GET", "/v1/checkpoints/writes", params=params)
+        assert response is not None
+        what = f"pending writes of {params} from {self._c.base}"
+        return parse_json(_WRITES, response.content, what)["items"]
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        body = _ATTACHMENTS.dump_json({"attachments": items})
+        await self._c.send(
+            "POST", "/v1/threads/attachments", params={"thread_id": thread_id}, content=body, headers=_JSON
+        )
+
+    async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        params, what = {"thread_id": thread_id}, f"attachments of {thread_id!r} from {self._c.base}"
+        for batch in _batches(keys):
+            response = await self._c.send(
+                "POST", "/v1/threads/attachments/get", params=params, json={"keys": batch}
+            )
+            assert response is not None
+            found.update(parse_json(_ATTACHMENTS, response.content, what)["attachments"])
+        return found
+
+    async def _delete_attachments(self, thread_id: str, keys: list[str]) -> int:
+        deleted, params = 0, {"thread_id": thread_id}
+        for batch in _batches(keys):
+            body = await self._c.json(
+                "POST", "/v1/threads/attachments/delete", params=params, json={"keys": batch}
+            )
+            deleted += int(body["deleted"])
+        return deleted
+
+    async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
+        params = {"thread_id": thread_id}
+        items, _ = await self._c.page("/v1/threads/attachments", params, _after_key(after), limit)
+        return items
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _batches(keys: list[str]) -> list[list[str]]:
+    """``keys`` in slices the server accepts (it takes at most 1000 per request)."""
+    return [keys[start : start + BATCH] for start in range(0, len(keys), BATCH)]
 
 
 # --------------------------------------------------------------------------- outputs

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from relaystore.errors import Conflict
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
@@ -37,6 +37,9 @@ class _State:
         self.children: dict[str, list[str]] = {}  # parent ref -> child refs
         self.runs: dict[str, dict[str, tuple[int, str]]] = {}  # agent -> run id -> (seq, json)
         self.docs: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
+        # (thread, checkpoint id) -> {(task_id, idx): write}; thread -> {key: bytes}
+        self.writes: dict[tuple[str, str], dict[tuple[str, int], PendingWrite]] = {}
+        self.attachments: dict[str, dict[str, bytes]] = {}
         self.blobs: dict[str, tuple[BlobContent, list[bytes]]] = {}
         self.uploads: dict[str, list[bytes]] = {}
 
@@ -107,20 +110,26 @@ class MemoryCheckpointStore(CheckpointStore):
         with self._s.lock:
             thread = self._s.threads.get(thread_id, {})
             existed = thread.pop(checkpoint_id, None) is not None
+            self._s.writes.pop((thread_id, checkpoint_id), None)
             if not thread:
                 self._s.threads.pop(thread_id, None)
             return existed
 
     async def _delete_thread(self, thread_id: str) -> int:
         with self._s.lock:
-            return len(self._s.threads.pop(thread_id, {}))
+            checkpoints = self._s.threads.pop(thread_id, {})
+            for checkpoint_id in checkpoints:
+                self._s.writes.pop((thread_id, checkpoint_id), None)
+            self._s.attachments.pop(thread_id, None)
+            return len(checkpoints)
 
     async def _count(self, thread_id: str) -> int:
         return len(self._s.threads.get(thread_id, {}))
 
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+    async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
         with self._s.lock:
-            return _sorted_after(list(self._s.threads), after, limit)
+            threads = [t for t in self._s.threads if prefix is None or t.startswith(prefix)]
+        return _sorted_after(threads, after, limit)
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         with self._s.lock:
@@ -128,9 +137,44 @@ class MemoryCheckpointStore(CheckpointStore):
             doomed = list(thread)[: max(0, len(thread) - keep)]
             for checkpoint_id in doomed:
                 del thread[checkpoint_id]
+                self._s.writes.pop((thread_id, checkpoint_id), None)
             if not thread:
                 self._s.threads.pop(thread_id, None)
             return len(doomed)
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
+    ) -> bool:
+        with self._s.lock:
+            if checkpoint_id not in self._s.threads.get(thread_id, {}):
+                return False
+            attached = self._s.writes.setdefault((thread_id, checkpoint_id), {})
+            for write in writes:
+                if replace or (write.task_id, write.idx) not in attached:
+                    attached[(write.task_id, write.idx)] = write
+            return True
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
+        with self._s.lock:
+            return list(self._s.writes.get((thread_id, checkpoint_id), {}).values())
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        with self._s.lock:
+            self._s.attachments.setdefault(thread_id, {}).update(items)
+
+    async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
+        with self._s.lock:
+            stored = self._s.attachments.get(thread_id, {})
+            return {k: stored[k] for k in keys if k in stored}
+
+    async def _delete_attachments(self, thread_id: str, keys: list[str]) -> int:
+        with self._s.lock:
+            stored = self._s.attachments.get(thread_id, {})
+            return sum(stored.pop(k, None) is not None for k in keys)
+
+    async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
+        with self._s.lock:
+            return _sorted_after(list(self._s.attachments.get(thread_id, {})), after, limit)
 
 
 def _matches(record: OutputRecord, flt: OutputFilter) -> bool:

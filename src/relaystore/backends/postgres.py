@@ -8,9 +8,9 @@ Design (details and the reasons in ``docs/backends/postgres.md``):
   run concurrently. A write that must be atomic is one transaction holding a transaction-scoped
   advisory lock on exactly what it protects (one thread, one document).
 - ``seq`` columns are identity columns: assigned by the server, increasing, never reused.
-- Adaptive documents and runs are ``json`` (the exact text written, ``\\u0000`` escapes and
-  ``17.0`` included); checkpoint metadata and output records, relaystore's own models, are
-  ``jsonb``; checkpoint state is ``bytea``.
+- Adaptive documents, runs and output records are ``json`` (the exact text written, ``\\u0000``
+  escapes, ``17.0`` and ``1e20`` included); checkpoint metadata, relaystore's own model with no
+  floats, is ``jsonb``; checkpoint state, pending-write values and attachments are ``bytea``.
 - Migrations are versioned in ``{schema}.relaystore_schema`` and run at open under an advisory
   lock; :func:`migrate` also runs inside a caller's own transaction.
 - psycopg errors never escape: connection loss and timeouts become :class:`BackendUnavailable`
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, LiteralString, cast
@@ -36,10 +36,10 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
-from relaystore.stores._common import ANY, parse_json, parse_rows
+from relaystore.stores._common import ANY, parse_json, parse_rows, prefix_upper_bound
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
 from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
@@ -106,6 +106,30 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE {s}.blob_uploads (
             upload_id TEXT COLLATE "C" PRIMARY KEY,
             started_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+    ],
+    [  # 3: pending writes of a checkpoint, and attachments shared by a thread's checkpoints
+        # One column per field: the value stays raw bytea (no base64, no JSON parse on read).
+        # The primary key's (thread_id, checkpoint_id) prefix serves every cascade delete.
+        """CREATE TABLE {s}.checkpoint_writes (
+            thread_id TEXT COLLATE "C" NOT NULL,
+            checkpoint_id TEXT COLLATE "C" NOT NULL,
+            task_id TEXT COLLATE "C" NOT NULL,
+            idx BIGINT NOT NULL,
+            channel TEXT COLLATE "C" NOT NULL,
+            type TEXT COLLATE "C",
+            task_path TEXT COLLATE "C" NOT NULL,
+            value BYTEA NOT NULL,
+            PRIMARY KEY (thread_id, checkpoint_id, task_id, idx))""",
+        """CREATE TABLE {s}.thread_attachments (
+            thread_id TEXT COLLATE "C" NOT NULL,
+            key TEXT COLLATE "C" NOT NULL,
+            value BYTEA NOT NULL,
+            PRIMARY KEY (thread_id, key))""",
+    ],
+    [  # 4: output records as json, the exact text: jsonb rewrote 1e20 as the integer 1000…0
+        # (and changed 5.771043964779723e16) and refused \u0000. Rows written as jsonb keep the
+        # text jsonb already normalized; nothing can restore what it lost.
+        "ALTER TABLE {s}.outputs ALTER COLUMN record TYPE json USING record::text::json",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -388,7 +412,9 @@ class PgDatabase:
         key = ":".join(("relaystore", self.schema, *parts))
         await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
-    async def all(self, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def all(
+        self, template: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         async with self.connection() as conn:
             cur = await conn.execute(self.sql(template), params)
             return await cur.fetchall()
@@ -412,12 +438,14 @@ class PgDatabase:
 # listing 10 threads costs 10 probes however many checkpoints each thread has.
 _SKIP_SCAN = """
     WITH RECURSIVE walk(k) AS (
-        (SELECT {col} FROM {s}.{table} WHERE {col} > %s ORDER BY {col} LIMIT 1)
+        (SELECT {col} FROM {s}.{table} WHERE {col} > %(after)s AND {col} >= %(low)s
+            AND (%(high)s::text IS NULL OR {col} < %(high)s) ORDER BY {col} LIMIT 1)
         UNION ALL
-        SELECT (SELECT t.{col} FROM {s}.{table} t WHERE t.{col} > walk.k ORDER BY t.{col} LIMIT 1)
+        SELECT (SELECT t.{col} FROM {s}.{table} t WHERE t.{col} > walk.k
+            AND (%(high)s::text IS NULL OR t.{col} < %(high)s) ORDER BY t.{col} LIMIT 1)
         FROM walk WHERE walk.k IS NOT NULL
     )
-    SELECT k FROM walk WHERE k IS NOT NULL LIMIT %s"""
+    SELECT k FROM walk WHERE k IS NOT NULL LIMIT %(limit)s"""
 
 
 def _skip_scan(table: str, column: str) -> str:
@@ -428,12 +456,63 @@ def _after_key(after: str | None) -> str:
     return "" if after is None else after  # ids are never empty, so "" precedes every id
 
 
+def _range(after: str | None, prefix: str | None, limit: int | None) -> dict[str, Any]:
+    """Parameters of :data:`_SKIP_SCAN`: keys > after, in [prefix, its upper bound)."""
+    high = None if prefix is None else prefix_upper_bound(prefix)
+    return {"after": _after_key(after), "low": prefix or "", "high": high, "limit": limit}
+
+
 # ------------------------------------------------------------------------- checkpoints
 
 HEAD_CHECKPOINT = "SELECT checkpoint_id FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
 LATEST_CHECKPOINT = (
     "SELECT seq, metadata::text, state FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
 )
+
+
+DELETE_WRITES = "DELETE FROM {s}.checkpoint_writes WHERE thread_id = %s"
+# Everything at or below the (keep+1)-th newest seq goes (an index probe finds it), and the
+# pending writes of exactly those checkpoints with it. Params: thread_id, thread_id, keep,
+# thread_id. The CTE runs once, whether or not the outer query reads it.
+PRUNE_CHECKPOINTS = """
+    WITH gone AS (
+        DELETE FROM {s}.checkpoints WHERE thread_id = %s AND seq <=
+            (SELECT seq FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC OFFSET %s LIMIT 1)
+        RETURNING checkpoint_id
+    ), writes AS (
+        DELETE FROM {s}.checkpoint_writes w USING gone
+        WHERE w.thread_id = %s AND w.checkpoint_id = gone.checkpoint_id
+    )
+    SELECT COUNT(*) FROM gone"""
+INSERT_WRITE = (
+    "INSERT INTO {s}.checkpoint_writes "
+    "(thread_id, checkpoint_id, task_id, idx, channel, type, task_path, value) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (thread_id, checkpoint_id, task_id, idx) "
+)
+UPSERT_WRITE = (
+    "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, "
+    "task_path = EXCLUDED.task_path, value = EXCLUDED.value"
+)
+
+
+def _text(value: str) -> str:
+    """``value`` if PostgreSQL text can hold it; a lone surrogate is :class:`InvalidInput`.
+
+    The contract checks ids (``task_id``, ``channel``) for this but not ``task_path`` or
+    ``type``, and psycopg would raise a bare UnicodeEncodeError while sending them.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"not valid Unicode text: {value!r}") from None
+    return value
+
+
+def _write_row(thread_id: str, checkpoint_id: str, write: PendingWrite) -> tuple[Any, ...]:
+    """Parameters of :data:`INSERT_WRITE` for one write."""
+    kind = None if write.type is None else _text(write.type)
+    path = _text(write.task_path)
+    return (thread_id, checkpoint_id, write.task_id, write.idx, write.channel, kind, path, write.value)
 
 
 def list_checkpoints_query(paged: bool, newest_first: bool) -> str:
@@ -504,34 +583,110 @@ class PgCheckpointStore(CheckpointStore):
         return parse_rows(_METADATA, ((seq, f"{table} row seq={seq}", md) for seq, md in rows))
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
-        return (
-            await self._db.rowcount(
-                "DELETE FROM {s}.checkpoints WHERE thread_id = %s AND checkpoint_id = %s",
-                (thread_id, checkpoint_id),
+        async with self._thread_transaction(thread_id) as conn:
+            key = (thread_id, checkpoint_id)
+            await conn.execute(self._db.sql(DELETE_WRITES + " AND checkpoint_id = %s"), key)
+            cur = await conn.execute(
+                self._db.sql("DELETE FROM {s}.checkpoints WHERE thread_id = %s AND checkpoint_id = %s"), key
             )
-            > 0
-        )
+            return cur.rowcount > 0
 
     async def _delete_thread(self, thread_id: str) -> int:
-        return await self._db.rowcount("DELETE FROM {s}.checkpoints WHERE thread_id = %s", (thread_id,))
+        async with self._thread_transaction(thread_id) as conn:
+            await conn.execute(self._db.sql(DELETE_WRITES), (thread_id,))
+            await conn.execute(
+                self._db.sql("DELETE FROM {s}.thread_attachments WHERE thread_id = %s"), (thread_id,)
+            )
+            cur = await conn.execute(
+                self._db.sql("DELETE FROM {s}.checkpoints WHERE thread_id = %s"), (thread_id,)
+            )
+            return cur.rowcount
 
     async def _count(self, thread_id: str) -> int:
         return int(
             await self._db.scalar("SELECT COUNT(*) FROM {s}.checkpoints WHERE thread_id = %s", (thread_id,))
         )
 
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
-        rows = await self._db.all(_skip_scan("checkpoints", "thread_id"), (_after_key(after), limit))
+    async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
+        rows = await self._db.all(_skip_scan("checkpoints", "thread_id"), _range(after, prefix, limit))
         return [r[0] for r in rows]
 
     async def _prune(self, thread_id: str, keep: int) -> int:
-        # Everything at or below the (keep+1)-th newest seq goes; an index probe finds it.
-        return await self._db.rowcount(
-            "DELETE FROM {s}.checkpoints WHERE thread_id = %s AND seq <= "
-            "(SELECT seq FROM {s}.checkpoints WHERE thread_id = %s "
-            "ORDER BY seq DESC OFFSET %s LIMIT 1)",
-            (thread_id, thread_id, keep),
+        async with self._thread_transaction(thread_id) as conn:
+            cur = await conn.execute(self._db.sql(PRUNE_CHECKPOINTS), (thread_id, thread_id, keep, thread_id))
+            return int(cast(tuple[int], await cur.fetchone())[0])
+
+    # Pending writes and attachments
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
+    ) -> bool:
+        conflict = UPSERT_WRITE if replace else "DO NOTHING"
+        rows = [_write_row(thread_id, checkpoint_id, w) for w in writes]
+        async with self._thread_transaction(thread_id) as conn:
+            cur = await conn.execute(
+                self._db.sql("SELECT 1 FROM {s}.checkpoints WHERE thread_id = %s AND checkpoint_id = %s"),
+                (thread_id, checkpoint_id),
+            )
+            if await cur.fetchone() is None:
+                return False
+            # One statement per write, in order (psycopg pipelines them): a repeated (task_id, idx)
+            # within the batch then keeps the first (ignore) or the last (replace), as elsewhere.
+            async with conn.cursor() as many:
+                await many.executemany(self._db.sql(INSERT_WRITE + conflict), rows)
+            return True
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
+        rows = await self._db.all(
+            "SELECT task_id, idx, channel, type, task_path, value FROM {s}.checkpoint_writes "
+            "WHERE thread_id = %s AND checkpoint_id = %s ORDER BY task_id, idx",
+            (thread_id, checkpoint_id),
         )
+        return [
+            PendingWrite(task_id=t, idx=i, channel=c, type=ty, task_path=p, value=bytes(v))
+            for t, i, c, ty, p, v in rows
+        ]
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        # One statement: the whole mapping lands or none of it. Keys are a dict's, so unique,
+        # which DO UPDATE needs (it cannot touch one row twice in a statement).
+        await self._db.rowcount(
+            "INSERT INTO {s}.thread_attachments (thread_id, key, value) "
+            "SELECT %s, unnest(%s::text[]), unnest(%s::bytea[]) "
+            "ON CONFLICT (thread_id, key) DO UPDATE SET value = EXCLUDED.value",
+            (thread_id, list(items), list(items.values())),
+        )
+
+    async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
+        rows = await self._db.all(
+            "SELECT key, value FROM {s}.thread_attachments WHERE thread_id = %s AND key = ANY(%s::text[])",
+            (thread_id, keys),
+        )
+        return {key: bytes(value) for key, value in rows}
+
+    async def _delete_attachments(self, thread_id: str, keys: list[str]) -> int:
+        return await self._db.rowcount(
+            "DELETE FROM {s}.thread_attachments WHERE thread_id = %s AND key = ANY(%s::text[])",
+            (thread_id, keys),
+        )
+
+    async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
+        rows = await self._db.all(
+            "SELECT key FROM {s}.thread_attachments WHERE thread_id = %s AND key > %s ORDER BY key LIMIT %s",
+            (thread_id, _after_key(after), limit),
+        )
+        return [r[0] for r in rows]
+
+    @asynccontextmanager
+    async def _thread_transaction(self, thread_id: str) -> AsyncIterator[Conn]:
+        """A transaction holding the thread's advisory lock, the one ``_save`` takes.
+
+        Every change to a thread's checkpoints or their writes holds it, so ``_put_writes`` cannot
+        see its checkpoint, lose a race with ``_delete``, and leave writes that nothing owns.
+        """
+        async with self._db.transaction() as conn:
+            await self._db.lock(conn, "thread", thread_id)
+            yield conn
 
 
 # ------------------------------------------------------------------------- outputs
@@ -572,7 +727,7 @@ class PgOutputStore(OutputStore):
                 cur = await conn.execute(
                     self._db.sql(
                         "INSERT INTO {s}.outputs (id, task_id, attempt, producer_agent, record) "
-                        "VALUES (%s, %s, %s, %s, %s::jsonb) RETURNING seq"
+                        "VALUES (%s, %s, %s, %s, %s::json) RETURNING seq"
                     ),
                     (record.id, record.task_id, record.attempt, record.producer_agent, doc),
                 )
@@ -659,12 +814,12 @@ class PgAdaptiveStore(AdaptiveStore):
     async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
         # The first `limit` distinct agents of runs and of documents, merged: the first `limit`
         # of the union are among them. DISTINCT matters: one agent has up to three documents.
-        start = _after_key(after)
+        # Named parameters throughout: the skip scan's are named, and psycopg cannot mix styles.
         rows = await self._db.all(
             f"SELECT k FROM (({_skip_scan('runs', 'agent_id')}) UNION "
-            "(SELECT DISTINCT key FROM {s}.documents WHERE kind = ANY(%s::text[]) AND key > %s "
-            "ORDER BY key LIMIT %s)) AS agents ORDER BY k LIMIT %s",
-            (start, limit, list(AGENT_DOC_KINDS), start, limit, limit),
+            "(SELECT DISTINCT key FROM {s}.documents WHERE kind = ANY(%(kinds)s::text[]) "
+            "AND key > %(after)s ORDER BY key LIMIT %(limit)s)) AS agents ORDER BY k LIMIT %(limit)s",
+            {**_range(after, None, limit), "kinds": list(AGENT_DOC_KINDS)},
         )
         return [r[0] for r in rows]
 

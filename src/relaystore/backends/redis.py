@@ -51,16 +51,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
-from relaystore.stores._common import ANY, parse_json, parse_rows
+from relaystore.stores._common import ANY, parse_json, parse_rows, prefix_upper_bound
 from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, duplicate_conflict, head_conflict
 
 T = TypeVar("T")
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+_WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
 DEFAULT_PREFIX = "nemo_relay:"
 _SCAN_COUNT = 1000
 _CHUNK = 500  # keys per MGET/HMGET/prune step: bounds one reply and one script's run time
@@ -160,22 +161,54 @@ end
 return out
 """
 
+# base64url without padding, as ``_encode`` in Python: cascades build the key of each deleted
+# checkpoint's pending writes from ids they only learn inside the script (prune, delete_thread).
+_LUA_ENCODE = """
+local ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+local function encode(text)
+  local out = {}
+  for i = 1, #text, 3 do
+    local a, b, c = string.byte(text, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local chars = (c and 4) or (b and 3) or 2
+    for j = 0, chars - 1 do
+      local v = math.floor(n / 2 ^ (18 - 6 * j)) % 64
+      out[#out + 1] = string.sub(ALPHABET, v + 1, v + 1)
+    end
+  end
+  return table.concat(out)
+end
+"""
+
+# KEYS: order, meta, state, threads, the checkpoint's writes. ARGV: thread, id.
 _DELETE_CHECKPOINT = """
 if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
+redis.call('DEL', KEYS[5])
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 1
 """
 
-_DELETE_THREAD = """
+# KEYS: order, meta, state, threads, attachments, attachment keys. ARGV: thread, writes stem.
+# Writes keys are built here, not declared: they carry the same {cp} tag, so the same slot.
+_DELETE_THREAD = (
+    _LUA_ENCODE
+    + """
 local n = redis.call('ZCARD', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  redis.call('DEL', ARGV[2] .. encode(id))
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return n
 """
+)
 
-_PRUNE_CHECKPOINTS = """
+# KEYS: order, meta, state, threads. ARGV: thread, keep, writes stem.
+_PRUNE_CHECKPOINTS = (
+    _LUA_ENCODE
+    + """
 local drop = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
 if drop <= 0 then return 0 end
 local ids = redis.call('ZRANGE', KEYS[1], 0, drop - 1)
@@ -183,9 +216,40 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, drop - 1)
 for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
+  redis.call('DEL', ARGV[3] .. encode(id))
 end
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[1]) end
 return drop
+"""
+)
+
+# KEYS: order, the checkpoint's writes. ARGV: checkpoint id, replace flag, field, JSON, field, ...
+# HSETNX keeps the first write of a (task_id, idx); HSET replaces it.
+_PUT_WRITES = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+local verb = 'HSETNX'
+if ARGV[2] == '1' then verb = 'HSET' end
+for i = 3, #ARGV, 2 do redis.call(verb, KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
+
+# KEYS: attachments, attachment keys. ARGV: key, value, key, value, ...
+_PUT_ATTACHMENTS = """
+for i = 1, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[2], 0, ARGV[i])
+end
+return 1
+"""
+
+# KEYS: attachments, attachment keys. ARGV: keys. Returns how many existed.
+_DELETE_ATTACHMENTS = """
+local n = 0
+for i = 1, #ARGV do
+  n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+return n
 """
 
 # KEYS: seq, records, then every zset the output joins (indexes, parents' children). ARGV[2] is
@@ -281,6 +345,9 @@ _SCRIPTS = {
     "_DELETE_CHECKPOINT": _DELETE_CHECKPOINT,
     "_DELETE_THREAD": _DELETE_THREAD,
     "_PRUNE_CHECKPOINTS": _PRUNE_CHECKPOINTS,
+    "_PUT_WRITES": _PUT_WRITES,
+    "_PUT_ATTACHMENTS": _PUT_ATTACHMENTS,
+    "_DELETE_ATTACHMENTS": _DELETE_ATTACHMENTS,
     "_INSERT_OUTPUT": _INSERT_OUTPUT,
     "_LATEST_OUTPUT": _LATEST_OUTPUT,
     "_LIST_OUTPUTS": _LIST_OUTPUTS,
@@ -299,6 +366,11 @@ def _encode(value: str) -> str:
 def _slot_tag(value: str) -> str:
     """Cluster hash tag for an agent or learning key (only the slot depends on it)."""
     return "{" + hashlib.sha1(value.encode()).hexdigest()[:16] + "}"
+
+
+def _write_field(write: PendingWrite) -> str:
+    """Hash field of a pending write: its ``(task_id, idx)``; the encoded task id has no ``|``."""
+    return f"{_encode(write.task_id)}|{write.idx}"
 
 
 def _glob_escape(text: str) -> str:
@@ -386,6 +458,13 @@ class _ThreadKeys:
     order: str  # ZSET checkpoint id -> seq
     meta: str  # HASH checkpoint id -> metadata JSON
     state: str  # HASH checkpoint id -> state bytes
+    writes_stem: str  # + enc(checkpoint id): HASH enc(task_id)|idx -> PendingWrite JSON
+    attachments: str  # HASH attachment key -> bytes
+    attachment_keys: str  # ZSET attachment keys, all scored 0: sorted pages by ZRANGEBYLEX
+
+    def writes(self, checkpoint_id: str) -> str:
+        """The key of one checkpoint's pending writes."""
+        return self.writes_stem + _encode(checkpoint_id)
 
 
 class RedisCheckpointStore(CheckpointStore):
@@ -399,7 +478,9 @@ class RedisCheckpointStore(CheckpointStore):
 
     def _keys(self, thread_id: str) -> _ThreadKeys:
         stem = f"{self._base}t:{_encode(thread_id)}:"
-        return _ThreadKeys(stem + "order", stem + "meta", stem + "state")
+        return _ThreadKeys(
+            stem + "order", stem + "meta", stem + "state", stem + "w:", stem + "att", stem + "attkeys"
+        )
 
     def _checkpoint(
         self, keys: _ThreadKeys, checkpoint_id: str, meta: bytes, state: bytes | None
@@ -463,29 +544,80 @@ class RedisCheckpointStore(CheckpointStore):
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
         k = self._keys(thread_id)
-        keys = [k.order, k.meta, k.state, self._threads]
+        keys = [k.order, k.meta, k.state, self._threads, k.writes(checkpoint_id)]
         return bool(await self._c.script("_DELETE_CHECKPOINT", keys, [thread_id, checkpoint_id]))
 
     async def _delete_thread(self, thread_id: str) -> int:
         k = self._keys(thread_id)
-        return int(
-            await self._c.script("_DELETE_THREAD", [k.order, k.meta, k.state, self._threads], [thread_id])
-        )
+        keys = [k.order, k.meta, k.state, self._threads, k.attachments, k.attachment_keys]
+        return int(await self._c.script("_DELETE_THREAD", keys, [thread_id, k.writes_stem]))
 
     async def _count(self, thread_id: str) -> int:
         order = self._keys(thread_id).order
         return int(await self._c.do(order, "ZCARD", order))
 
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
+    async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
         low = "-" if after is None else "(" + after
+        if prefix is not None and (after is None or after < prefix):
+            low = "[" + prefix
+        bound = None if prefix is None else prefix_upper_bound(prefix)
+        high = "+" if bound is None else "(" + bound
         extra = [] if limit is None else ["LIMIT", 0, limit]
-        found = await self._c.do(self._threads, "ZRANGEBYLEX", self._threads, low, "+", *extra)
+        found = await self._c.do(self._threads, "ZRANGEBYLEX", self._threads, low, high, *extra)
         return [t.decode() for t in found]
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         k = self._keys(thread_id)
         keys = [k.order, k.meta, k.state, self._threads]
-        return int(await self._c.script("_PRUNE_CHECKPOINTS", keys, [thread_id, keep]))
+        return int(await self._c.script("_PRUNE_CHECKPOINTS", keys, [thread_id, keep, k.writes_stem]))
+
+    # ------------------------------------------------------------------ pending writes
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
+    ) -> bool:
+        k = self._keys(thread_id)
+        args: list[Any] = [checkpoint_id, "1" if replace else "0"]
+        for write in writes:
+            args += [_write_field(write), write.model_dump_json()]
+        keys = [k.order, k.writes(checkpoint_id)]
+        return bool(await self._c.script("_PUT_WRITES", keys, args))
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
+        key = self._keys(thread_id).writes(checkpoint_id)
+        stored = await self._c.do(key, "HGETALL", key)
+        return [
+            parse_json(_WRITE, text, f"{key}[{name.decode(errors='replace')}]")
+            for name, text in stored.items()
+        ]
+
+    # ------------------------------------------------------------------ attachments
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        k = self._keys(thread_id)
+        args = [part for key, value in items.items() for part in (key, value)]
+        await self._c.script("_PUT_ATTACHMENTS", [k.attachments, k.attachment_keys], args)
+
+    async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
+        name = self._keys(thread_id).attachments
+        found: dict[str, bytes] = {}
+        for chunk in _chunks(keys):
+            values = await self._c.do(name, "HMGET", name, *chunk)
+            found.update((k, bytes(v)) for k, v in zip(chunk, values, strict=True) if v is not None)
+        return found
+
+    async def _delete_attachments(self, thread_id: str, keys: list[str]) -> int:
+        k = self._keys(thread_id)
+        return int(await self._c.script("_DELETE_ATTACHMENTS", [k.attachments, k.attachment_keys], keys))
+
+    async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
+        # A sorted set of the keys makes a page O(log n + page), where HKEYS + sort would read
+        # every key of the thread for each page of a listing walk.
+        name = self._keys(thread_id).attachment_keys
+        low = "-" if after is None else "(" + after
+        extra = [] if limit is None else ["LIMIT", 0, limit]
+        found = await self._c.do(name, "ZRANGEBYLEX", name, low, "+", *extra)
+        return [_text(key, name) or "" for key in found]
 
 
 # ------------------------------------------------------------------------- outputs

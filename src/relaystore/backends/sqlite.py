@@ -29,10 +29,10 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import TypeAdapter
 
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
-from relaystore.stores._common import ANY, parse_json, parse_rows
+from relaystore.stores._common import ANY, parse_json, parse_rows, prefix_upper_bound
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
 from relaystore.stores.blobs import BlobStore
 from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
@@ -40,6 +40,7 @@ from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
 T = TypeVar("T")
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
+_WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
 _CHUNK = 500  # bound on "IN (?, ?, …)" lists
 
 MIGRATIONS: list[str] = [
@@ -104,6 +105,23 @@ MIGRATIONS: list[str] = [
     CREATE TABLE blob_uploads (
         upload_id TEXT PRIMARY KEY,
         started_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 3: pending writes of a checkpoint, and attachments shared by a thread's checkpoints
+    """
+    CREATE TABLE checkpoint_writes (
+        thread_id TEXT NOT NULL,
+        checkpoint_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        write TEXT NOT NULL,
+        PRIMARY KEY (thread_id, checkpoint_id, task_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE thread_attachments (
+        thread_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        PRIMARY KEY (thread_id, key)
     ) WITHOUT ROWID;
     """,
 ]
@@ -344,20 +362,25 @@ class SqliteCheckpointStore(CheckpointStore):
         return parse_rows(_METADATA, ((seq, f"checkpoints row seq={seq}", md) for seq, md in rows))
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
-        return await self._db.write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
-                    (thread_id, checkpoint_id),
+        def delete(conn: sqlite3.Connection) -> bool:
+            key = (thread_id, checkpoint_id)
+            conn.execute("DELETE FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_id = ?", key)
+            return (
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?", key
                 ).rowcount
                 > 0
             )
-        )
+
+        return await self._db.write(delete)
 
     async def _delete_thread(self, thread_id: str) -> int:
-        return await self._db.write(
-            lambda c: c.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,)).rowcount
-        )
+        def delete_thread(conn: sqlite3.Connection) -> int:
+            for table in ("checkpoint_writes", "thread_attachments"):
+                conn.execute(f"DELETE FROM {table} WHERE thread_id = ?", (thread_id,))
+            return conn.execute("DELETE FROM checkpoints WHERE thread_id = ?", (thread_id,)).rowcount
+
+        return await self._db.write(delete_thread)
 
     async def _count(self, thread_id: str) -> int:
         return await self._db.read(
@@ -366,26 +389,106 @@ class SqliteCheckpointStore(CheckpointStore):
             ).fetchone()[0]
         )
 
-    async def _list_threads(self, limit: int | None, after: str | None) -> list[str]:
-        sql = "SELECT DISTINCT thread_id FROM checkpoints"
-        params: list[Any] = []
+    async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
+        clauses, params = [], []
         if after is not None:
-            sql += " WHERE thread_id > ?"
+            clauses.append("thread_id > ?")
             params.append(after)
-        sql += " ORDER BY thread_id LIMIT ?"
+        if prefix is not None:
+            clauses.append("thread_id >= ?")
+            params.append(prefix)
+            if (bound := prefix_upper_bound(prefix)) is not None:
+                clauses.append("thread_id < ?")
+                params.append(bound)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT DISTINCT thread_id FROM checkpoints{where} ORDER BY thread_id LIMIT ?"
         params.append(-1 if limit is None else limit)
         return await self._db.read(lambda c: [r[0] for r in c.execute(sql, params)])
 
     async def _prune(self, thread_id: str, keep: int) -> int:
-        return await self._db.write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM checkpoints WHERE thread_id = ? AND seq NOT IN "
-                    "(SELECT seq FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT ?)",
-                    (thread_id, thread_id, keep),
-                ).rowcount
+        def prune(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(
+                "DELETE FROM checkpoints WHERE thread_id = ? AND seq NOT IN "
+                "(SELECT seq FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT ?)",
+                (thread_id, thread_id, keep),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_id NOT IN "
+                "(SELECT checkpoint_id FROM checkpoints WHERE thread_id = ?)",
+                (thread_id, thread_id),
             )
+            return deleted
+
+        return await self._db.write(prune)
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
+    ) -> bool:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        rows = [(thread_id, checkpoint_id, w.task_id, w.idx, w.model_dump_json()) for w in writes]
+
+        def put(conn: sqlite3.Connection) -> bool:
+            exists = conn.execute(
+                "SELECT 1 FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
+                (thread_id, checkpoint_id),
+            ).fetchone()
+            if exists:
+                conn.executemany(f"{verb} INTO checkpoint_writes VALUES (?,?,?,?,?)", rows)
+            return exists is not None
+
+        return await self._db.write(put)
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT task_id, idx, write FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_id = ?",
+                (thread_id, checkpoint_id),
+            ).fetchall()
         )
+        return [parse_json(_WRITE, text, f"checkpoint_writes row {task}/{idx}") for task, idx, text in rows]
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        rows = [(thread_id, key, value) for key, value in items.items()]
+        await self._db.write(
+            lambda c: c.executemany("INSERT OR REPLACE INTO thread_attachments VALUES (?,?,?)", rows)
+        )
+
+    async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
+        def get(conn: sqlite3.Connection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for chunk in _chunks(keys):
+                found.update(
+                    (key, bytes(value))
+                    for key, value in conn.execute(
+                        "SELECT key, value FROM thread_attachments "
+                        f"WHERE thread_id = ? AND key IN ({_placeholders(chunk)})",
+                        [thread_id, *chunk],
+                    )
+                )
+            return found
+
+        return await self._db.read(get)
+
+    async def _delete_attachments(self, thread_id: str, keys: list[str]) -> int:
+        def delete(conn: sqlite3.Connection) -> int:
+            return sum(
+                conn.execute(
+                    f"DELETE FROM thread_attachments WHERE thread_id = ? AND key IN ({_placeholders(chunk)})",
+                    [thread_id, *chunk],
+                ).rowcount
+                for chunk in _chunks(keys)
+            )
+
+        return await self._db.write(delete)
+
+    async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
+        rows = await self._db.read(
+            lambda c: c.execute(
+                "SELECT key FROM thread_attachments WHERE thread_id = ? AND key > ? ORDER BY key LIMIT ?",
+                (thread_id, "" if after is None else after, -1 if limit is None else limit),
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
 
 
 # ------------------------------------------------------------------------- outputs

@@ -23,7 +23,7 @@ from relaystore.models.adaptive import (
     TrieEnvelope,
     TrieNode,
 )
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.common import Page, Timestamp, WireModel, now_rfc3339, timestamp_to_ns
 from relaystore.models.outputs import (
     ArtifactEvent,
@@ -65,6 +65,7 @@ __all__ = [
     "ParallelGroup",
     "ParallelHint",
     "PartialEvent",
+    "PendingWrite",
     "Prediction",
     "ProgressEvent",
     "PromptBlock",

@@ -46,6 +46,23 @@ class CheckpointMetadata(BaseModel):
         return self.model_copy(update={"custom": {**self.custom, key: value}})
 
 
+class PendingWrite(BaseModel):
+    """A write attached to a checkpoint by a task that has not finished (LangGraph's pending
+    writes), keyed by ``(task_id, idx)`` within the checkpoint.
+
+    ``value`` is opaque bytes (base64 in JSON) and ``type`` an optional serializer tag.
+    """
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    task_id: str
+    idx: int = Field(ge=-(2**63), lt=2**63)
+    channel: str
+    value: bytes
+    type: str | None = None
+    task_path: str = ""
+
+
 class Checkpoint(NamedTuple):
     """What ``load`` returns; unpacks as ``metadata, state`` like the reference's tuple."""
 

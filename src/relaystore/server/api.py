@@ -16,18 +16,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, ValidationError
 from starlette.responses import Response, StreamingResponse
 
 import relaystore
 from relaystore.errors import Conflict, Forbidden, InvalidInput, NotFound, OutputNotFound
 from relaystore.models.adaptive import RunRecord
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
 from relaystore.server.tokens import issue_token, parse_ttl
 from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply
 from relaystore.stores import ANY, DOC_KINDS
-from relaystore.stores._common import validate
+from relaystore.stores._common import summarize, validate
 
 METADATA_HEADER = "Relaystore-Metadata"
 
@@ -64,6 +64,37 @@ class TokenRequest(BaseModel):
     read: list[OutputRef] = Field(default_factory=list)
 
 
+class WritesRequest(BaseModel):
+    """Body of ``POST /v1/checkpoints/writes``: pending writes, each ``value`` in base64."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    writes: list[PendingWrite]
+
+
+class AttachmentsRequest(BaseModel):
+    """Body of ``POST /v1/threads/attachments``: key → value in base64 (standard or url-safe)."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    attachments: dict[str, bytes]
+
+
+class KeysRequest(BaseModel):
+    """Body of the attachment routes that take keys (get, delete)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[str] = Field(max_length=1000)
+
+
+# Bytes travel as base64 only in JSON mode, so bodies carrying bytes are validated from the raw text.
+ATTACHMENTS: TypeAdapter[dict[str, bytes]] = TypeAdapter(
+    dict[str, bytes], config=ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+)
+_WRITES: TypeAdapter[WritesRequest] = TypeAdapter(WritesRequest)
+_ATTACHMENTS: TypeAdapter[AttachmentsRequest] = TypeAdapter(AttachmentsRequest)
+_KEYS: TypeAdapter[KeysRequest] = TypeAdapter(KeysRequest)
 _EMIT: TypeAdapter[EmitRequest] = TypeAdapter(EmitRequest)
 _REFS: TypeAdapter[RefsRequest] = TypeAdapter(RefsRequest)
 _TOKEN: TypeAdapter[TokenRequest] = TypeAdapter(TokenRequest)
@@ -283,7 +314,52 @@ async def prune_thread(call: Call) -> Response:
 
 
 async def list_threads(call: Call) -> Response:
-    return page_reply(await call.store.checkpoints.list_threads(**call.page_args()))
+    prefix = call.query("prefix")
+    return page_reply(await call.store.checkpoints.list_threads(prefix=prefix, **call.page_args()))
+
+
+async def parse_binary_json(call: Call, adapter: TypeAdapter[Any], what: str) -> Any:
+    """Validate a JSON body that carries bytes as base64 (decoded only in JSON mode)."""
+    try:
+        return adapter.validate_json(await call.body())
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid {what}: {summarize(exc)}") from None
+
+
+async def put_writes(call: Call) -> Response:
+    body: WritesRequest = await parse_binary_json(call, _WRITES, "pending writes")
+    await call.store.checkpoints.put_writes(
+        call.need("thread_id"), call.need("checkpoint_id"), body.writes, replace=call.flag("replace")
+    )
+    return reply({"stored": len(body.writes)})
+
+
+async def list_writes(call: Call) -> Response:
+    writes = await call.store.checkpoints.list_writes(call.need("thread_id"), call.need("checkpoint_id"))
+    return reply({"items": writes})
+
+
+async def put_attachments(call: Call) -> Response:
+    body: AttachmentsRequest = await parse_binary_json(call, _ATTACHMENTS, "attachments")
+    await call.store.checkpoints.put_attachments(call.need("thread_id"), body.attachments)
+    return reply({"stored": len(body.attachments)})
+
+
+async def get_attachments(call: Call) -> Response:
+    body: KeysRequest = await call.parse(_KEYS, "attachment keys")
+    found = await call.store.checkpoints.get_attachments(call.need("thread_id"), body.keys)
+    return reply({"attachments": ATTACHMENTS.dump_python(found, mode="json")})
+
+
+async def delete_attachments(call: Call) -> Response:
+    body: KeysRequest = await call.parse(_KEYS, "attachment keys")
+    deleted = await call.store.checkpoints.delete_attachments(call.need("thread_id"), body.keys)
+    return reply({"deleted": deleted})
+
+
+async def list_attachments(call: Call) -> Response:
+    page = await call.store.checkpoints.list_attachments(call.need("thread_id"), **call.page_args())
+    return page_reply(page)
 
 
 # --------------------------------------------------------------------------- adaptive
@@ -539,6 +615,9 @@ DEPTH = opt("max_depth", {"type": "integer", "minimum": 0})
 RECORD = ref("OutputRecord")
 DELETED_BOOL = json_of(obj(deleted={"type": "boolean"}))
 DELETED_INT = json_of(obj(deleted={"type": "integer", "minimum": 0}))
+STORED_INT = json_of(obj(stored={"type": "integer", "minimum": 0}))
+BASE64 = {"type": "string", "format": "base64url"}
+THREAD_CHECKPOINT = (q("thread_id"), q("checkpoint_id"))
 COUNT = json_of(obj(count={"type": "integer", "minimum": 0}))
 BLOB_BYTES = {"*/*": {"type": "string", "format": "binary"}}
 
@@ -740,8 +819,8 @@ OPERATIONS: list[Op] = [
         "GET",
         "/v1/threads",
         list_threads,
-        "Threads that hold checkpoints, sorted.",
-        params=PAGE,
+        "Threads that hold checkpoints, sorted; optionally only ids starting with `prefix`.",
+        params=(opt("prefix", description="Keep ids that start with this."), *PAGE),
         responses={200: page_of(STR)},
         tag="checkpoints",
     ),
@@ -778,6 +857,64 @@ OPERATIONS: list[Op] = [
         prune_thread,
         "Keep only the newest `keep` checkpoints.",
         params=(q("thread_id"), q("keep", {"type": "integer", "minimum": 0})),
+        responses={200: DELETED_INT},
+        tag="checkpoints",
+    ),
+    Op(
+        "POST",
+        "/v1/checkpoints/writes",
+        put_writes,
+        "Attach pending writes to a checkpoint; repeats ignored unless `replace`.",
+        params=(*THREAD_CHECKPOINT, opt("replace", {"type": "boolean"})),
+        request=json_of(ref("WritesRequest")),
+        responses={200: STORED_INT},
+        tag="checkpoints",
+    ),
+    Op(
+        "GET",
+        "/v1/checkpoints/writes",
+        list_writes,
+        "A checkpoint's pending writes, sorted by (task_path, task_id, idx).",
+        params=THREAD_CHECKPOINT,
+        responses={200: items_of(ref("PendingWrite"))},
+        tag="checkpoints",
+    ),
+    Op(
+        "GET",
+        "/v1/threads/attachments",
+        list_attachments,
+        "Attachment keys of a thread, sorted.",
+        params=(q("thread_id"), *PAGE),
+        responses={200: page_of(STR)},
+        tag="checkpoints",
+    ),
+    Op(
+        "POST",
+        "/v1/threads/attachments",
+        put_attachments,
+        "Store attachments of a thread (overwriting).",
+        params=(q("thread_id"),),
+        request=json_of(ref("AttachmentsRequest")),
+        responses={200: STORED_INT},
+        tag="checkpoints",
+    ),
+    Op(
+        "POST",
+        "/v1/threads/attachments/get",
+        get_attachments,
+        "The stored attachments among `keys` (missing ones left out).",
+        params=(q("thread_id"),),
+        request=json_of(ref("KeysRequest")),
+        responses={200: json_of(obj(attachments={"type": "object", "additionalProperties": BASE64}))},
+        tag="checkpoints",
+    ),
+    Op(
+        "POST",
+        "/v1/threads/attachments/delete",
+        delete_attachments,
+        "Delete attachments by key.",
+        params=(q("thread_id"),),
+        request=json_of(ref("KeysRequest")),
         responses={200: DELETED_INT},
         tag="checkpoints",
     ),
@@ -922,6 +1059,10 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     TokenRequest,
     OutputRecord,
     CheckpointMetadata,
+    WritesRequest,
+    PendingWrite,
+    AttachmentsRequest,
+    KeysRequest,
     RunRecord,
     BlobContent,
 ]

@@ -55,6 +55,18 @@ def check_id(value: object, what: str) -> str:
     return value
 
 
+def check_text(value: str, what: str) -> str:
+    """Return ``value`` if every backend can store it as text (may be empty): no NUL, no lone
+    surrogate; else raise :class:`InvalidInput`."""
+    if "\x00" in value:
+        raise InvalidInput(f"{what} must not contain NUL")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(f"{what} is not valid Unicode text") from exc
+    return value
+
+
 def check_u32(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_U32:
         raise InvalidInput(f"{what} must be an integer in 0..{MAX_U32}, got {value!r}")
@@ -139,6 +151,21 @@ def decode_seq_cursor(cursor: object) -> int | None:
 def decode_key_cursor(cursor: object) -> str | None:
     """The last key (a str) of the previous page, or None for the first page."""
     return _decode_cursor(cursor, str)  # type: ignore[no-any-return]
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string above every string that starts with ``prefix`` (None: no bound).
+
+    Ids that start with ``prefix`` are exactly those in ``[prefix, bound)`` in code point order,
+    which is also UTF-8 byte order, so a backend can answer a prefix with an index range.
+    """
+    for cut in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[cut]) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates are not valid text
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:cut] + chr(code)
+    return None
 
 
 def fetch_size(limit: int | None) -> int | None:

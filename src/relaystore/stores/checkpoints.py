@@ -9,12 +9,21 @@ Semantics, settled where the reference is vague:
 - ``state_size`` is always set by the store to ``len(state)``.
 - A thread whose checkpoints were all deleted no longer exists: it is not listed by
   ``list_threads`` and ``load_latest`` raises :class:`ThreadNotFound`.
+
+Past the reference, for runtimes that keep more than one blob of state per step (LangGraph):
+
+- **Pending writes** hang off one checkpoint, keyed by ``(task_id, idx)``; they go when their
+  checkpoint goes (``delete``, ``prune``, ``delete_thread``).
+- **Attachments** are bytes stored once per thread under a key and shared by any number of its
+  checkpoints (an unchanged channel value, say); ``delete_thread`` removes them, and their owner
+  removes ones no checkpoint needs any more with ``delete_attachments``.
 """
 
 from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -26,7 +35,7 @@ from relaystore.errors import (
     InvalidInput,
     ThreadNotFound,
 )
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata
+from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.common import Page
 from relaystore.stores._common import (
     ANY,
@@ -34,11 +43,13 @@ from relaystore.stores._common import (
     check_id,
     check_keep,
     check_limit,
+    check_text,
     decode_key_cursor,
     decode_seq_cursor,
     fetch_size,
     make_page,
     storable_json,
+    validate,
 )
 
 SeqRow = tuple[int, CheckpointMetadata]
@@ -148,17 +159,89 @@ class CheckpointStore(ABC):
         check_id(thread_id, "thread_id")
         return await self._count(thread_id)
 
-    async def list_threads(self, *, limit: int | None = None, cursor: str | None = None) -> Page[str]:
-        """Ids of threads that hold at least one checkpoint, sorted by id (code point order)."""
+    async def list_threads(
+        self, *, prefix: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> Page[str]:
+        """Ids of threads that hold at least one checkpoint, sorted by id (code point order).
+
+        ``prefix`` keeps only ids that start with it, e.g. one tenant's threads when ids are
+        hierarchical (``"tenant-a/"``); backends answer it with an index range.
+        """
+        if prefix is not None:
+            check_id(prefix, "prefix")
         limit = check_limit(limit)
         after = decode_key_cursor(cursor)
-        threads = await self._list_threads(fetch_size(limit), after)
+        threads = await self._list_threads(fetch_size(limit), after, prefix)
         return make_page([(t, t) for t in threads], limit)
 
     async def prune(self, thread_id: str, keep: int) -> int:
-        """Retention: delete all but the newest ``keep`` checkpoints; return how many went."""
+        """Retention: delete all but the newest ``keep`` checkpoints (and their pending writes);
+        return how many checkpoints went."""
         check_id(thread_id, "thread_id")
         return await self._prune(thread_id, check_keep(keep))
+
+    # ------------------------------------------------------------------ pending writes
+
+    async def put_writes(
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        writes: Iterable[PendingWrite | dict[str, Any]],
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Attach ``writes`` to a checkpoint, atomically.
+
+        A write whose ``(task_id, idx)`` is already attached is ignored, or replaces the old one
+        when ``replace`` is true (LangGraph ignores repeats of ordinary writes and upserts its
+        special negative-``idx`` channels). Raises :class:`ThreadNotFound` /
+        :class:`CheckpointNotFound` if the checkpoint does not exist, :class:`InvalidInput` for a
+        malformed write.
+        """
+        check_id(thread_id, "thread_id")
+        check_id(checkpoint_id, "checkpoint_id")
+        parsed = [_check_write(validate(_WRITE, w, "pending write")) for w in writes]
+        if parsed and not await self._put_writes(thread_id, checkpoint_id, parsed, bool(replace)):
+            await self.load(thread_id, checkpoint_id)  # raises the precise NotFound
+            raise CheckpointNotFound(checkpoint_id)  # deleted in between
+
+    async def list_writes(self, thread_id: str, checkpoint_id: str) -> builtins.list[PendingWrite]:
+        """The checkpoint's pending writes sorted by ``(task_path, task_id, idx)``; [] if none
+        (or if the checkpoint does not exist)."""
+        check_id(thread_id, "thread_id")
+        check_id(checkpoint_id, "checkpoint_id")
+        writes = await self._list_writes(thread_id, checkpoint_id)
+        return sorted(writes, key=lambda w: (w.task_path, w.task_id, w.idx))
+
+    # ------------------------------------------------------------------ attachments
+
+    async def put_attachments(self, thread_id: str, attachments: Mapping[str, bytes]) -> None:
+        """Store bytes under keys of the thread (overwriting), atomically. Keys follow the id rules."""
+        check_id(thread_id, "thread_id")
+        items = {check_id(k, "attachment key"): _as_bytes(v) for k, v in attachments.items()}
+        if items:
+            await self._put_attachments(thread_id, items)
+
+    async def get_attachments(self, thread_id: str, keys: Iterable[str]) -> dict[str, bytes]:
+        """The stored attachments among ``keys``; missing keys are left out."""
+        check_id(thread_id, "thread_id")
+        wanted = list(dict.fromkeys(check_id(k, "attachment key") for k in keys))
+        return await self._get_attachments(thread_id, wanted) if wanted else {}
+
+    async def delete_attachments(self, thread_id: str, keys: Iterable[str]) -> int:
+        """Delete attachments by key; return how many existed."""
+        check_id(thread_id, "thread_id")
+        doomed = list(dict.fromkeys(check_id(k, "attachment key") for k in keys))
+        return await self._delete_attachments(thread_id, doomed) if doomed else 0
+
+    async def list_attachments(
+        self, thread_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[str]:
+        """Attachment keys of the thread, sorted."""
+        check_id(thread_id, "thread_id")
+        limit = check_limit(limit)
+        keys = await self._list_attachments(thread_id, decode_key_cursor(cursor), fetch_size(limit))
+        return make_page([(k, k) for k in keys], limit)
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -205,10 +288,60 @@ class CheckpointStore(ABC):
     async def _count(self, thread_id: str) -> int: ...
 
     @abstractmethod
-    async def _list_threads(self, limit: int | None, after: str | None) -> builtins.list[str]: ...
+    async def _list_threads(
+        self, limit: int | None, after: str | None, prefix: str | None
+    ) -> builtins.list[str]:
+        """Thread ids > ``after`` starting with ``prefix`` (see :func:`prefix_upper_bound`)."""
 
     @abstractmethod
-    async def _prune(self, thread_id: str, keep: int) -> int: ...
+    async def _prune(self, thread_id: str, keep: int) -> int:
+        """Delete all but the newest ``keep`` checkpoints, and the pending writes of those deleted."""
+
+    # Writes and attachments came after the first backends; these defaults say so clearly.
+
+    async def _put_writes(
+        self, thread_id: str, checkpoint_id: str, writes: builtins.list[PendingWrite], replace: bool
+    ) -> bool:
+        """Attach writes atomically; return False (writing nothing) if the checkpoint is missing."""
+        raise self._unsupported("pending writes")
+
+    async def _list_writes(self, thread_id: str, checkpoint_id: str) -> builtins.list[PendingWrite]:
+        raise self._unsupported("pending writes")
+
+    async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
+        raise self._unsupported("attachments")
+
+    async def _get_attachments(self, thread_id: str, keys: builtins.list[str]) -> dict[str, bytes]:
+        raise self._unsupported("attachments")
+
+    async def _delete_attachments(self, thread_id: str, keys: builtins.list[str]) -> int:
+        raise self._unsupported("attachments")
+
+    async def _list_attachments(
+        self, thread_id: str, after: str | None, limit: int | None
+    ) -> builtins.list[str]:
+        raise self._unsupported("attachments")
+
+    def _unsupported(self, what: str) -> InvalidInput:
+        return InvalidInput(f"{type(self).__name__} does not store {what} yet")
+
+
+_WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
+
+
+def _check_write(write: PendingWrite) -> PendingWrite:
+    check_id(write.task_id, "task_id")
+    check_id(write.channel, "channel")
+    check_text(write.task_path, "task_path")
+    if write.type is not None:
+        check_text(write.type, "type")
+    return write
+
+
+def _as_bytes(value: object) -> bytes:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise InvalidInput(f"an attachment must be bytes, got {type(value).__name__}")
+    return bytes(value)
 
 
 def head_conflict(thread_id: str, expected: str | None, actual: str | None) -> Conflict:
