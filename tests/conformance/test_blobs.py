@@ -33,7 +33,11 @@ async def read_all(blobs, sha: str, start: int = 0, end: int | None = None) -> b
 async def test_put_returns_a_blob_content_ref(blobs) -> None:  # type: ignore[no-untyped-def]
     ref = await blobs.put(b"hello", mime="text/plain")
     assert (ref.kind, ref.sha256, ref.size, ref.mime) == (
-        "blob", hashlib.sha256(b"hello").hexdigest(), 5, "text/plain")
+        "blob",
+        hashlib.sha256(b"hello").hexdigest(),
+        5,
+        "text/plain",
+    )
     assert await blobs.get(ref.sha256) == b"hello"
     assert await blobs.stat(ref.sha256) == ref
     assert await blobs.exists(ref.sha256)

@@ -390,7 +390,8 @@ class SqliteCheckpointStore(CheckpointStore):
         )
 
     async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[str | int] = []
         if after is not None:
             clauses.append("thread_id > ?")
             params.append(after)
