@@ -72,6 +72,16 @@ class MemoryCheckpointStore(CheckpointStore):
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
+        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
         with self._s.lock:
             thread = self._s.threads.get(thread_id, {})
             check_head(thread_id, expected_head, next(reversed(thread), None))
@@ -79,6 +89,8 @@ class MemoryCheckpointStore(CheckpointStore):
                 raise duplicate_conflict(thread_id, metadata.id)
             thread[metadata.id] = (next(self._s.seq), metadata, state)
             self._s.threads[thread_id] = thread
+            if attachments:
+                self._s.attachments.setdefault(thread_id, {}).update(attachments)
 
     async def _head(self, thread_id: str) -> str | None:
         with self._s.lock:

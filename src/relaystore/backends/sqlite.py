@@ -294,6 +294,7 @@ def _chunks(values: Sequence[T]) -> Iterable[Sequence[T]]:
 # ------------------------------------------------------------------------- checkpoints
 
 
+_PUT_ATTACHMENT = "INSERT OR REPLACE INTO thread_attachments VALUES (?,?,?)"
 _HEAD = "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1"
 
 
@@ -309,7 +310,18 @@ class SqliteCheckpointStore(CheckpointStore):
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
+        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
         doc = metadata.model_dump_json()
+        rows = [(thread_id, key, value) for key, value in attachments.items()]
 
         def save(conn: sqlite3.Connection) -> None:
             if expected_head is not ANY:  # the head is read inside the write lock: CAS is exact
@@ -322,6 +334,7 @@ class SqliteCheckpointStore(CheckpointStore):
                 )
             except sqlite3.IntegrityError:
                 raise duplicate_conflict(thread_id, metadata.id) from None
+            conn.executemany(_PUT_ATTACHMENT, rows)
 
         await self._db.write(save)
 
@@ -450,9 +463,7 @@ class SqliteCheckpointStore(CheckpointStore):
 
     async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
         rows = [(thread_id, key, value) for key, value in items.items()]
-        await self._db.write(
-            lambda c: c.executemany("INSERT OR REPLACE INTO thread_attachments VALUES (?,?,?)", rows)
-        )
+        await self._db.write(lambda c: c.executemany(_PUT_ATTACHMENT, rows))
 
     async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
         def get(conn: sqlite3.Connection) -> dict[str, bytes]:

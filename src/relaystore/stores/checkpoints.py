@@ -68,12 +68,17 @@ class CheckpointStore(ABC):
         state: bytes,
         *,
         expected_head: str | None = ANY,
+        attachments: Mapping[str, bytes] | None = None,
     ) -> str:
         """Append a checkpoint to ``thread_id`` and return its id (``metadata.id``).
 
         ``expected_head`` makes the save a compare-and-set on the thread head: pass the id of
         the checkpoint you believe is latest, or ``None`` to require an empty thread. If the
         head differs, :class:`Conflict` is raised and nothing is written.
+
+        ``attachments`` are stored with the checkpoint (as :meth:`put_attachments`), in the same
+        transaction where the backend has one; at worst they land first, so a checkpoint is never
+        visible without the attachments it came with.
 
         Raises :class:`InvalidInput` (bad ids, mismatched ``metadata.thread_id``, state not
         bytes) and :class:`Conflict` (stale head, or the id already exists in the thread).
@@ -93,7 +98,11 @@ class CheckpointStore(ABC):
         state = bytes(state)
         metadata = metadata.model_copy(update={"state_size": len(state)})
         storable_json(_METADATA, metadata, "checkpoint metadata")
-        await self._save(thread_id, metadata, state, expected_head)
+        items = {check_id(k, "attachment key"): _as_bytes(v) for k, v in (attachments or {}).items()}
+        if items:
+            await self._save_with_attachments(thread_id, metadata, state, expected_head, items)
+        else:
+            await self._save(thread_id, metadata, state, expected_head)
         return metadata.id
 
     async def load(self, thread_id: str, checkpoint_id: str) -> Checkpoint:
@@ -298,6 +307,22 @@ class CheckpointStore(ABC):
         """Delete all but the newest ``keep`` checkpoints, and the pending writes of those deleted."""
 
     # Writes and attachments came after the first backends; these defaults say so clearly.
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
+        """Save a checkpoint and its attachments; override to do both in one transaction.
+
+        This default stores the attachments first: a crash in between leaves attachments no
+        checkpoint names (their owner's cleanup removes them), never a checkpoint without them.
+        """
+        await self._put_attachments(thread_id, attachments)
+        await self._save(thread_id, metadata, state, expected_head)
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: builtins.list[PendingWrite], replace: bool
