@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relaystore.errors import CheckpointNotFound, InvalidInput, ThreadNotFound
+from relaystore.errors import CheckpointNotFound, Conflict, InvalidInput, ThreadNotFound
 from relaystore.models import PendingWrite
 from relaystore.stores import Store
 from tests.conformance.docs import checkpoint
@@ -140,3 +140,20 @@ async def test_write_text_fields_must_be_storable(store: Store, field: str, text
     bad = {"task_id": "a", "idx": 0, "channel": "c", "value": b"", field: text}
     with pytest.raises(InvalidInput):
         await store.checkpoints.put_writes("t1", "c1", [bad])
+
+
+async def test_save_with_attachments_stores_both(store: Store) -> None:
+    await store.checkpoints.save("t1", checkpoint("t1", "c1"), b"s", attachments={"ch\x1f1": b"value"})
+    assert await store.checkpoints.get_attachments("t1", ["ch\x1f1"]) == {"ch\x1f1": b"value"}
+    assert (await store.checkpoints.load_latest("t1")).metadata.id == "c1"
+
+
+async def test_save_with_attachments_keeps_the_checkpoint_contract(store: Store) -> None:
+    await saved(store)
+    with pytest.raises(InvalidInput):
+        await store.checkpoints.save("t1", checkpoint("t1", "c2"), b"", attachments={"": b"x"})
+    with pytest.raises(Conflict):
+        await store.checkpoints.save(
+            "t1", checkpoint("t1", "c2"), b"", expected_head="stale", attachments={"k": b"x"}
+        )
+    assert [m.id for m in await store.checkpoints.list("t1")] == ["c1"]

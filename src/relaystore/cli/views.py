@@ -9,7 +9,7 @@ Listings print at most ``--limit`` items and the cursor to continue from (``--cu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any
@@ -412,19 +412,24 @@ def plan(
     as_json: JsonOption = False,
 ) -> None:
     """Show an agent's execution plan: which tools run in parallel."""
+    show_document(url, agent, "plan", plan_tree, as_json)
 
-    async def work() -> ExecutionPlan:
+
+def show_document(url: str, agent: str, kind: str, render: Callable[[Any], Tree], as_json: bool) -> None:
+    """Load the agent's ``kind`` document (``store.adaptive.load_<kind>``) and print it."""
+
+    async def work() -> Any:
         async with relaystore.connect(url) as store:
-            found = await store.adaptive.load_plan(agent)
+            found = await getattr(store.adaptive, f"load_{kind}")(agent)
         if found is None:
-            raise NotFound(f"agent {agent!r} has no plan")
+            raise NotFound(f"agent {agent!r} has no {kind}")
         return found
 
     found = run(work)
     if as_json:
         print_json(found.to_dict())
     else:
-        console.print(plan_tree(found))
+        console.print(render(found))
 
 
 def number(value: float) -> str:
@@ -495,16 +500,4 @@ def trie(
     as_json: JsonOption = False,
 ) -> None:
     """Show an agent's prediction trie with each node's predictions."""
-
-    async def work() -> TrieEnvelope:
-        async with relaystore.connect(url) as store:
-            found = await store.adaptive.load_trie(agent)
-        if found is None:
-            raise NotFound(f"agent {agent!r} has no trie")
-        return found
-
-    found = run(work)
-    if as_json:
-        print_json(found.to_dict())
-    else:
-        console.print(trie_tree(found))
+    show_document(url, agent, "trie", trie_tree, as_json)
