@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 URL ?= sqlite:///./relaystore.db
 
-.PHONY: run quickstart swarm test bench bench-quick lint soak clean services
+.PHONY: run quickstart swarm test bench bench-quick bench-compare lint soak clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,13 @@ bench: $(STAMP) services
 	$(BIN)/python -m benchmarks
 
 bench-quick: $(STAMP) services
-	$(BIN)/python -m benchmarks --quick
+	$(BIN)/python -m benchmarks --quick --no-docs --json-out benchmarks/results/quick.json
+
+# Compare the last full run with a saved one: BASELINE=path/to/old.json (default: the committed run).
+BASELINE ?= benchmarks/results/baseline.json
+bench-compare: $(STAMP)
+	@test -f '$(BASELINE)' || { echo "no $(BASELINE): copy a results JSON there first (cp benchmarks/results/latest.json $(BASELINE))"; exit 1; }
+	$(BIN)/python -m benchmarks --compare '$(BASELINE)' benchmarks/results/latest.json
 
 soak: $(STAMP) services
 	$(BIN)/python -m pytest -q -m soak tests/reliability
