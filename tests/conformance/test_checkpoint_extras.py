@@ -157,3 +157,7 @@ async def test_save_with_attachments_keeps_the_checkpoint_contract(store: Store)
             "t1", checkpoint("t1", "c2"), b"", expected_head="stale", attachments={"k": b"x"}
         )
     assert [m.id for m in await store.checkpoints.list("t1")] == ["c1"]
+    assert await store.checkpoints.get_attachments("t1", ["k"]) == {}  # a Conflict writes nothing
+    with pytest.raises(Conflict):
+        await store.checkpoints.save("t1", checkpoint("t1", "c1"), b"", attachments={"dup": b"x"})
+    assert await store.checkpoints.get_attachments("t1", ["dup"]) == {}

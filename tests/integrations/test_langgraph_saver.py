@@ -125,6 +125,30 @@ async def test_get_tuple_rebuilds_values_of_an_old_checkpoint(store: Store) -> N
     assert new.parent_config == graph.config(first)
 
 
+async def test_put_again_stores_the_new_values_with_the_checkpoint(store: Store) -> None:
+    # The first save of an upsert raises Conflict and, being atomic, writes no value: the retry
+    # after the delete must carry the values again.
+    saver = RelaySaver(store)
+    config: RunnableConfig = {"configurable": {"thread_id": "t1", "checkpoint_ns": ""}}
+    checkpoint_id = str(uuid6(clock_seq=0))
+    for n, value in enumerate(["first", "second"], start=1):
+        version = saver.get_next_version(None if n == 1 else f"{n - 1}", None)
+        checkpoint = {
+            "v": 4,
+            "id": checkpoint_id,
+            "ts": datetime.now(UTC).isoformat(),
+            "channel_values": {"answer": value},
+            "channel_versions": {"answer": version},
+            "versions_seen": {},
+            "updated_channels": ["answer"],
+        }
+        metadata = {"source": "loop", "step": n, "parents": {}}
+        await saver.aput(config, checkpoint, metadata, {"answer": version})  # type: ignore[arg-type]
+    got = await saver.aget_tuple(config)
+    assert got is not None and got.checkpoint["channel_values"] == {"answer": "second"}
+    assert got.metadata["step"] == 2
+
+
 async def test_prune_keep_latest_leaves_no_orphans(store: Store) -> None:
     saver = RelaySaver(store)
     root, child = Graph(saver), Graph(saver, namespace="child:1")

@@ -490,22 +490,46 @@ class FileCheckpointStore(CheckpointStore):
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
+        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
+        """Under the store lock: check, write the attachments, then the checkpoint.
+
+        The checks come before any write, so a :class:`Conflict` writes nothing. The metadata
+        rename is the commit point: a crash before it may leave attachments no checkpoint names
+        (overwritten by a retry, removed by their owner's cleanup), never a checkpoint without them.
+        """
         doc = metadata.model_dump_json().encode()
         thread_dir = self._thread_dir(thread_id)
 
         def save() -> None:
-            files = self._root.seq_files(thread_dir)
-            self._check_head(thread_id, thread_dir, expected_head, files[-1][1] if files else None)
-            stem = encode_name(metadata.id)
-            if any(_stem(name) == stem for _, name in files):
-                raise duplicate_conflict(thread_id, metadata.id)
+            stem = self._check_save(thread_id, thread_dir, metadata.id, expected_head)
             self._root.remember_key(self._dir, thread_dir.name, thread_id)
             self._root.make_dirs(thread_dir)
+            if attachments:
+                self._write_attachments(thread_dir, attachments)
             base = seq_name(self._root.next_seq(), stem)
             self._root.write_file(thread_dir / f"{base}.state", state)
             self._root.write_file(thread_dir / f"{base}.json", doc)  # the commit point
 
         await self._root.write(save)
+
+    def _check_save(self, thread_id: str, thread_dir: Path, checkpoint_id: str, expected: Any) -> str:
+        """Raise :class:`Conflict` for a stale head or a duplicate id (caller holds the lock);
+        return the checkpoint's encoded name stem."""
+        files = self._root.seq_files(thread_dir)
+        self._check_head(thread_id, thread_dir, expected, files[-1][1] if files else None)
+        stem = encode_name(checkpoint_id)
+        if any(_stem(name) == stem for _, name in files):
+            raise duplicate_conflict(thread_id, checkpoint_id)
+        return stem
 
     def _check_head(self, thread_id: str, thread_dir: Path, expected: Any, head_file: str | None) -> None:
         # Compare encoded names: exact (the encoding is injective) and needs no decodable metadata.
@@ -756,20 +780,26 @@ class FileCheckpointStore(CheckpointStore):
 
     async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
         thread_dir = self._thread_dir(thread_id)
-        directory = thread_dir / ATTACHMENTS_DIR
 
         def put_attachments() -> None:
             # The thread's key too: list_threads reads it for every directory, even attachment-only.
             self._root.remember_key(self._dir, thread_dir.name, thread_id)
-            self._root.make_dirs(directory)
-            # One atomic file per key. A crash mid-call may keep some keys of the call: they are
-            # written before the checkpoint that needs them, so a retry simply overwrites them.
-            for key, value in items.items():
-                name = encode_name(key)
-                self._root.remember_key(directory, name, key)
-                self._root.write_file(directory / name, value)
+            self._write_attachments(thread_dir, items)
 
         await self._root.write(put_attachments)
+
+    def _write_attachments(self, thread_dir: Path, items: dict[str, bytes]) -> None:
+        """One atomic file per key (caller holds the lock and has remembered the thread's key).
+
+        A crash mid-call may keep some keys of the call: they are written before the checkpoint
+        that needs them, so a retry simply overwrites them.
+        """
+        directory = thread_dir / ATTACHMENTS_DIR
+        self._root.make_dirs(directory)
+        for key, value in items.items():
+            name = encode_name(key)
+            self._root.remember_key(directory, name, key)
+            self._root.write_file(directory / name, value)
 
     async def _get_attachments(self, thread_id: str, keys: list[str]) -> dict[str, bytes]:
         directory = self._attachments_dir(thread_id)

@@ -15,7 +15,9 @@ the public store API, so validation and semantics are the library's on both side
   won, and the loop reads again. Concurrent updaters therefore lose nothing.
 - **Pending writes and attachments.** JSON bodies with values in base64: one request per
   ``put_writes`` / ``put_attachments`` (atomic on the server, bounded by its ``--body-limit``;
-  past it :class:`TooLarge`), key lists in batches of :data:`BATCH`.
+  past it :class:`TooLarge`), key lists in batches of :data:`BATCH`. ``save(..., attachments=)``
+  is one request to ``/v1/checkpoints/with-attachments`` (state and values in base64), which the
+  server saves in its backend's one transaction: a :class:`Conflict` writes neither.
 - **Blobs.** An upload is one streamed request (chunks flow through a small queue, so memory stays
   bounded); a chunk read is one ``Range`` request.
 - One ``httpx.AsyncClient`` per store: HTTP/1.1 keep-alive, at most ``max_connections`` sockets.
@@ -67,6 +69,10 @@ _WRITES: TypeAdapter[dict[str, list[PendingWrite]]] = TypeAdapter(dict[str, list
 _BASE64 = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
 _ATTACHMENTS: TypeAdapter[dict[str, dict[str, bytes]]] = TypeAdapter(
     dict[str, dict[str, bytes]], config=_BASE64
+)
+# A checkpoint save with attachments: {"state": bytes, "attachments": {key: bytes}}, all in base64.
+_BUNDLE: TypeAdapter[dict[str, bytes | dict[str, bytes]]] = TypeAdapter(
+    dict[str, bytes | dict[str, bytes]], config=_BASE64
 )
 _BY_STATUS: dict[int, type[RelayStoreError]] = {
     401: errors.Unauthorized,
@@ -204,6 +210,16 @@ def _unb64(text: str) -> str:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("utf-8")
 
 
+def _save_headers(metadata: CheckpointMetadata, expected_head: Any, content_type: str) -> dict[str, str]:
+    """Metadata and compare-and-set headers of a checkpoint save (``If-None-Match: *`` = empty thread)."""
+    headers = {METADATA_HEADER: _b64(metadata.model_dump_json()), "Content-Type": content_type}
+    if expected_head is None:
+        headers["If-None-Match"] = "*"
+    elif expected_head is not ANY:
+        headers["If-Match"] = f'"{_b64(expected_head)}"'
+    return headers
+
+
 class HttpCheckpointStore(CheckpointStore):
     def __init__(self, client: Client) -> None:
         self._c = client
@@ -211,16 +227,28 @@ class HttpCheckpointStore(CheckpointStore):
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
-        headers = {
-            METADATA_HEADER: _b64(metadata.model_dump_json()),
-            "Content-Type": "application/octet-stream",
-        }
-        if expected_head is None:
-            headers["If-None-Match"] = "*"
-        elif expected_head is not ANY:
-            headers["If-Match"] = f'"{_b64(expected_head)}"'
+        headers = _save_headers(metadata, expected_head, "application/octet-stream")
         await self._c.send(
             "POST", "/v1/checkpoints", params={"thread_id": thread_id}, content=state, headers=headers
+        )
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
+        """One request: the server saves both in its store's transaction (a Conflict writes neither)."""
+        headers = _save_headers(metadata, expected_head, "application/json")
+        body = _BUNDLE.dump_json({"state": state, "attachments": attachments})
+        await self._c.send(
+            "POST",
+            "/v1/checkpoints/with-attachments",
+            params={"thread_id": thread_id},
+            content=body,
+            headers=headers,
         )
 
     async def _head(self, thread_id: str) -> str | None:

@@ -114,7 +114,9 @@ redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS: order, meta, state, threads, seq. ARGV: thread, id, cas flag, expected head, metadata, state.
+# KEYS: order, meta, state, threads, seq, attachments, attachment keys.
+# ARGV: thread, id, cas flag, expected head, metadata, state, then attachment key, value, ...
+# The checks come first and write nothing, so a Conflict leaves the attachments unwritten too.
 _SAVE_CHECKPOINT = """
 local head = redis.call('ZRANGE', KEYS[1], -1, -1)[1] or ''
 if ARGV[3] == '1' and head ~= ARGV[4] then return {'head', head} end
@@ -124,6 +126,10 @@ redis.call('ZADD', KEYS[1], seq, ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[6])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
+for i = 7, #ARGV, 2 do
+  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+  redis.call('ZADD', KEYS[7], 0, ARGV[i])
+end
 return {'ok', seq}
 """
 
@@ -493,9 +499,20 @@ class RedisCheckpointStore(CheckpointStore):
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
+        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
+        """One script: the CAS and duplicate checks, the checkpoint, then its attachments."""
         k = self._keys(thread_id)
         cas = expected_head is not ANY
-        args = [
+        args: list[Any] = [
             thread_id,
             metadata.id,
             "1" if cas else "0",
@@ -503,9 +520,9 @@ class RedisCheckpointStore(CheckpointStore):
             metadata.model_dump_json(),
             state,
         ]
-        reply = await self._c.script(
-            "_SAVE_CHECKPOINT", [k.order, k.meta, k.state, self._threads, self._seq], args
-        )
+        args += [part for key, value in attachments.items() for part in (key, value)]
+        keys = [k.order, k.meta, k.state, self._threads, self._seq, k.attachments, k.attachment_keys]
+        reply = await self._c.script("_SAVE_CHECKPOINT", keys, args)
         if reply[0] == b"head":
             raise head_conflict(thread_id, expected_head, reply[1].decode() or None)
         if reply[0] == b"dup":

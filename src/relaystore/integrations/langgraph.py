@@ -213,7 +213,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint: its changed channel values as attachments, then the checkpoint."""
+        """Store a checkpoint with its changed channel values as attachments, in one save."""
         self._bind_loop()
         configurable = config["configurable"]
         thread_id, namespace = str(configurable["thread_id"]), configurable.get("checkpoint_ns", "")
@@ -225,11 +225,8 @@ class RelaySaver(BaseCheckpointSaver[str]):
             for channel, version in new_versions.items()
             if channel in values
         }
-        # Values first: a reader that sees the checkpoint must find everything it references.
-        if blobs:
-            await self.store.checkpoints.put_attachments(key, blobs)
         record = self._record(key, config, stripped, metadata)
-        await self._save(key, record, pack(self.serde.dumps_typed(stripped)))
+        await self._save(key, record, pack(self.serde.dumps_typed(stripped)), blobs)
         waiting = self._saved.pop((key, record.id), None)
         if waiting is not None:
             waiting.set()
@@ -254,18 +251,21 @@ class RelaySaver(BaseCheckpointSaver[str]):
             },
         )
 
-    async def _save(self, key: str, record: RelayMetadata, state: bytes) -> None:
-        """Save; a checkpoint id put again replaces the old one, as LangGraph's savers upsert.
+    async def _save(self, key: str, record: RelayMetadata, state: bytes, blobs: dict[str, bytes]) -> None:
+        """Save with the channel values (one transaction where the backend has one, else values
+        first, so a reader that sees the checkpoint finds everything it references).
 
-        The contract has no in-place update, so the old record is deleted and saved anew with
-        its pending writes carried over (it becomes the newest in store order).
+        A checkpoint id put again replaces the old one, as LangGraph's savers upsert. The
+        contract has no in-place update, so the old record is deleted and saved anew with its
+        pending writes carried over (it becomes the newest in store order). The Conflict wrote
+        nothing, the blobs included, so the second save carries them again.
         """
         try:
-            await self.store.checkpoints.save(key, record, state)
+            await self.store.checkpoints.save(key, record, state, attachments=blobs)
         except Conflict:
             writes = await self.store.checkpoints.list_writes(key, record.id)
             await self.store.checkpoints.delete(key, record.id)
-            await self.store.checkpoints.save(key, record, state)
+            await self.store.checkpoints.save(key, record, state, attachments=blobs)
             if writes:
                 await self.store.checkpoints.put_writes(key, record.id, writes, replace=True)
 

@@ -80,6 +80,16 @@ class AttachmentsRequest(BaseModel):
     attachments: dict[str, bytes]
 
 
+class CheckpointWithAttachmentsRequest(BaseModel):
+    """Body of ``POST /v1/checkpoints/with-attachments``: the state and the attachments to store
+    with it, in base64 (the metadata and compare-and-set travel in headers, as for a plain save)."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    state: bytes
+    attachments: dict[str, bytes]
+
+
 class KeysRequest(BaseModel):
     """Body of the attachment routes that take keys (get, delete)."""
 
@@ -95,6 +105,7 @@ ATTACHMENTS: TypeAdapter[dict[str, bytes]] = TypeAdapter(
 _WRITES: TypeAdapter[WritesRequest] = TypeAdapter(WritesRequest)
 _ATTACHMENTS: TypeAdapter[AttachmentsRequest] = TypeAdapter(AttachmentsRequest)
 _KEYS: TypeAdapter[KeysRequest] = TypeAdapter(KeysRequest)
+_BUNDLE: TypeAdapter[CheckpointWithAttachmentsRequest] = TypeAdapter(CheckpointWithAttachmentsRequest)
 _EMIT: TypeAdapter[EmitRequest] = TypeAdapter(EmitRequest)
 _REFS: TypeAdapter[RefsRequest] = TypeAdapter(RefsRequest)
 _TOKEN: TypeAdapter[TokenRequest] = TypeAdapter(TokenRequest)
@@ -251,8 +262,8 @@ def expected_head(call: Call) -> Any:
     return unb64(tag[1:-1], "If-Match")
 
 
-async def save_checkpoint(call: Call) -> Response:
-    thread_id = call.need("thread_id")
+def metadata_header(call: Call) -> CheckpointMetadata:
+    """The checkpoint metadata a save carries in its :data:`METADATA_HEADER`."""
     header = call.request.headers.get(METADATA_HEADER)
     if header is None:
         raise InvalidInput(f"the {METADATA_HEADER} header (base64url of the metadata JSON) is required")
@@ -260,10 +271,27 @@ async def save_checkpoint(call: Call) -> Response:
         metadata_json = json.loads(unb64(header, METADATA_HEADER))
     except ValueError:
         raise InvalidInput(f"{METADATA_HEADER} does not hold JSON") from None
-    metadata = validate(_METADATA, metadata_json, "checkpoint metadata")
+    return validate(_METADATA, metadata_json, "checkpoint metadata")
+
+
+async def save_checkpoint(call: Call) -> Response:
+    thread_id = call.need("thread_id")
+    metadata = metadata_header(call)
     head = expected_head(call)
     state = await call.body()
     saved = await call.store.checkpoints.save(thread_id, metadata, state, expected_head=head)
+    return reply({"id": saved}, 201, headers={"ETag": checkpoint_etag(saved)})
+
+
+async def save_checkpoint_with_attachments(call: Call) -> Response:
+    """A save whose attachments go in the store's same transaction: a Conflict writes neither."""
+    thread_id = call.need("thread_id")
+    metadata = metadata_header(call)
+    head = expected_head(call)
+    body: CheckpointWithAttachmentsRequest = await parse_binary_json(call, _BUNDLE, "checkpoint")
+    saved = await call.store.checkpoints.save(
+        thread_id, metadata, body.state, expected_head=head, attachments=body.attachments
+    )
     return reply({"id": saved}, 201, headers={"ETag": checkpoint_etag(saved)})
 
 
@@ -780,6 +808,21 @@ OPERATIONS: list[Op] = [
         tag="checkpoints",
     ),
     Op(
+        "POST",
+        "/v1/checkpoints/with-attachments",
+        save_checkpoint_with_attachments,
+        "Save a checkpoint and thread attachments atomically: body = state and attachments in base64.",
+        params=(
+            q("thread_id"),
+            Param(METADATA_HEADER, STR, True, "header", "base64url(metadata JSON)"),
+            IF_MATCH,
+            IF_NONE,
+        ),
+        request=json_of(ref("CheckpointWithAttachmentsRequest")),
+        responses={201: json_of(obj(id=STR))},
+        tag="checkpoints",
+    ),
+    Op(
         "GET",
         "/v1/checkpoints",
         list_checkpoints,
@@ -1062,6 +1105,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     WritesRequest,
     PendingWrite,
     AttachmentsRequest,
+    CheckpointWithAttachmentsRequest,
     KeysRequest,
     RunRecord,
     BlobContent,
