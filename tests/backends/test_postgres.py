@@ -96,6 +96,14 @@ def test_url_options_are_split_from_the_connection_string() -> None:
     assert opts.application_name.startswith("relaystore-")
 
 
+def test_defaults_skip_the_pool_check_and_bound_calls_by_three_timeouts() -> None:
+    opts = parse_url("postgresql://h/db", {})
+    assert (opts.check, opts.timeout, opts.call_timeout) == (False, 10.0, 30.0)
+    assert parse_url("postgresql://h/db?timeout=2", {}).call_timeout == 6.0
+    assert parse_url("postgresql://h/db?timeout=2&call_timeout=0", {}).call_timeout == 0.0
+    assert parse_url("postgresql://h/db?check=1", {"call_timeout": 1.5}).call_timeout == 1.5
+
+
 def test_keywords_override_url_options() -> None:
     opts = parse_url("postgres://h/db?schema=a&pool_max=3", {"schema": "b", "pool_max": 7, "check": False})
     assert (opts.schema, opts.pool_max, opts.check) == ("b", 7, False)
@@ -112,6 +120,7 @@ def test_keywords_override_url_options() -> None:
         ("postgresql://h/db?pool_max=zero", {}),
         ("postgresql://h/db?timeout=0", {}),
         ("postgresql://h/db?check=maybe", {}),
+        ("postgresql://h/db?call_timeout=-1", {}),
         ("postgresql://h/db?no_such_libpq_option=1", {}),
         ("postgresql://h/db", {"poolmax": 3}),
     ],
@@ -301,6 +310,71 @@ async def test_exactly_one_racing_compare_and_set_wins(open_pg: OpenStore) -> No
     assert len(winners) == 1
     assert await store.checkpoints.head("t") == winners[0]
     assert await store.checkpoints.count("t") == 2
+
+
+async def test_racing_saves_with_attachments_write_only_the_winners(open_pg: OpenStore) -> None:
+    """The checkpoint and its attachments are one transaction: a losing CAS writes neither."""
+    store = await open_pg(pool_max=8)
+    await store.checkpoints.save("t", meta("t", "root"), b"")
+
+    async def attempt(i: int) -> int | None:
+        try:
+            await store.checkpoints.save(
+                "t", meta("t", f"c{i}"), b"", expected_head="root", attachments={f"k{i}": b"v"}
+            )
+            return i
+        except Conflict:
+            return None
+
+    winners = [i for i in await asyncio.gather(*(attempt(i) for i in range(8))) if i is not None]
+    assert len(winners) == 1
+    assert list(await store.checkpoints.list_attachments("t")) == [f"k{winners[0]}"]
+
+
+async def hold_thread_lock(postgres_url: str, schema: str, thread_id: str) -> psycopg.AsyncConnection[Any]:
+    """An admin connection holding the advisory lock every save to ``thread_id`` takes."""
+    conn = await admin(postgres_url)
+    await conn.execute(
+        "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"relaystore:{schema}:thread:{thread_id}",)
+    )
+    return conn
+
+
+async def test_a_plain_save_waits_for_the_thread_lock(open_pg: OpenStore, postgres_url: str) -> None:
+    """The one-statement save takes the thread lock before it inserts (per-thread commit order)."""
+    store = await open_pg()
+    holder = await hold_thread_lock(postgres_url, (await store.info())["schema"], "t")
+    async with holder:
+        saving = asyncio.create_task(
+            store.checkpoints.save("t", meta("t", "c1"), b"x", attachments={"k": b"v"})
+        )
+        await asyncio.sleep(0.3)
+        assert not saving.done()
+        assert await store.checkpoints.count("t") == 0
+        assert await store.checkpoints.get_attachments("t", ["k"]) == {}
+    assert await saving == "c1"  # closing the holder released the lock
+    assert await store.checkpoints.get_attachments("t", ["k"]) == {"k": b"v"}
+
+
+async def test_a_call_past_call_timeout_fails_and_its_connection_is_dropped(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    """A call stuck on the server (here behind a lock) fails at ``call_timeout``, writes nothing,
+    and its connection is not lent again: the next calls work on a fresh one."""
+    store = await open_pg(pool_min=1, pool_max=1, call_timeout=0.5)
+    await store.checkpoints.save("t", meta("t", "c1"), b"x")
+    holder = await hold_thread_lock(postgres_url, (await store.info())["schema"], "t")
+    async with holder:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(BackendUnavailable, match="call_timeout"):
+            await store.checkpoints.put_writes(
+                "t", "c1", [{"task_id": "a", "idx": 0, "channel": "c", "value": b""}]
+            )
+        assert asyncio.get_running_loop().time() - started < 3
+    assert await store.checkpoints.head("t") == "c1"
+    assert await store.checkpoints.list_writes("t", "c1") == []  # the cut transaction rolled back
+    await store.checkpoints.save("t", meta("t", "c2"), b"y")
+    assert await store.checkpoints.head("t") == "c2"
 
 
 async def test_concurrent_appends_all_land_in_distinct_order(open_pg: OpenStore) -> None:

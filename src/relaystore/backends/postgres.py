@@ -16,14 +16,19 @@ Design (details and the reasons in ``docs/backends/postgres.md``):
 - psycopg errors never escape: connection loss and timeouts become :class:`BackendUnavailable`
   (and stale pooled connections are discarded, so the next call reconnects), values PostgreSQL
   cannot hold become :class:`InvalidInput`.
+- Every call has a client-side deadline (``call_timeout``): a server that stops answering (frozen,
+  a dead network path) fails the call promptly, and its connection is dropped, not pooled again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import socket
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, LiteralString, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -140,6 +145,7 @@ _OPTIONS = {
     "pool_min",
     "pool_max",
     "timeout",
+    "call_timeout",
     "check",
     "max_idle",
     "max_lifetime",
@@ -147,6 +153,7 @@ _OPTIONS = {
     "application_name",
 }
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
 # ------------------------------------------------------------------------- options
@@ -161,7 +168,8 @@ class PgOptions:
     pool_min: int = 1
     pool_max: int = 10
     timeout: float = 10.0
-    check: bool = True
+    call_timeout: float = 30.0  # 0: no limit; parse_url defaults it to 3 × timeout
+    check: bool = False
     max_idle: float = 600.0
     max_lifetime: float = 3600.0
     statement_timeout: float = 0.0  # 0: no limit
@@ -203,10 +211,10 @@ def _flag(options: dict[str, str], name: str, default: bool) -> bool:
 def parse_url(url: str, options: dict[str, Any]) -> PgOptions:
     """Split a ``postgresql://`` URL into libpq's connection string and relaystore's options.
 
-    relaystore's options (``schema``, ``pool_min``, ``pool_max``, ``timeout``, ``check``,
-    ``max_idle``, ``max_lifetime``, ``application_name``) may be URL query parameters or
-    keywords (keywords win); other query parameters (``sslmode`` …) are passed to libpq.
-    Raises :class:`InvalidInput` for a malformed URL or option.
+    relaystore's options (``schema``, ``pool_min``, ``pool_max``, ``timeout``, ``call_timeout``,
+    ``check``, ``max_idle``, ``max_lifetime``, ``statement_timeout``, ``application_name``) may
+    be URL query parameters or keywords (keywords win); other query parameters (``sslmode`` …)
+    are passed to libpq. Raises :class:`InvalidInput` for a malformed URL or option.
     """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
@@ -224,13 +232,17 @@ def parse_url(url: str, options: dict[str, Any]) -> PgOptions:
     pool_max = _number(ours, "pool_max", int, max(10, pool_min), 1)
     if pool_max < pool_min:
         raise InvalidInput(f"pool_max ({pool_max}) must be at least pool_min ({pool_min})")
+    timeout = _number(ours, "timeout", float, 10.0, 0.001)
     return PgOptions(
         conninfo=conninfo,
         schema=check_schema_name(ours.get("schema", DEFAULT_SCHEMA)),
         pool_min=pool_min,
         pool_max=pool_max,
-        timeout=_number(ours, "timeout", float, 10.0, 0.001),
-        check=_flag(ours, "check", True),
+        timeout=timeout,
+        # Three times `timeout` (30 s by default): a call's work may legitimately outlast a
+        # connect, and whoever lowers `timeout` to fail fast wants calls to fail fast too.
+        call_timeout=_number(ours, "call_timeout", float, 3 * timeout, 0),
+        check=_flag(ours, "check", False),
         max_idle=_number(ours, "max_idle", float, 600.0, 1),
         max_lifetime=_number(ours, "max_lifetime", float, 3600.0, 1),
         statement_timeout=_number(ours, "statement_timeout", float, 0.0, 0),
@@ -341,6 +353,49 @@ def _connection_kwargs(options: PgOptions) -> dict[str, Any]:
     return kwargs
 
 
+def _cut(conn: Conn) -> None:
+    """Shut the connection's socket down, without waiting for the server or closing the fd.
+
+    A query waiting on a frozen server then reads EOF at once: psycopg raises OperationalError,
+    libpq marks the connection bad, and the pool discards it instead of lending it again.
+    Closing the fd instead would leave the waiter registered on a dead fd, never woken; cancelling
+    the task makes psycopg send a cancel request and wait for its answer (up to 10 s).
+    """
+    # Closing the dup leaves psycopg's fd open; the shutdown applies to the socket behind both.
+    with suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class Deadline:
+    """A client-side bound on one call's work on a connection: past ``seconds``, :func:`_cut`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+
+    @contextmanager
+    def watch(self, conn: Conn) -> Iterator[None]:
+        """Arm the deadline around a block of work on ``conn`` (0 seconds: no deadline)."""
+        if not self.seconds:
+            yield
+            return
+        handle = asyncio.get_running_loop().call_later(self.seconds, self._expire, conn)
+        try:
+            yield
+        finally:
+            handle.cancel()
+
+    def _expire(self, conn: Conn) -> None:
+        self.expired = True
+        _cut(conn)
+
+    def error(self, exc: Exception) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"PostgreSQL did not answer within call_timeout={self.seconds:g}s; "
+            f"the connection was dropped ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+        )
+
+
 class PgDatabase:
     """The pool, the schema, and the error policy around both."""
 
@@ -357,7 +412,7 @@ class PgDatabase:
             timeout=options.timeout,
             max_idle=options.max_idle,
             max_lifetime=options.max_lifetime,
-            check=AsyncConnectionPool.check_connection if options.check else None,
+            check=self._check if options.check else None,
             name=options.application_name,
             kwargs=_connection_kwargs(options),
         )
@@ -369,7 +424,7 @@ class PgDatabase:
             raise BackendUnavailable(
                 f"cannot connect to PostgreSQL within {self.options.timeout}s: {exc}"
             ) from exc
-        async with self.connection() as conn:
+        async with self.connection(bounded=False) as conn:
             await migrate(conn, self.schema)
 
     async def close(self) -> None:
@@ -383,13 +438,27 @@ class PgDatabase:
             self._queries[template] = query
         return query
 
+    async def _check(self, conn: Conn) -> None:
+        """The pool's test of a connection it lends (``check=true``), bounded by ``timeout``:
+        it is part of getting a connection, and a frozen server must not hang it."""
+        with Deadline(self.options.timeout).watch(conn):
+            await AsyncConnectionPool.check_connection(conn)
+
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[Conn]:
-        """A pooled autocommit connection; psycopg errors leave as relaystore errors."""
+    async def connection(self, *, bounded: bool = True) -> AsyncIterator[Conn]:
+        """A pooled autocommit connection; psycopg errors leave as relaystore errors.
+
+        Unless ``bounded`` is false (migrations, which may rightly run long), the block must end
+        within ``call_timeout``, or the connection is cut and :class:`BackendUnavailable` raised.
+        """
+        deadline = Deadline(self.options.call_timeout if bounded else 0)
         try:
             async with self.pool.connection() as conn:
-                yield conn
+                with deadline.watch(conn):
+                    yield conn
         except psycopg.Error as exc:
+            if deadline.expired:  # the server is frozen, not gone: checking the pool would hang
+                raise deadline.error(exc) from exc
             if _lost_connection(exc):
                 await self._drop_stale_connections()
             raise translate(exc) from exc
@@ -407,10 +476,13 @@ class PgDatabase:
         with suppress(Exception):
             await self.pool.check()
 
+    def lock_key(self, *parts: str) -> str:
+        """The text hashed into the advisory lock key of ``parts`` within this schema."""
+        return ":".join(("relaystore", self.schema, *parts))
+
     async def lock(self, conn: Conn, *parts: str) -> None:
         """Take a transaction-scoped advisory lock on ``parts`` within this schema."""
-        key = ":".join(("relaystore", self.schema, *parts))
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        await conn.execute(LOCK, (self.lock_key(*parts),))
 
     async def all(
         self, template: str, params: Sequence[Any] | Mapping[str, Any] = ()
@@ -468,6 +540,42 @@ HEAD_CHECKPOINT = "SELECT checkpoint_id FROM {s}.checkpoints WHERE thread_id = %
 LATEST_CHECKPOINT = (
     "SELECT seq, metadata::text, state FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
 )
+
+# A save is one statement. Plain, it takes the thread's advisory lock itself (the insert's row
+# comes FROM the lock, so the lock is held before the identity assigns seq, until the implicit
+# COMMIT). With a compare-and-set it runs after a separate lock statement in the same
+# transaction: under READ COMMITTED a statement's snapshot is taken when it starts, so a head
+# read in the statement that waited for the lock could miss the save that held it.
+# The attachments go in the same statement, and only if the checkpoint row was inserted.
+_SAVE_FROM_LOCK = "WITH lock AS (SELECT pg_advisory_xact_lock(hashtextextended(%(lock)s, 0))), "
+_SAVE_IF_HEAD = (
+    "WITH head AS (SELECT checkpoint_id FROM {s}.checkpoints WHERE thread_id = %(thread)s "
+    "ORDER BY seq DESC LIMIT 1), "
+)
+_SAVE_INSERT = (
+    "saved AS (INSERT INTO {s}.checkpoints (thread_id, checkpoint_id, metadata, state) "
+    "SELECT %(thread)s, %(id)s, %(metadata)s::jsonb, %(state)s "
+)
+_SAVE_ATTACHMENTS = (
+    ", attached AS (INSERT INTO {s}.thread_attachments (thread_id, key, value) "
+    "SELECT %(thread)s, a.key, a.value FROM unnest(%(keys)s::text[], %(values)s::bytea[]) AS a(key, value) "
+    "WHERE EXISTS (SELECT 1 FROM saved) ON CONFLICT (thread_id, key) DO UPDATE SET value = EXCLUDED.value)"
+)
+
+
+def save_checkpoint_query(cas: bool, attachments: bool) -> str:
+    """Template of a save: ``(inserted, head before)`` of the thread, the head only if ``cas``.
+
+    Params (named): lock, thread, id, metadata, state, expected (if cas), keys and values (if
+    attachments). Without ``cas``, the statement takes the thread lock itself.
+    """
+    source = (
+        "WHERE (SELECT checkpoint_id FROM head) IS NOT DISTINCT FROM %(expected)s" if cas else "FROM lock"
+    )
+    query = (_SAVE_IF_HEAD if cas else _SAVE_FROM_LOCK) + _SAVE_INSERT + source + " RETURNING 1)"
+    query += _SAVE_ATTACHMENTS if attachments else ""
+    head = "(SELECT checkpoint_id FROM head)" if cas else "NULL"
+    return query + f" SELECT EXISTS (SELECT 1 FROM saved), {head}"
 
 
 DELETE_WRITES = "DELETE FROM {s}.checkpoint_writes WHERE thread_id = %s"
@@ -537,26 +645,55 @@ class PgCheckpointStore(CheckpointStore):
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
-        doc = metadata.model_dump_json()
-        async with self._db.transaction() as conn:
-            # One writer per thread at a time, CAS or not: the head read below stays the head
-            # until COMMIT, and seq order within a thread is commit order, so a reader paging
-            # with a cursor never has an earlier checkpoint appear behind it.
-            await self._db.lock(conn, "thread", thread_id)
-            if expected_head is not ANY:
-                cur = await conn.execute(self._db.sql(HEAD_CHECKPOINT), (thread_id,))
-                row = await cur.fetchone()
-                check_head(thread_id, expected_head, row[0] if row else None)
+        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
+
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
+        """The checkpoint and its attachments in one transaction, under the thread's lock.
+
+        One writer per thread at a time, CAS or not: the head read stays the head until COMMIT,
+        and seq order within a thread is commit order, so a reader paging with a cursor never
+        has an earlier checkpoint appear behind it. A Conflict writes nothing, attachments included.
+        """
+        cas = expected_head is not ANY
+        query = self._db.sql(save_checkpoint_query(cas, bool(attachments)))
+        params = {
+            "lock": self._db.lock_key("thread", thread_id),
+            "thread": thread_id,
+            "id": metadata.id,
+            "metadata": metadata.model_dump_json(),
+            "state": state,
+            "expected": expected_head if cas else None,
+            "keys": list(attachments),
+            "values": list(attachments.values()),
+        }
+        async with self._db.connection() as conn:
             try:
-                await conn.execute(
-                    self._db.sql(
-                        "INSERT INTO {s}.checkpoints (thread_id, checkpoint_id, metadata, state) "
-                        "VALUES (%s, %s, %s::jsonb, %s)"
-                    ),
-                    (thread_id, metadata.id, doc, state),
+                row = await (
+                    self._save_cas(conn, query, params) if cas else self._save_plain(conn, query, params)
                 )
             except pg_errors.UniqueViolation:
                 raise duplicate_conflict(thread_id, metadata.id) from None
+        if not row[0]:
+            check_head(thread_id, expected_head, row[1])
+
+    async def _save_plain(self, conn: Conn, query: sql.Composed, params: dict[str, Any]) -> tuple[Any, ...]:
+        """One autocommit statement: one round trip."""
+        cur = await conn.execute(query, params)
+        return cast(tuple[Any, ...], await cur.fetchone())
+
+    async def _save_cas(self, conn: Conn, query: sql.Composed, params: dict[str, Any]) -> tuple[Any, ...]:
+        """BEGIN, lock, conditional insert, COMMIT, pipelined: one round trip, four statements."""
+        async with conn.pipeline(), conn.transaction():
+            await conn.execute(LOCK, (params["lock"],))
+            cur = await conn.execute(query, params)
+        return cast(tuple[Any, ...], await cur.fetchone())
 
     async def _head(self, thread_id: str) -> str | None:
         # The id has its own column, so a head whose metadata is corrupt still names itself.
@@ -993,9 +1130,12 @@ async def open_store(url: str, **options: Any) -> Store:
 
     Options (URL query or keywords): ``schema`` (default ``relaystore``), ``pool_min`` (1),
     ``pool_max`` (10), ``timeout`` (seconds to connect or wait for a pooled connection, 10),
-    ``check`` (test each connection as it leaves the pool, default true), ``max_idle`` (600 s),
-    ``max_lifetime`` (3600 s), ``statement_timeout`` (seconds, 0 = none, the default) and
-    ``application_name`` (default ``relaystore-<random>``).
+    ``call_timeout`` (seconds a call may work on its connection before it is cut and raises
+    :class:`BackendUnavailable`; default 3 × ``timeout``, 0 = none), ``check`` (test each
+    connection as it leaves the pool, one round trip more per call; default false: a dead
+    connection then fails one call and the next reconnects), ``max_idle`` (600 s),
+    ``max_lifetime`` (3600 s), ``statement_timeout`` (seconds, server-side, 0 = none, the
+    default) and ``application_name`` (default ``relaystore-<random>``).
     Raises :class:`InvalidInput` for a bad URL or option and :class:`BackendUnavailable` if the
     server cannot be reached within ``timeout``.
     """
