@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 URL ?= sqlite:///./relaystore.db
 
-.PHONY: run quickstart swarm test bench bench-quick bench-compare lint soak clean services
+.PHONY: run quickstart swarm test bench bench-quick bench-compare bench-baseline lint soak clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-quick: $(STAMP) services
 
 # Compare the last full run with a saved one: BASELINE=path/to/old.json (default: the committed run).
 BASELINE ?= benchmarks/results/baseline.json
+# Keep the last full run as the baseline for a later `make bench-compare`.
+bench-baseline:
+	cp benchmarks/results/latest.json '$(BASELINE)'
+
 bench-compare: $(STAMP)
 	@test -f '$(BASELINE)' || { echo "no $(BASELINE): copy a results JSON there first (cp benchmarks/results/latest.json $(BASELINE))"; exit 1; }
 	$(BIN)/python -m benchmarks --compare '$(BASELINE)' benchmarks/results/latest.json

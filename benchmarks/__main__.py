@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import cases  # noqa: F401  (registers the cases)
-from benchmarks.harness import REGISTRY, CaseResult, run_all
+from benchmarks.harness import REGISTRY, RUN_TOKEN, CaseResult, run_all
 from benchmarks.report import (
     compare,
     environment,
@@ -27,6 +27,7 @@ from benchmarks.report import (
     markdown,
     peak_rss_mb,
     plot_ratios,
+    plot_scaling,
     rss_mb,
     save_json,
 )
@@ -77,6 +78,16 @@ async def learning_extras(quick: bool) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+async def memory_extras() -> dict[str, Any]:
+    """Peak RSS of list_runs of 10,000 runs and a 50 MB blob round trip (benchmarks/memory.py)."""
+    from benchmarks.memory import bench_memory
+
+    try:
+        return await bench_memory()
+    except Exception as exc:  # a broken scenario must not sink the whole run
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def write_outputs(
     args: argparse.Namespace,
     results: list[CaseResult],
@@ -89,7 +100,11 @@ def write_outputs(
     print(f"results: {args.json_out}")
     if args.no_docs:
         return
-    plots = [p for p in [plot_ratios(results, args.img_dir / "ratios.png")] if p]
+    drawn = [
+        plot_ratios(results, args.img_dir / "ratios.png"),
+        plot_scaling(results, args.img_dir / "scaling.png"),
+    ]
+    plots = [p for p in drawn if p]
     args.md_out.parent.mkdir(parents=True, exist_ok=True)
     args.md_out.write_text(
         markdown(env, results, mode=mode, command=command, extras=extras, plots=plots, md_path=args.md_out)
@@ -113,10 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     results = asyncio.run(run_all(selected, quick=args.quick))
     extras: dict[str, Any] = {"learning": asyncio.run(learning_extras(args.quick))} if not args.only else {}
+    if not args.quick and not args.only:
+        extras["memory"] = asyncio.run(memory_extras())
     extras["peak_rss_mb"] = peak_rss_mb()
     extras["rss_mb_end"] = rss_mb()
     extras["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     extras["seconds"] = round(time.monotonic() - began, 1)
+    extras["run_token"] = RUN_TOKEN  # in every Redis prefix / PostgreSQL schema this run made
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     write_outputs(args, results, extras, env, command.strip())
     print(f"done in {extras['seconds']} s")

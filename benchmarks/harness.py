@@ -125,10 +125,15 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 """The shared servers. Every case isolates itself under a unique key prefix or schema."""
 
 
+RUN_TOKEN = uuid.uuid4().hex[:6]
+"""Starts the hex of every name this process makes, so a run's leftovers can be told apart from
+other runs' (tests/test_bench_quick.py checks that none survive); recorded in the results file."""
+
+
 def unique_name(label: str, sep: str = "_", width: int = 24) -> str:
-    """``bench<sep><slug of label><sep><12 hex>``: unique per call, so runs never share state."""
+    """``bench<sep><slug of label><sep><RUN_TOKEN + 6 hex>``: unique per call, so runs never share state."""
     slug = _slug(label)[:width].strip("-").replace("-", sep)
-    return f"bench{sep}{slug}{sep}{uuid.uuid4().hex[:12]}"
+    return f"bench{sep}{slug}{sep}{RUN_TOKEN}{uuid.uuid4().hex[:6]}"
 
 
 def _redis_url(_tmp: Path, label: str) -> str:
@@ -370,7 +375,7 @@ def _matches(case_id: str, pattern: str) -> bool:
     return pattern in lowered
 
 
-GROUP_ORDER = ["checkpoints", "outputs", "adaptive"]
+GROUP_ORDER = ["checkpoints", "langgraph", "outputs", "http", "adaptive", "scaling"]
 """Report order of groups; groups not listed follow, in registration order."""
 
 REGISTRY = Registry()

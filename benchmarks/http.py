@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -137,6 +138,7 @@ async def bench_http(clients: int = 16, per_client: int = 200, synchronous: str 
             await close()
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+        shutil.rmtree(directory, ignore_errors=True)
     return results
 
 

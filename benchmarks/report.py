@@ -218,16 +218,33 @@ def markdown(
     for group in dict.fromkeys(r.group for r in results):
         lines += _group_section(group, [r for r in results if r.group == group])
     lines += _learning_section(extras.get("learning") or {})
+    lines += _memory_section(extras.get("memory") or {})
     lines += ["## Targets missed", "", *(_misses(results) or ["None."]), ""]
     for plot in plots:
         lines += [f"![{plot.stem}]({os.path.relpath(plot, md_path.parent)})", ""]
     return "\n".join(lines)
 
 
+GROUP_INTROS = {
+    "langgraph": "LangGraph's saver API: RelaySaver (relaystore behind `BaseCheckpointSaver`) against "
+    "the native AsyncSqliteSaver / AsyncPostgresSaver, both driven by the same code "
+    "(`benchmarks/cases/langgraph.py`). Ratios above 1× mean RelaySaver is faster.",
+    "http": "`relaystore serve` in front of a SQLite file, 16 concurrent clients, beside the same "
+    "calls on a `sqlite://` store in this process (`benchmarks/cases/http.py`). The ratio against "
+    "in-process is the cost of going over HTTP; no target.",
+    "scaling": "Each operation on stores holding 1,000, 10,000 and 100,000 records "
+    "(`benchmarks/cases/scaling.py`, full run only; curves in `img/scaling.png`). The ratio is ops/s "
+    "on the largest store ÷ on the smaller one: 1× means the operation does not slow down as the "
+    "store grows. 1,000,000 is left out to keep the full run within 20 minutes.",
+}
+
+
 def _group_section(group: str, results: list[CaseResult]) -> list[str]:
+    intro = [GROUP_INTROS[group], ""] if group in GROUP_INTROS else []
     lines = [
         f"## {group}",
         "",
+        *intro,
         "| case | relaystore | ops/s | peer | peer ops/s | ratio | target |",
         "|---|---|--:|---|--:|--:|---|",
     ]
@@ -253,7 +270,74 @@ def _learning_section(learning: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _memory_section(memory: dict[str, Any]) -> list[str]:
+    """Peak RSS of the full run's memory scenarios (benchmarks/memory.py)."""
+    if not memory:
+        return []
+    lines = ["## memory", ""]
+    if "error" in memory:
+        return [*lines, f"Failed: {memory['error']}", ""]
+    lines += [str(memory.get("note", "")), ""]
+    lines += [
+        "| scenario | RSS before (MB) | peak RSS (MB) | growth (MB) | seconds | check |",
+        "|---|--:|--:|--:|--:|---|",
+    ]
+    for row in memory.values():
+        if not isinstance(row, dict) or "peak_rss_mb" not in row:
+            continue
+        check = row.get("check")
+        verdict = f"{check['text']} {'✔' if check['met'] else '✘'}" if check else ""
+        lines.append(
+            f"| {row['what']} | {row['rss_before_mb']} | {row['peak_rss_mb']} | **{row['growth_mb']}** "
+            f"| {row['seconds']} | {verdict} |"
+        )
+    return [*lines, ""]
+
+
 # --------------------------------------------------------------------------- plots
+
+
+def _stored(label: str) -> int:
+    """``"100,000 stored"`` -> 100000 (the scaling cases' contender labels)."""
+    return int(label.split()[0].replace(",", ""))
+
+
+def plot_scaling(results: list[CaseResult], path: Path) -> Path | None:
+    """Median ops/s against records stored, one curve per operation, one panel per backend."""
+    cases = [r for r in results if r.group == "scaling" and r.subject is not None and not r.error]
+    if not cases:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backends = list(dict.fromkeys(r.backend for r in cases))
+    fig, axes = plt.subplots(1, len(backends), figsize=(6 * len(backends), 4.5), squeeze=False)
+    for ax, backend in zip(axes[0], backends, strict=True):
+        for r in (r for r in cases if r.backend == backend):
+            points = sorted(
+                (_stored(m.label), m.median, min(m.ops_per_s), max(m.ops_per_s))
+                for m in [r.subject, *r.peers]
+                if m is not None and m.label.endswith(" stored")
+            )
+            xs = [p[0] for p in points]
+            ys = [p[1] for p in points]
+            err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=r.name)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(backend)
+        ax.set_xlabel("records stored")
+        ax.set_ylabel("ops/s (median, min–max)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("relaystore: each operation as the store grows (flat = does not slow down)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_ratios(results: list[CaseResult], path: Path) -> Path | None:
@@ -261,7 +345,7 @@ def plot_ratios(results: list[CaseResult], path: Path) -> Path | None:
     rows = [
         (f"{r.name} [{r.backend}] / {ratio.peer}", ratio)
         for r in results
-        if not r.skipped and not r.error
+        if not r.skipped and not r.error and r.group != "scaling"  # scaling has its own plot
         for ratio in r.ratios
     ]
     if not rows:

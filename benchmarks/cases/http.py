@@ -1,0 +1,159 @@
+"""Outputs over HTTP (``relaystore serve``) with 16 concurrent clients, beside the same work in-process.
+
+Each contender gets its own fresh SQLite file at the defaults (``synchronous=full``); the HTTP ones
+each start ``relaystore serve`` on a free loopback port in front of theirs (setup, untimed). One
+timed call is a burst: every one of the 16 clients does a few calls concurrently, so the figures
+are appends (gets) per second across all clients. Contenders: the ``http://`` backend (one
+``relaystore.connect`` per client, what a Python agent uses), a raw ``POST /v1/outputs`` /
+``GET /v1/outputs/{ref}`` with httpx (what a curl or non-Python agent does), and the ``sqlite://``
+backend in this process (the ratio is what going over HTTP costs). Standalone, with latency
+percentiles: ``python -m benchmarks.http``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+
+import relaystore
+from benchmarks.harness import Contender, Context, Matchup, Op, case
+from benchmarks.http import ADMIN, EVENT, _start_server
+
+CLIENTS = 16
+PER_CLIENT = 4  # calls per client per timed burst
+PREFILL = 200  # outputs stored before timing get
+HTTP_BACKEND = "relaystore http:// backend"
+RAW = "raw httpx (POST/GET /v1/outputs)"
+IN_PROCESS = "relaystore sqlite:// in-process"
+
+Call = Callable[[int], Awaitable[Any]]
+
+
+def _burst(calls: list[Call]) -> Op:
+    async def client(call: Call, i: int) -> None:
+        for k in range(PER_CLIENT):
+            await call(i * PER_CLIENT + k)
+
+    async def burst(i: int) -> None:
+        await asyncio.gather(*(client(call, i) for call in calls))
+
+    return burst
+
+
+@asynccontextmanager
+async def _server(ctx: Context, name: str) -> AsyncIterator[str]:
+    db = ctx.path(f"{name}.db")
+    process, url = await asyncio.to_thread(_start_server, f"sqlite:///{db}", ctx.path(f"{name}-state"))
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        except Exception:
+            process.kill()
+            process.wait()
+
+
+async def _library_clients(stack: AsyncExitStack, url: str, **options: Any) -> list[relaystore.Store]:
+    return [await stack.enter_async_context(relaystore.connect(url, **options)) for _ in range(CLIENTS)]
+
+
+def _contender(ctx: Context, label: str, timed: str) -> Contender:
+    """``timed`` is "append" or "get"; the label says which way the calls go."""
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        async with AsyncExitStack() as stack:
+            if label == IN_PROCESS:
+                store = await stack.enter_async_context(
+                    relaystore.connect(f"sqlite:///{ctx.path('local.db')}")
+                )
+                stores = [store] * CLIENTS  # one store in-process: concurrency is its own business
+                seed = store
+            else:
+                url = await stack.enter_async_context(_server(ctx, "raw" if label == RAW else "lib"))
+                stores = await _library_clients(stack, url, token=ADMIN) if label == HTTP_BACKEND else []
+                seed = await stack.enter_async_context(relaystore.connect(url, token=ADMIN))
+            refs = await _prefill(seed, PREFILL if timed == "get" else 0)
+            if label == RAW:
+                clients = [
+                    await stack.enter_async_context(
+                        httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"})
+                    )
+                    for _ in range(CLIENTS)
+                ]
+                calls = [_raw_call(client, c, timed, refs) for c, client in enumerate(clients)]
+            else:
+                calls = [_store_call(store, c, timed, refs) for c, store in enumerate(stores)]
+            yield _burst(calls)
+
+    return Contender(label, setup)
+
+
+async def _prefill(store: relaystore.Store, count: int) -> list[str]:
+    """``count`` outputs appended by CLIENTS concurrent loops (untimed); their refs."""
+
+    async def loop(c: int) -> list[str]:
+        return [await store.outputs.append(f"seed-{c}", 0, "agent", EVENT) for _ in range(c, count, CLIENTS)]
+
+    return [ref for refs in await asyncio.gather(*(loop(c) for c in range(CLIENTS))) for ref in refs]
+
+
+def _store_call(store: relaystore.Store, c: int, timed: str, refs: list[str]) -> Call:
+    if timed == "append":
+        return lambda i: store.outputs.append(f"task-{c}", 0, "agent", EVENT)
+    return lambda i: store.outputs.get(refs[(i * 7919 + c) % len(refs)])
+
+
+def _raw_call(client: httpx.AsyncClient, c: int, timed: str, refs: list[str]) -> Call:
+    body = {"task_id": f"raw-{c}", "attempt": 0, "producer_agent": "agent", "event": EVENT}
+
+    async def emit(_i: int) -> None:
+        (await client.post("/v1/outputs", json=body)).raise_for_status()
+
+    async def get(i: int) -> None:
+        (await client.get(f"/v1/outputs/{refs[(i * 7919 + c) % len(refs)]}")).raise_for_status()
+
+    return emit if timed == "append" else get
+
+
+@case(
+    "http",
+    f"append (emit), {CLIENTS} concurrent clients",
+    n=30,
+    quick_n=3,
+    repeats=5,
+    quick_repeats=3,
+    unit="appends/s",
+    ops_per_call=CLIENTS * PER_CLIENT,
+    note=f"a small `final` output (~0.3 KB); one call = {CLIENTS} clients × {PER_CLIENT} appends "
+    "concurrently; server and in-process store on fresh SQLite files, synchronous=full",
+)
+def http_append(ctx: Context) -> Matchup:
+    return Matchup(
+        _contender(ctx, HTTP_BACKEND, "append"),
+        [_contender(ctx, RAW, "append"), _contender(ctx, IN_PROCESS, "append")],
+    )
+
+
+@case(
+    "http",
+    f"get by ref, {CLIENTS} concurrent clients",
+    n=40,
+    repeats=5,
+    in_quick=False,  # two servers and a prefill over HTTP: ~15 s, too much for the 2-minute subset
+    unit="gets/s",
+    ops_per_call=CLIENTS * PER_CLIENT,
+    note=f"random refs among {PREFILL} stored outputs; one call = {CLIENTS} clients × {PER_CLIENT} gets",
+)
+def http_get(ctx: Context) -> Matchup:
+    return Matchup(
+        _contender(ctx, HTTP_BACKEND, "get"),
+        [_contender(ctx, RAW, "get"), _contender(ctx, IN_PROCESS, "get")],
+    )

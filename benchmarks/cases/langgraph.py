@@ -1,0 +1,289 @@
+"""LangGraph savers: RelaySaver (relaystore behind LangGraph's saver API) against the native ones.
+
+On sqlite the peer is ``AsyncSqliteSaver``, on postgres ``AsyncPostgresSaver``; both sides are
+driven by the same :class:`SaverDriver` (the anchors' checkpoint shape, parent = thread head), so
+the ratio is what swapping the saver in a LangGraph app changes. The standalone comparison in
+``benchmarks/langgraph.py`` (``python -m benchmarks.langgraph``) measures the same operations
+sequentially; these cases time them interleaved, in the same run as everything else.
+
+The "unchanged 200 KB channel" case times ``aput`` of a checkpoint whose big ``messages`` channel
+keeps its version (only ``step`` changes, as when a graph node does not touch the history), and
+records the database size after 200 such checkpoints: the target is RelaySaver ≤ 2 MB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+from psycopg import sql
+
+from benchmarks.harness import PG_URL, Contender, Context, Matchup, Op, Target, case
+from benchmarks.langgraph import _database_bytes
+from benchmarks.payloads import channel_values, thread_of
+from benchmarks.peers.langgraph_savers import SaverDriver
+from relaystore.integrations.langgraph import RelaySaver
+
+RELAY = "RelaySaver"
+SQLITE_SAVER = "AsyncSqliteSaver"
+PG_SAVER = "AsyncPostgresSaver"
+THREADS = 20
+DEDUP_LIMIT = 2_000_000  # bytes for 200 checkpoints sharing one unchanged ~200 KB channel
+DEDUP_STEPS = 200
+
+
+def _peer_label(ctx: Context) -> str:
+    return SQLITE_SAVER if ctx.backend == "sqlite" else PG_SAVER
+
+
+@asynccontextmanager
+async def relay_saver(ctx: Context, label: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """RelaySaver on a fresh store of the case's backend, at the backend's defaults."""
+    async with RelaySaver.from_url(ctx.store_url(label)) as saver:
+        yield saver
+
+
+@asynccontextmanager
+async def native_saver(ctx: Context, label: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """AsyncSqliteSaver on its own file, or AsyncPostgresSaver in its own schema (dropped after)."""
+    if ctx.backend == "sqlite":
+        async with AsyncSqliteSaver.from_conn_string(str(ctx.path(f"{label}.db"))) as saver:
+            await saver.setup()
+            yield saver
+        return
+    from benchmarks.cases.checkpoints import private_schema
+
+    schema = private_schema(ctx, f"lg_{label}")
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as admin:
+        await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    async with AsyncPostgresSaver.from_conn_string(f"{PG_URL}?options=-csearch_path%3D{schema}") as saver:
+        await saver.setup()
+        yield saver
+
+
+def _driver_contender(
+    ctx: Context, label: str, native: bool, size: str, prefill: int, op: str, threads: int
+) -> Contender:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        opener = native_saver(ctx, "peer") if native else relay_saver(ctx, "relay")
+        async with opener as saver:
+            driver = SaverDriver(saver, channel_values(size))
+            if native and ctx.backend == "sqlite" and prefill:
+                await saver.conn.execute("PRAGMA synchronous = OFF")  # type: ignore[attr-defined]
+            for i in range(prefill):
+                await driver.put(thread_of(i, threads), i)
+            if native and ctx.backend == "sqlite" and prefill:
+                await saver.conn.execute("PRAGMA synchronous = FULL")  # type: ignore[attr-defined]
+            if op == "aput":
+                yield lambda i: driver.put(thread_of(i, threads), i)
+            elif op == "aget_tuple":
+                yield lambda i: driver.get_latest(thread_of(i, threads))
+            else:
+                yield lambda i: driver.list_latest(thread_of(i, threads), 10)
+
+    return Contender(label, setup)
+
+
+def _matchup(ctx: Context, size: str, prefill: int, op: str, threads: int = THREADS) -> Matchup:
+    peer = _peer_label(ctx)
+    return Matchup(
+        _driver_contender(ctx, RELAY, False, size, prefill, op, threads),
+        [_driver_contender(ctx, peer, True, size, prefill, op, threads)],
+    )
+
+
+SAVE_REASON = (
+    "Not diagnosed yet; candidates: RelaySaver adds relaystore's save (metadata model, id checks, "
+    "compare-and-set on the thread head) on top of LangGraph's serializer, and the integration is "
+    "being reworked for speed. Both sides do one durable commit per aput."
+)
+LG_TARGETS = {SQLITE_SAVER: Target.at_least(1.0), PG_SAVER: Target.at_least(1.0)}
+LG_REASONS = {SQLITE_SAVER: SAVE_REASON, PG_SAVER: SAVE_REASON}
+
+
+@case(
+    "langgraph",
+    "aput 2 KB",
+    n=600,
+    quick_n=150,
+    backends=("sqlite", "postgres"),
+    quick_backends=("sqlite",),
+    n_scale={"postgres": 0.5},
+    targets=LG_TARGETS,
+    reasons=LG_REASONS,
+    note=f"SaverDriver.put: whole 2 KB state, both channels bumped, parent = head; {THREADS} threads",
+)
+def aput_2kb(ctx: Context) -> Matchup:
+    return _matchup(ctx, "2 KB", 0, "aput")
+
+
+@case(
+    "langgraph",
+    "aput 200 KB",
+    n=150,
+    quick_n=40,
+    backends=("sqlite", "postgres"),
+    quick_backends=(),  # full run only: the 2 KB case covers the path in --quick
+    n_scale={"postgres": 0.5},
+    targets=LG_TARGETS,
+    reasons=LG_REASONS,
+    note=f"SaverDriver.put with the 200 KB state; {THREADS} threads",
+)
+def aput_200kb(ctx: Context) -> Matchup:
+    return _matchup(ctx, "200 KB", 0, "aput")
+
+
+@case(
+    "langgraph",
+    "aget_tuple latest 2 KB",
+    n=1000,
+    quick_n=600,
+    backends=("sqlite", "postgres"),
+    quick_backends=("sqlite",),
+    n_scale={"postgres": 0.5},
+    targets=LG_TARGETS,
+    reasons={
+        PG_SAVER: "Not diagnosed yet; a candidate: relaystore's pool checks each connection as it "
+        "leaves the pool (one extra round trip), the saver holds one connection."
+    },
+    note=f"aget_tuple without checkpoint_id on one of {THREADS} threads with 10 checkpoints each",
+)
+def aget_tuple(ctx: Context) -> Matchup:
+    return _matchup(ctx, "2 KB", THREADS * 10, "aget_tuple")
+
+
+def _long(ctx: Context) -> int:
+    return 500 if ctx.quick else 5_000
+
+
+@case(
+    "langgraph",
+    "alist limit=10, long thread",
+    n=300,
+    quick_n=100,
+    backends=("sqlite", "postgres"),
+    quick_backends=("sqlite",),
+    n_scale={"postgres": 0.2},  # AsyncPostgresSaver lists ~60/s here
+    targets=LG_TARGETS,
+    reasons={PG_SAVER: "Not diagnosed yet."},
+    note="alist(limit=10) on one thread of 5,000 (quick: 500) 2 KB checkpoints",
+)
+def alist(ctx: Context) -> Matchup:
+    return _matchup(ctx, "2 KB", _long(ctx), "alist", threads=1)
+
+
+# --------------------------------------------------------------------------- unchanged big channel
+
+
+class UnchangedChannel:
+    """Puts checkpoints where ``messages`` (~200 KB) keeps its version and only ``step`` changes."""
+
+    def __init__(self, saver: BaseCheckpointSaver[Any]) -> None:
+        self.saver = saver
+        self.messages = channel_values("200 KB")["messages"]
+        self.versions: dict[str, dict[str, Any]] = {}
+        self.heads: dict[str, str] = {}
+
+    async def put(self, thread_id: str, step: int) -> None:
+        versions = self.versions.get(thread_id)
+        first = versions is None
+        if versions is None:
+            versions = self.versions[thread_id] = {
+                "messages": self.saver.get_next_version(None, None),
+                "step": None,
+            }
+        versions["step"] = self.saver.get_next_version(versions["step"], None)
+        changed = dict(versions) if first else {"step": versions["step"]}
+        checkpoint = {
+            "v": 4,
+            "id": str(uuid6(clock_seq=step)),
+            "ts": datetime.now(UTC).isoformat(),
+            "channel_values": {"messages": self.messages, "step": step},
+            "channel_versions": dict(versions),
+            "versions_seen": {},
+            "updated_channels": list(changed),
+        }
+        configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
+        if thread_id in self.heads:
+            configurable["checkpoint_id"] = self.heads[thread_id]
+        saved = await self.saver.aput({"configurable": configurable}, checkpoint, {"step": step}, changed)  # type: ignore[arg-type]
+        self.heads[thread_id] = saved["configurable"]["checkpoint_id"]
+
+
+async def _dedup_bytes(make: Any, path: Path) -> int:
+    """Database bytes after DEDUP_STEPS puts on one thread (a fresh sqlite file at ``path``)."""
+    async with make(path) as saver:
+        writer = UnchangedChannel(saver)
+        for step in range(DEDUP_STEPS):
+            await writer.put("dedup", step)
+    return _database_bytes(path)
+
+
+@asynccontextmanager
+async def _relay_file(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    async with RelaySaver.from_url(f"sqlite:///{path}") as saver:
+        yield saver
+
+
+@asynccontextmanager
+async def _native_file(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        await saver.setup()
+        yield saver
+
+
+def _unchanged_contender(ctx: Context, label: str, native: bool, facts: dict[str, Any]) -> Contender:
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        make = _native_file if native else _relay_file
+        size = await _dedup_bytes(make, ctx.path(f"dedup-{'peer' if native else 'relay'}.db"))
+        facts[f"bytes for {DEDUP_STEPS} checkpoints"] = size
+        opener = native_saver(ctx, "peer") if native else relay_saver(ctx, "relay")
+        async with opener as saver:
+            writer = UnchangedChannel(saver)
+            yield lambda i: writer.put(thread_of(i, THREADS), i)
+
+    return Contender(label, setup, facts)
+
+
+def _dedup_check(facts: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    key = f"bytes for {DEDUP_STEPS} checkpoints"
+    relay = facts[RELAY][key]
+    peer = facts[SQLITE_SAVER][key]
+    text = (
+        f"RelaySaver stores {relay / 1e6:.2f} MB for {DEDUP_STEPS} checkpoints with an unchanged "
+        f"200 KB channel (AsyncSqliteSaver {peer / 1e6:.2f} MB, {peer / max(relay, 1):.1f}× more) ≤ "
+        f"{DEDUP_LIMIT / 1e6:g} MB"
+    )
+    return relay <= DEDUP_LIMIT, text
+
+
+@case(
+    "langgraph",
+    "aput, unchanged 200 KB channel",
+    n=200,
+    quick_n=50,
+    backends=("sqlite",),
+    targets={SQLITE_SAVER: Target.at_least(1.0)},
+    check=_dedup_check,
+    reasons={
+        SQLITE_SAVER: "No reason recorded yet.",
+        "check": "RelaySaver stores the unchanged channel again with every checkpoint.",
+    },
+    note=f"only `step` changes, `messages` (~200 KB) keeps its version; {THREADS} threads. Bytes: "
+    f"database files (WAL checkpointed) after {DEDUP_STEPS} such puts on one thread, on sqlite",
+)
+def aput_unchanged(ctx: Context) -> Matchup:
+    return Matchup(
+        _unchanged_contender(ctx, RELAY, False, {}),
+        [_unchanged_contender(ctx, SQLITE_SAVER, True, {})],
+    )
