@@ -558,7 +558,7 @@ _SAVE_INSERT = (
 )
 _SAVE_ATTACHMENTS = (
     ", attached AS (INSERT INTO {s}.thread_attachments (thread_id, key, value) "
-    "SELECT %(thread)s, a.key, a.value FROM unnest(%(keys)s::text[], %(values)s::bytea[]) AS a(key, value) "
+    "SELECT %(thread)s, a.key, a.value FROM unnest(%(keys)s::text[], %(values)b::bytea[]) AS a(key, value) "
     "WHERE EXISTS (SELECT 1 FROM saved) ON CONFLICT (thread_id, key) DO UPDATE SET value = EXCLUDED.value)"
 )
 
@@ -789,7 +789,7 @@ class PgCheckpointStore(CheckpointStore):
         # which DO UPDATE needs (it cannot touch one row twice in a statement).
         await self._db.rowcount(
             "INSERT INTO {s}.thread_attachments (thread_id, key, value) "
-            "SELECT %s, unnest(%s::text[]), unnest(%s::bytea[]) "
+            "SELECT %s, unnest(%s::text[]), unnest(%b::bytea[]) "
             "ON CONFLICT (thread_id, key) DO UPDATE SET value = EXCLUDED.value",
             (thread_id, list(items), list(items.values())),
         )
