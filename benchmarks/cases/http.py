@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -65,7 +66,12 @@ async def _library_clients(stack: AsyncExitStack, url: str, **options: Any) -> l
 
 
 def _contender(ctx: Context, label: str, timed: str) -> Contender:
-    """``timed`` is "append" or "get"; the label says which way the calls go."""
+    """``timed`` is "append" or "get"; the label says which way the calls go.
+
+    Each call's latency is kept too, and reported as p50/p99 (ms) beside the throughput.
+    """
+    latencies: list[float] = []
+    facts: dict[str, Any] = {}
 
     @asynccontextmanager
     async def setup() -> AsyncIterator[Op]:
@@ -91,9 +97,28 @@ def _contender(ctx: Context, label: str, timed: str) -> Contender:
                 calls = [_raw_call(client, c, timed, refs) for c, client in enumerate(clients)]
             else:
                 calls = [_store_call(store, c, timed, refs) for c, store in enumerate(stores)]
-            yield _burst(calls)
+            yield _burst([_timed(call, latencies) for call in calls])
+        facts.update(_percentiles(latencies))
 
-    return Contender(label, setup)
+    return Contender(label, setup, facts)
+
+
+def _timed(call: Call, latencies: list[float]) -> Call:
+    async def run(i: int) -> Any:
+        started = time.perf_counter()
+        result = await call(i)
+        latencies.append(time.perf_counter() - started)
+        return result
+
+    return run
+
+
+def _percentiles(latencies: list[float]) -> dict[str, float]:
+    if not latencies:
+        return {}
+    ordered = sorted(latencies)
+    pick = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
+    return {"p50 ms": pick(0.50), "p99 ms": pick(0.99)}
 
 
 async def _prefill(store: relaystore.Store, count: int) -> list[str]:
