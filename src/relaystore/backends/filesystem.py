@@ -487,11 +487,6 @@ class FileCheckpointStore(CheckpointStore):
         except CorruptRecord:
             return _stem(name)
 
-    async def _save(
-        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
-    ) -> None:
-        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
-
     async def _save_with_attachments(
         self,
         thread_id: str,

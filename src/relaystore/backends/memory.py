@@ -69,11 +69,6 @@ class MemoryCheckpointStore(CheckpointStore):
     def __init__(self, state: _State) -> None:
         self._s = state
 
-    async def _save(
-        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
-    ) -> None:
-        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
-
     async def _save_with_attachments(
         self,
         thread_id: str,

@@ -496,11 +496,6 @@ class RedisCheckpointStore(CheckpointStore):
             raise CorruptRecord(f"{keys.state}[{checkpoint_id}]", "state is missing")
         return Checkpoint(parse_json(_METADATA, meta, where), bytes(state))
 
-    async def _save(
-        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
-    ) -> None:
-        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
-
     async def _save_with_attachments(
         self,
         thread_id: str,

@@ -307,11 +307,6 @@ class SqliteCheckpointStore(CheckpointStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
 
-    async def _save(
-        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
-    ) -> None:
-        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
-
     async def _save_with_attachments(
         self,
         thread_id: str,

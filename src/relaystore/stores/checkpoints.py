@@ -76,9 +76,9 @@ class CheckpointStore(ABC):
         the checkpoint you believe is latest, or ``None`` to require an empty thread. If the
         head differs, :class:`Conflict` is raised and nothing is written.
 
-        ``attachments`` are stored with the checkpoint (as :meth:`put_attachments`), in the same
-        transaction where the backend has one; at worst they land first, so a checkpoint is never
-        visible without the attachments it came with.
+        ``attachments`` are stored with the checkpoint (as :meth:`put_attachments`) in one atomic
+        step: a :class:`Conflict` writes neither. (The file backend, which has no transactions,
+        writes them just before the checkpoint, so a checkpoint never lacks its attachments.)
 
         Raises :class:`InvalidInput` (bad ids, mismatched ``metadata.thread_id``, state not
         bytes) and :class:`Conflict` (stale head, or the id already exists in the thread).
@@ -255,11 +255,23 @@ class CheckpointStore(ABC):
     # ------------------------------------------------------------------ backend primitives
 
     @abstractmethod
+    async def _save_with_attachments(
+        self,
+        thread_id: str,
+        metadata: CheckpointMetadata,
+        state: bytes,
+        expected_head: Any,
+        attachments: dict[str, bytes],
+    ) -> None:
+        """Atomically: check ``expected_head`` (unless ANY) and id uniqueness, then append the
+        checkpoint and upsert its attachments (often none). On :class:`Conflict` (raised via
+        :func:`head_conflict` / :func:`duplicate_conflict`) nothing is written."""
+
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
     ) -> None:
-        """Atomically: check ``expected_head`` (unless ANY) and id uniqueness, then append.
-        Raise :class:`Conflict` via :func:`head_conflict` / :func:`duplicate_conflict`."""
+        """A save without attachments; override where the backend has a cheaper path."""
+        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
 
     async def _head(self, thread_id: str) -> str | None:
         """Id of the last saved checkpoint, read without decoding it when the backend can.
@@ -307,22 +319,6 @@ class CheckpointStore(ABC):
         """Delete all but the newest ``keep`` checkpoints, and the pending writes of those deleted."""
 
     # Writes and attachments came after the first backends; these defaults say so clearly.
-
-    async def _save_with_attachments(
-        self,
-        thread_id: str,
-        metadata: CheckpointMetadata,
-        state: bytes,
-        expected_head: Any,
-        attachments: dict[str, bytes],
-    ) -> None:
-        """Save a checkpoint and its attachments; override to do both in one transaction.
-
-        This default stores the attachments first: a crash in between leaves attachments no
-        checkpoint names (their owner's cleanup removes them), never a checkpoint without them.
-        """
-        await self._put_attachments(thread_id, attachments)
-        await self._save(thread_id, metadata, state, expected_head)
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: builtins.list[PendingWrite], replace: bool
