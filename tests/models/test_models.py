@@ -119,3 +119,14 @@ def test_checkpoint_metadata_builders() -> None:
         {"k": "v"},
     )
     assert len(md.id) == 36 and md.created_at > 1_700_000_000
+
+
+def test_ns_to_rfc3339_uses_chrono_fraction_widths_and_round_trips() -> None:
+    from relaystore.models import ns_to_rfc3339
+
+    base = 1_795_256_232 * 1_000_000_000
+    assert ns_to_rfc3339(base) == "2026-11-21T10:17:12Z"
+    assert ns_to_rfc3339(base + 5_000_000) == "2026-11-21T10:17:12.005Z"
+    assert ns_to_rfc3339(base + 5_000, "+00:00") == "2026-11-21T10:17:12.000005+00:00"
+    for ns in (base, base + 1, base + 346_547_619, base + 987_253_691):
+        assert timestamp_to_ns(ns_to_rfc3339(ns)) == ns

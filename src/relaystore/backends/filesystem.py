@@ -78,11 +78,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import filelock
 from pydantic import TypeAdapter, ValidationError
 
+from relaystore.backends._options import flag, merge_options, number
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -967,7 +968,7 @@ class FileOutputStore(OutputStore):
 
         def latest() -> OutputRecord | None:
             records = self._scan(directory, None, True, skip_corrupt=False)
-            return next((r for r in records if _matches(r, flt)), None)
+            return next((r for r in records if flt.matches(r)), None)
 
         return await self._root.read(latest)
 
@@ -976,7 +977,7 @@ class FileOutputStore(OutputStore):
 
         def list_records() -> list[OutputRecord]:
             records = self._scan(directory, after, False, skip_corrupt=True)
-            return list(itertools.islice((r for r in records if _matches(r, flt)), limit))
+            return list(itertools.islice((r for r in records if flt.matches(r)), limit))
 
         return await self._root.read(list_records)
 
@@ -1000,14 +1001,6 @@ def _record_files(record: OutputRecord) -> list[tuple[str, bytes]]:
     event_name = f"{record.id}.event.json"
     doc = {**{k: v for k, v in doc.items() if k != "event"}, "event_file": event_name}
     return [(event_name, event), (f"{record.id}.json", json.dumps(doc, ensure_ascii=False).encode())]
-
-
-def _matches(record: OutputRecord, flt: OutputFilter) -> bool:
-    return (
-        (flt.task_id is None or record.task_id == flt.task_id)
-        and (flt.attempt is None or record.attempt == flt.attempt)
-        and (flt.producer_agent is None or record.producer_agent == flt.producer_agent)
-    )
 
 
 # --------------------------------------------------------------------------- adaptive
@@ -1165,19 +1158,9 @@ def parse_url(url: str, options: dict[str, Any]) -> tuple[Path, float, bool]:
     path = "/" + unquote(parts.path).lstrip("/")
     if path == "/" or not parts.path.startswith("/"):
         raise InvalidInput(f"{url!r} names no directory; write file:///absolute/dir")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    query.update({k: str(v) for k, v in options.items()})
-    unknown = set(query) - {"timeout", "fsync"}
-    if unknown:
-        raise InvalidInput(f"unknown file store option(s): {', '.join(sorted(unknown))}")
-    try:
-        timeout = float(query.get("timeout", 30))
-    except ValueError:
-        raise InvalidInput(f"timeout must be a number of seconds, got {query['timeout']!r}") from None
-    fsync = query.get("fsync", "true").lower()
-    if fsync not in {"true", "false", "1", "0"} or not timeout > 0:
-        raise InvalidInput("fsync must be true or false and timeout > 0")
-    return Path(os.path.normpath(path)), timeout, fsync in {"true", "1"}
+    query = merge_options(parts.query, options, {"timeout", "fsync"}, "file store")
+    timeout = number(query, "timeout", float, 30.0, low=0, exclusive=True)
+    return Path(os.path.normpath(path)), timeout, flag(query, "fsync", True)
 
 
 async def open_store(url: str, **options: Any) -> Store:

@@ -184,14 +184,6 @@ class MemoryCheckpointStore(CheckpointStore):
             return _sorted_after(list(self._s.attachments.get(thread_id, {})), after, limit)
 
 
-def _matches(record: OutputRecord, flt: OutputFilter) -> bool:
-    return (
-        (flt.task_id is None or record.task_id == flt.task_id)
-        and (flt.attempt is None or record.attempt == flt.attempt)
-        and (flt.producer_agent is None or record.producer_agent == flt.producer_agent)
-    )
-
-
 class MemoryOutputStore(OutputStore):
     def __init__(self, state: _State) -> None:
         self._s = state
@@ -212,12 +204,12 @@ class MemoryOutputStore(OutputStore):
     async def _latest(self, flt: OutputFilter) -> OutputRecord | None:
         with self._s.lock:
             records = list(self._s.outputs.values())
-        return next((r for r in reversed(records) if _matches(r, flt)), None)
+        return next((r for r in reversed(records) if flt.matches(r)), None)
 
     async def _list(self, flt: OutputFilter, after: int | None, limit: int | None) -> list[OutputRecord]:
         with self._s.lock:
             records = list(self._s.outputs.values())
-        return _take([r for r in records if _after(r.seq, after, False) and _matches(r, flt)], limit)
+        return _take([r for r in records if _after(r.seq, after, False) and flt.matches(r)], limit)
 
     async def _children_of(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
         with self._s.lock:

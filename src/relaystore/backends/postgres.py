@@ -40,6 +40,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
+from relaystore.backends._options import flag, number
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -152,7 +153,6 @@ _OPTIONS = {
     "statement_timeout",
     "application_name",
 }
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
 
 
@@ -186,28 +186,6 @@ def check_schema_name(name: object) -> str:
     return name
 
 
-def _number(options: dict[str, str], name: str, kind: type, default: float, low: float) -> Any:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a {kind.__name__}, got {raw!r}") from None
-    if value < low:
-        raise InvalidInput(f"{name} must be at least {low}, got {raw!r}")
-    return value
-
-
-def _flag(options: dict[str, str], name: str, default: bool) -> bool:
-    raw = options.get(name)
-    if raw is None:
-        return default
-    if raw.lower() not in _TRUE | _FALSE:
-        raise InvalidInput(f"{name} must be true or false, got {raw!r}")
-    return raw.lower() in _TRUE
-
-
 def parse_url(url: str, options: dict[str, Any]) -> PgOptions:
     """Split a ``postgresql://`` URL into libpq's connection string and relaystore's options.
 
@@ -228,11 +206,11 @@ def parse_url(url: str, options: dict[str, Any]) -> PgOptions:
         conninfo_to_dict(conninfo)
     except psycopg.Error as exc:
         raise InvalidInput(f"not a usable PostgreSQL URL: {exc}") from None
-    pool_min = _number(ours, "pool_min", int, 1, 0)
-    pool_max = _number(ours, "pool_max", int, max(10, pool_min), 1)
+    pool_min = number(ours, "pool_min", int, 1, low=0)
+    pool_max = number(ours, "pool_max", int, max(10, pool_min), low=1)
     if pool_max < pool_min:
         raise InvalidInput(f"pool_max ({pool_max}) must be at least pool_min ({pool_min})")
-    timeout = _number(ours, "timeout", float, 10.0, 0.001)
+    timeout = number(ours, "timeout", float, 10.0, low=0.001)
     return PgOptions(
         conninfo=conninfo,
         schema=check_schema_name(ours.get("schema", DEFAULT_SCHEMA)),
@@ -241,11 +219,11 @@ def parse_url(url: str, options: dict[str, Any]) -> PgOptions:
         timeout=timeout,
         # Three times `timeout` (30 s by default): a call's work may legitimately outlast a
         # connect, and whoever lowers `timeout` to fail fast wants calls to fail fast too.
-        call_timeout=_number(ours, "call_timeout", float, 3 * timeout, 0),
-        check=_flag(ours, "check", False),
-        max_idle=_number(ours, "max_idle", float, 600.0, 1),
-        max_lifetime=_number(ours, "max_lifetime", float, 3600.0, 1),
-        statement_timeout=_number(ours, "statement_timeout", float, 0.0, 0),
+        call_timeout=number(ours, "call_timeout", float, 3 * timeout, low=0),
+        check=flag(ours, "check", False),
+        max_idle=number(ours, "max_idle", float, 600.0, low=1),
+        max_lifetime=number(ours, "max_lifetime", float, 3600.0, low=1),
+        statement_timeout=number(ours, "statement_timeout", float, 0.0, low=0),
         application_name=ours.get("application_name") or f"relaystore-{uuid.uuid4().hex[:12]}",
     )
 

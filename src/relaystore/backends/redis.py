@@ -41,7 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import TypeAdapter
 from redis import exceptions as rx
@@ -50,6 +50,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from relaystore.backends._options import flag, merge_options, number
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -951,10 +952,6 @@ class RedisConfig:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
 def _parse_hosts(hostlist: str, url: str) -> list[tuple[str, int]]:
     hosts = []
     for item in hostlist.split(","):
@@ -966,27 +963,6 @@ def _parse_hosts(hostlist: str, url: str) -> list[tuple[str, int]]:
     return hosts
 
 
-def _options(query: str, options: dict[str, Any]) -> dict[str, str]:
-    merged = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    merged.update({k: str(v) for k, v in options.items() if v is not None})
-    unknown = set(merged) - {"prefix", "ttl", "timeout", "cluster"}
-    if unknown:
-        raise InvalidInput(f"unknown redis option(s): {', '.join(sorted(unknown))}")
-    return merged
-
-
-def _number(opts: dict[str, str], name: str, kind: type, default: Any) -> Any:
-    if name not in opts:
-        return default
-    try:
-        value = kind(opts[name])
-    except ValueError:
-        raise InvalidInput(f"{name} must be a positive number, got {opts[name]!r}") from None
-    if value <= 0:
-        raise InvalidInput(f"{name} must be positive, got {value}")
-    return value
-
-
 def parse_url(url: str, options: dict[str, Any]) -> RedisConfig:
     """Parse a ``redis://``, ``rediss://`` or ``redis+cluster://`` URL plus keyword options."""
     parts = urlsplit(url)
@@ -995,10 +971,8 @@ def parse_url(url: str, options: dict[str, Any]) -> RedisConfig:
         raise InvalidInput(f"not a redis URL: {url!r}")
     userinfo, _, hostlist = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
-    opts = _options(parts.query, options)
-    cluster_flag = opts.get("cluster", "0").lower()
-    if cluster_flag not in _TRUE | _FALSE:
-        raise InvalidInput(f"cluster must be 0 or 1, got {opts['cluster']!r}")
+    opts = merge_options(parts.query, options, {"prefix", "ttl", "timeout", "cluster"}, "redis")
+    cluster_flag = flag(opts, "cluster", False, blank_is_false=True)
     db_text = parts.path.strip("/") or "0"
     if not db_text.isdigit():
         raise InvalidInput(f"{url!r}: the path must be a database number")
@@ -1008,10 +982,10 @@ def parse_url(url: str, options: dict[str, Any]) -> RedisConfig:
         username=unquote(username) or None,
         password=unquote(password) or None,
         tls=scheme == "rediss",
-        cluster=scheme == "redis+cluster" or cluster_flag in _TRUE,
+        cluster=scheme == "redis+cluster" or cluster_flag,
         prefix=opts.get("prefix", DEFAULT_PREFIX),
-        ttl=_number(opts, "ttl", int, None),
-        timeout=_number(opts, "timeout", float, 5.0),
+        ttl=number(opts, "ttl", int, None, low=0, exclusive=True),
+        timeout=number(opts, "timeout", float, 5.0, low=0, exclusive=True),
     )
     if config.cluster and config.db != 0:
         raise InvalidInput("Redis Cluster has only database 0")

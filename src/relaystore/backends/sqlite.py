@@ -24,10 +24,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
+from relaystore.backends._options import merge_options, number
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -803,18 +804,11 @@ def parse_url(url: str, options: dict[str, Any]) -> tuple[str, float, str]:
     path = parts.path[1:] if parts.path.startswith("/") else parts.path
     if not path:
         raise InvalidInput(f"{url!r} names no database file")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    query.update({k: str(v) for k, v in options.items()})
-    unknown = set(query) - {"timeout", "synchronous"}
-    if unknown:
-        raise InvalidInput(f"unknown sqlite option(s): {', '.join(sorted(unknown))}")
-    try:
-        timeout = float(query.get("timeout", 30))
-    except ValueError:
-        raise InvalidInput(f"timeout must be a number of seconds, got {query['timeout']!r}") from None
+    query = merge_options(parts.query, options, {"timeout", "synchronous"}, "sqlite")
+    timeout = number(query, "timeout", float, 30.0, low=0, exclusive=True)
     synchronous = query.get("synchronous", "full").lower()
-    if synchronous not in _SYNC_MODES or timeout <= 0:
-        raise InvalidInput(f"synchronous must be one of {sorted(_SYNC_MODES)} and timeout > 0")
+    if synchronous not in _SYNC_MODES:
+        raise InvalidInput(f"synchronous must be one of {sorted(_SYNC_MODES)}, got {synchronous!r}")
     return path, timeout, synchronous
 
 

@@ -29,6 +29,7 @@ from relaystore.models.adaptive import (
     StabilityAnalysisResult,
     ToolSchemaHash,
 )
+from relaystore.models.common import ns_to_rfc3339
 
 DEFAULT_OBSERVATION_WINDOW = 100
 DEFAULT_STABLE_THRESHOLD = 0.95
@@ -92,17 +93,8 @@ def _trim(text: str) -> str:
 
 
 def now_rfc3339_z() -> str:
-    """UTC now as chrono serializes a ``DateTime<Utc>``: 0/3/6/9 fraction digits and ``Z``."""
-    ns = time.time_ns()
-    seconds, frac = divmod(ns, 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if frac == 0:
-        return stamp + "Z"
-    if frac % 1_000_000 == 0:
-        return f"{stamp}.{frac // 1_000_000:03d}Z"
-    if frac % 1000 == 0:
-        return f"{stamp}.{frac // 1000:06d}Z"
-    return f"{stamp}.{frac:09d}Z"
+    """UTC now as chrono serializes a ``DateTime<Utc>`` (PromptIR ``created_at``): ends in ``Z``."""
+    return ns_to_rfc3339(time.time_ns())
 
 
 # --------------------------------------------------------------------------- content text

@@ -28,7 +28,7 @@ from relaystore.models.adaptive import (
     TrieEnvelope,
     TrieNode,
 )
-from relaystore.models.common import timestamp_to_ns
+from relaystore.models.common import ns_to_rfc3339, timestamp_to_ns
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -313,19 +313,8 @@ def _fill_node(trie_node: TrieNode, stats: NodeStats, scale: int) -> None:
 
 
 def rfc3339_now() -> str:
-    """UTC now as chrono's ``to_rfc3339``: 0/3/6/9 fraction digits and ``+00:00``."""
-    ns = time.time_ns()
-    seconds, frac = divmod(ns, NS_PER_S)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if frac == 0:
-        digits = ""
-    elif frac % 1_000_000 == 0:
-        digits = f".{frac // 1_000_000:03d}"
-    elif frac % 1000 == 0:
-        digits = f".{frac // 1000:06d}"
-    else:
-        digits = f".{frac:09d}"
-    return f"{stamp}{digits}+00:00"
+    """UTC now as chrono's ``to_rfc3339`` (the trie's ``generated_at``): ends in ``+00:00``."""
+    return ns_to_rfc3339(time.time_ns(), "+00:00")
 
 
 def build_trie(

@@ -24,7 +24,7 @@ from relaystore.models.adaptive import (
     TrieNode,
 )
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
-from relaystore.models.common import Page, Timestamp, WireModel, now_rfc3339, timestamp_to_ns
+from relaystore.models.common import Page, Timestamp, WireModel, now_rfc3339, ns_to_rfc3339, timestamp_to_ns
 from relaystore.models.outputs import (
     ArtifactEvent,
     BlobContent,
@@ -83,5 +83,6 @@ __all__ = [
     "file_ref",
     "inline",
     "now_rfc3339",
+    "ns_to_rfc3339",
     "timestamp_to_ns",
 ]

@@ -37,6 +37,22 @@ def timestamp_to_ns(value: str) -> int:
     return int(whole.timestamp()) * 1_000_000_000 + nanos
 
 
+def ns_to_rfc3339(ns: int, zone: str = "Z") -> str:
+    """RFC 3339 of nanoseconds since the epoch, as Rust's chrono writes it: 0, 3, 6 or 9 fraction
+    digits (the fewest that keep the value), then ``zone`` (``"Z"`` or ``"+00:00"``)."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        digits = ""
+    elif frac % 1_000_000 == 0:
+        digits = f".{frac // 1_000_000:03d}"
+    elif frac % 1000 == 0:
+        digits = f".{frac // 1000:06d}"
+    else:
+        digits = f".{frac:09d}"
+    return f"{stamp}{digits}{zone}"
+
+
 def now_rfc3339() -> str:
     """The current UTC time as RFC 3339 with microseconds and ``Z``."""
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

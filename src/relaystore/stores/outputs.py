@@ -48,6 +48,14 @@ class OutputFilter:
     attempt: int | None = None
     producer_agent: str | None = None
 
+    def matches(self, record: OutputRecord) -> bool:
+        """Whether ``record`` is covered (for backends that filter in Python)."""
+        return (
+            (self.task_id is None or record.task_id == self.task_id)
+            and (self.attempt is None or record.attempt == self.attempt)
+            and (self.producer_agent is None or record.producer_agent == self.producer_agent)
+        )
+
 
 class OutputStore(ABC):
     """Outputs handed from agent to agent in a swarm. All methods are coroutines."""
