@@ -50,7 +50,7 @@ def read_acks(writer: subprocess.Popen[str], count: int, acks: Acks) -> None:
     assert writer.stdout is not None
     for _ in range(count):
         line = writer.stdout.readline()
-        if not line:
+        if not line.endswith("\n"):
             return  # it died (its server was killed first); the rest is checked by the caller
         acks.add(line)
 
@@ -60,7 +60,8 @@ def finish(writer: subprocess.Popen[str], acks: Acks) -> int:
     if writer.poll() is None:
         writer.send_signal(signal.SIGKILL)
     rest, _ = writer.communicate(timeout=60)
-    for line in rest.splitlines():
+    # a line cut short by the SIGKILL was never acknowledged: only whole lines count
+    for line in rest.split("\n")[:-1]:
         acks.add(line)
     return writer.returncode
 
