@@ -1,6 +1,7 @@
 """Adaptive cases: store_run and list_runs of 1,000 runs, and concurrent accumulator updates.
 
-- sqlite: store_run and list_runs against plain sqlite3 (a naive one-SELECT-per-run list).
+- sqlite: store_run and list_runs against plain sqlite3 (a naive one-SELECT-per-run list that
+  decodes each run into the same RunRecord model).
 - redis: list_runs against NeMo Relay's own reader over the same keys: ``LRANGE
   {prefix}runs_index:{agent}``, then one ``GET`` per run id, then one RunRecord parse per run
   (also shown unparsed), and the backend's unparsed read against the unparsed N+1 reader.
@@ -95,7 +96,7 @@ def store_run(ctx: Context) -> Matchup:
     n=20,
     quick_n=5,
     unit="lists/s",
-    note=f"one agent with {RUNS:,} runs; relaystore parses them into RunRecord models",
+    note=f"one agent with {RUNS:,} runs; both sides parse them into RunRecord models",
 )
 def list_runs(ctx: Context) -> Matchup:
     return Matchup(

@@ -1,9 +1,12 @@
-"""Checkpoint cases: save, load_latest and list(limit=10) on every durable backend, against peers.
+"""Checkpoint cases: save, load_latest, list(limit=10), count and list_threads on every durable
+backend, against peers.
 
 Every contender starts from the same Python state and encodes it with msgpack (see payloads.py).
 Peers per backend: sqlite has raw sqlite3 and LangGraph's AsyncSqliteSaver; postgres has one raw
-psycopg autocommit INSERT per save and LangGraph's AsyncPostgresSaver; redis and file have no
-native peer, so they are shown beside relaystore on sqlite (no target, a reference point).
+psycopg autocommit statement per call and LangGraph's AsyncPostgresSaver; redis has raw redis-py
+SET/GET floors for save and load_latest; redis and file are also shown beside relaystore on sqlite
+(no target, a reference point). The savers have no count or list-threads call: their users read
+every checkpoint through ``alist`` and count, or collect thread ids; those cases run at small N.
 Prefills run with durability off (``ctx.fill_options``) to keep setup short; the timed part always
 runs at the backend's defaults. A concurrency case pits 8 writers through one PostgreSQL store
 against the same writers serialized behind one ``asyncio.Lock``, as AsyncPostgresSaver runs them.
@@ -12,10 +15,10 @@ against the same writers serialized behind one ``asyncio.Lock``, as AsyncPostgre
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import psycopg
@@ -33,11 +36,13 @@ from benchmarks.harness import (
     Target,
     case,
     drop_pg_schema,
+    drop_redis_prefix,
     unique_name,
 )
 from benchmarks.payloads import channel_values, decode_state, encode_state, thread_of
 from benchmarks.peers.langgraph_savers import SaverDriver
 from benchmarks.peers.raw_postgres import RawPostgres
+from benchmarks.peers.raw_redis import PipelinedSets, RawRedis
 from benchmarks.peers.raw_sqlite import RawSqlite
 from relaystore.models.checkpoints import CheckpointMetadata
 
@@ -45,6 +50,9 @@ SAVER = "AsyncSqliteSaver"
 PG_SAVER = "AsyncPostgresSaver"
 RAW = "raw sqlite3 (WAL, FULL)"
 PG_RAW = "raw psycopg (autocommit, 1 statement)"
+REDIS_SET = "raw redis-py SET"
+REDIS_PIPELINE = "raw redis-py SET, pipeline of 16"
+REDIS_GET = "raw redis-py GET"
 ON_SQLITE = "relaystore on sqlite"
 THREADS = 20  # saves and loads are spread over this many threads, as in the anchors' bench
 DURABLE = ("sqlite", "postgres", "redis", "file")
@@ -72,7 +80,11 @@ class Side(Protocol):
     async def list_latest(self, thread_id: str, limit: int) -> object: ...
 
 
-OpenSide = Callable[[], AbstractAsyncContextManager[Side]]
+S = TypeVar("S")
+Opener = Callable[[], AbstractAsyncContextManager[S]]
+"""Prepares a side (untimed, prefill included) and yields it."""
+
+OpenSide = Opener[Side]
 
 
 # --------------------------------------------------------------------------- relaystore
@@ -98,12 +110,26 @@ class RelaystoreSide:
     async def list_latest(self, thread_id: str, limit: int) -> object:
         return await self.store.checkpoints.list(thread_id, limit=limit, newest_first=True)
 
+    async def count(self, thread_id: str) -> int:
+        return await self.store.checkpoints.count(thread_id)
 
-def relaystore_side(url: str, size: str, prefill: int, threads: int, fill: dict[str, str]) -> OpenSide:
+    async def thread_ids(self) -> list[str]:
+        """Every thread, following cursors (the default page has no limit: one call)."""
+        page = await self.store.checkpoints.list_threads()
+        found = list(page)
+        while page.next_cursor is not None:
+            page = await self.store.checkpoints.list_threads(cursor=page.next_cursor)
+            found += page
+        return found
+
+
+def relaystore_side(
+    url: str, size: str, prefill: int, threads: int, fill: dict[str, str]
+) -> Opener[RelaystoreSide]:
     """A relaystore store at ``url`` holding ``prefill`` checkpoints of ``size`` on ``threads`` threads."""
 
     @asynccontextmanager
-    async def open_side() -> AsyncIterator[Side]:
+    async def open_side() -> AsyncIterator[RelaystoreSide]:
         values = channel_values(size)
         if url.startswith("postgresql:") and prefill:
             await bulk_fill_postgres(url, values, prefill, threads)
@@ -148,12 +174,14 @@ def relaystore_contender(
     return contender(label, side, op, threads)
 
 
-def on_sqlite_contender(ctx: Context, size: str, prefill: int, threads: int, op: str) -> Contender:
+def on_sqlite_side(ctx: Context, size: str, prefill: int, threads: int) -> Opener[RelaystoreSide]:
     """relaystore on a sqlite file in the case's temp dir: the reference for other backends."""
     url = f"sqlite:///{ctx.path('reference.db')}"
-    return contender(
-        ON_SQLITE, relaystore_side(url, size, prefill, threads, {"synchronous": "off"}), op, threads
-    )
+    return relaystore_side(url, size, prefill, threads, {"synchronous": "off"})
+
+
+def on_sqlite_contender(ctx: Context, size: str, prefill: int, threads: int, op: str) -> Contender:
+    return contender(ON_SQLITE, on_sqlite_side(ctx, size, prefill, threads), op, threads)
 
 
 # --------------------------------------------------------------------------- peers
@@ -180,12 +208,20 @@ class RawSide:
         return decode_state(found[1])
 
     async def list_latest(self, thread_id: str, limit: int) -> object:
-        raise NotImplementedError("raw peers only save and load")
+        raise NotImplementedError("raw peers do not list checkpoints")
+
+    async def count(self, thread_id: str) -> int:
+        found = self.raw.count_checkpoints(thread_id)
+        return int(await found if isinstance(found, Awaitable) else found)
+
+    async def thread_ids(self) -> list[str]:
+        found = self.raw.thread_ids()
+        return list(await found if isinstance(found, Awaitable) else found)
 
 
-def raw_sqlite_side(path: Path, size: str, prefill: int, threads: int) -> OpenSide:
+def raw_sqlite_side(path: Path, size: str, prefill: int, threads: int) -> Opener[RawSide]:
     @asynccontextmanager
-    async def open_side() -> AsyncIterator[Side]:
+    async def open_side() -> AsyncIterator[RawSide]:
         values = channel_values(size)
         filler = RawSide(RawSqlite(path, synchronous="OFF"), values)
         for i in range(prefill):
@@ -200,16 +236,67 @@ def raw_sqlite_side(path: Path, size: str, prefill: int, threads: int) -> OpenSi
     return open_side
 
 
-def raw_postgres_side(ctx: Context, size: str, prefill: int, threads: int) -> OpenSide:
+def raw_postgres_side(ctx: Context, size: str, prefill: int, threads: int) -> Opener[RawSide]:
+    """Prefilled by COPY + ANALYZE, as relaystore's PostgreSQL store is (``bulk_fill_postgres``)."""
     schema = private_schema(ctx, "raw")
 
     @asynccontextmanager
-    async def open_side() -> AsyncIterator[Side]:
+    async def open_side() -> AsyncIterator[RawSide]:
         async with RawPostgres.open(schema) as raw:
-            side = RawSide(raw, channel_values(size))
+            values = channel_values(size)
+            if prefill:
+                await raw.copy_checkpoints(raw_rows(values, prefill, threads))
+            yield RawSide(raw, values)
+
+    return open_side
+
+
+def raw_rows(values: dict[str, Any], count: int, threads: int) -> Iterator[tuple[str, dict[str, Any], bytes]]:
+    """``(thread_id, metadata, state)`` of ``count`` checkpoints, as ``RawSide.put`` makes them."""
+    for i in range(count):
+        thread = thread_of(i, threads)
+        yield thread, CheckpointMetadata.new(thread, step=i).model_dump(), encode_state(values, i)
+
+
+class RawRedisSide:
+    """raw redis-py: one SET of the encoded state per save (or one pipelined SET), one GET per load."""
+
+    def __init__(self, raw: RawRedis, values: dict[str, Any], pipeline: PipelinedSets | None) -> None:
+        self.raw = raw
+        self.values = values
+        self.pipeline = pipeline
+
+    async def put(self, thread_id: str, step: int) -> None:
+        state = encode_state(self.values, step)
+        if self.pipeline is None:
+            await self.raw.set_state(thread_id, state)
+        else:  # step is the op index (see timed_op): every 16th call sends the batch
+            await self.pipeline.add(step, thread_id, state)
+
+    async def get_latest(self, thread_id: str) -> object:
+        found = await self.raw.get_state(thread_id)
+        assert found is not None
+        return decode_state(found)
+
+    async def list_latest(self, thread_id: str, limit: int) -> object:
+        raise NotImplementedError("raw peers do not list checkpoints")
+
+
+def raw_redis_side(ctx: Context, size: str, prefill: int, threads: int, pipelined: bool) -> OpenSide:
+    """A fresh key prefix on the shared server, deleted after the case."""
+    prefix = unique_name("raw redis", ":") + ":"
+    ctx.defer(lambda: drop_redis_prefix(prefix))
+
+    @asynccontextmanager
+    async def open_side() -> AsyncIterator[Side]:
+        async with RawRedis.open(prefix) as raw:
+            values = channel_values(size)
             for i in range(prefill):
-                await side.put(thread_of(i, threads), i)
-            yield side
+                await raw.set_state(thread_of(i, threads), encode_state(values, i))
+            pipeline = PipelinedSets(raw) if pipelined else None
+            yield RawRedisSide(raw, values, pipeline)
+            if pipeline is not None:
+                await pipeline.flush()
 
     return open_side
 
@@ -221,11 +308,11 @@ def private_schema(ctx: Context, label: str) -> str:
     return schema
 
 
-def sqlite_saver_side(path: Path, size: str, prefill: int, threads: int) -> OpenSide:
+def sqlite_saver_side(path: Path, size: str, prefill: int, threads: int) -> Opener[SaverDriver]:
     """LangGraph's AsyncSqliteSaver on its own file."""
 
     @asynccontextmanager
-    async def open_side() -> AsyncIterator[Side]:
+    async def open_side() -> AsyncIterator[SaverDriver]:
         async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
             await saver.setup()
             driver = SaverDriver(saver, channel_values(size))
@@ -238,21 +325,34 @@ def sqlite_saver_side(path: Path, size: str, prefill: int, threads: int) -> Open
     return open_side
 
 
-def postgres_saver_side(ctx: Context, size: str, prefill: int, threads: int) -> OpenSide:
+def postgres_saver_side(ctx: Context, size: str, prefill: int, threads: int) -> Opener[SaverDriver]:
     """LangGraph's AsyncPostgresSaver in a fresh schema: ``setup()`` creates its tables in the
-    first schema of ``search_path``, which the conninfo's ``options`` sets."""
+    first schema of ``search_path``, which the conninfo's ``options`` sets. The prefill goes
+    through a second saver with ``synchronous_commit=off`` (durability off, as for relaystore),
+    then ANALYZE."""
     schema = private_schema(ctx, "saver")
+    conninfo = f"{PG_URL}?options=-csearch_path%3D{schema}"
 
     @asynccontextmanager
-    async def open_side() -> AsyncIterator[Side]:
+    async def open_side() -> AsyncIterator[SaverDriver]:
         async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as admin:
             await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        async with AsyncPostgresSaver.from_conn_string(f"{PG_URL}?options=-csearch_path%3D{schema}") as saver:
+        values = channel_values(size)
+        if prefill:
+            async with AsyncPostgresSaver.from_conn_string(
+                f"{conninfo}%20-csynchronous_commit%3Doff"
+            ) as filler:
+                await filler.setup()
+                driver = SaverDriver(filler, values)
+                for i in range(prefill):
+                    await driver.put(thread_of(i, threads), i)
+            # Fresh statistics, as relaystore's and the raw peer's tables get after their COPY
+            # (without them, alist on a 1,000-checkpoint thread took 0.55 s instead of 0.25 s).
+            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                await conn.execute("ANALYZE checkpoints, checkpoint_blobs, checkpoint_writes")
+        async with AsyncPostgresSaver.from_conn_string(conninfo) as saver:
             await saver.setup()
-            driver = SaverDriver(saver, channel_values(size))
-            for i in range(prefill):
-                await driver.put(thread_of(i, threads), i)
-            yield driver
+            yield SaverDriver(saver, values)
 
     return open_side
 
@@ -293,7 +393,19 @@ def peers(ctx: Context, size: str, prefill: int, op: str) -> list[Contender]:
             contender(PG_SAVER, postgres_saver_side(ctx, size, prefill, THREADS), op, THREADS),
             *reference,
         ]
+    if ctx.backend == "redis":
+        return [*raw_redis_peers(ctx, size, prefill, op), *reference]
     return reference
+
+
+def raw_redis_peers(ctx: Context, size: str, prefill: int, op: str) -> list[Contender]:
+    """The floors of a redis save (plain and pipelined SET) or load_latest (GET)."""
+    if op == "save":
+        return [
+            contender(REDIS_SET, raw_redis_side(ctx, size, 0, THREADS, pipelined=False), op, THREADS),
+            contender(REDIS_PIPELINE, raw_redis_side(ctx, size, 0, THREADS, pipelined=True), op, THREADS),
+        ]
+    return [contender(REDIS_GET, raw_redis_side(ctx, size, prefill, THREADS, pipelined=False), op, THREADS)]
 
 
 # --------------------------------------------------------------------------- save
@@ -310,7 +422,8 @@ def _save_case(size: str, n: int, quick_n: int) -> None:
         n_scale={"file": 0.25, "postgres": 0.5},
         targets={SAVER: Target.at_least(1.5), PG_SAVER: Target.at_least(1.5), RAW: Target.at_least(0.8)},
         reasons=SAVE_REASONS,
-        note=f"one save = encode the {size} state + one durable write; {THREADS} threads round-robin",
+        note=f"one save = encode the {size} state + one durable write; {THREADS} threads round-robin "
+        "(redis floors: one SET of the state per save, or 16 SETs per pipeline round trip)",
     )
     def save(ctx: Context) -> Matchup:
         subject = relaystore_contender(ctx, "relaystore", size, 0, THREADS, "save")
@@ -334,13 +447,14 @@ def _load_case(size: str, n: int, quick_n: int) -> None:
         quick_n=quick_n,
         backends=DURABLE,
         quick_backends=QUICK_200KB if size == "200 KB" else None,
-        n_scale={"postgres": 0.3 if size == "200 KB" else 0.5},
+        n_scale={"postgres": 0.3, "redis": 0.5} if size == "200 KB" else {"postgres": 0.5},
         targets={SAVER: Target.at_least(1.0), PG_SAVER: Target.at_least(1.0)},
         reasons={
             PG_SAVER: "Both read one row over one round trip; at 200 KB the transfer and decoding of "
             "the state dominate and the two are within noise of each other."
         },
-        note=f"latest of one of {THREADS} threads with 5 checkpoints each, state decoded",
+        note=f"latest of one of {THREADS} threads with 5 checkpoints each, state decoded "
+        "(redis floor: one GET of the thread's state)",
     )
     def load(ctx: Context) -> Matchup:
         subject = relaystore_contender(ctx, "relaystore", size, prefill, THREADS, "load")
@@ -362,6 +476,8 @@ def _long(ctx: Context) -> int:
 
 
 SHORT = "relaystore, 100 checkpoints"
+MID = "relaystore, 1,000 checkpoints"  # the issue's middle length; no target, it shows the curve
+MID_BACKENDS = ("sqlite", "postgres", "redis")  # file's reads grow with the thread anyway
 SCALING_N = {"file": 0.05, "postgres": 0.5, "redis": 0.5}  # file: ~170 reads/s at 2,000
 SCALING_QUICK = ("sqlite", "postgres", "redis")  # file's 2×10,000 saves of prefill cost ~25 s
 SCALING_REASONS = {
@@ -387,7 +503,7 @@ SCALING_REASONS = {
 )
 def list_scaling(ctx: Context) -> Matchup:
     long = _long(ctx)
-    others = [relaystore_contender(ctx, SHORT, "2 KB", 100, 1, "list")]
+    others = [relaystore_contender(ctx, SHORT, "2 KB", 100, 1, "list"), *_mid(ctx, "list")]
     if ctx.backend == "sqlite":
         saver = sqlite_saver_side(ctx.path("saver.db"), "2 KB", long, 1)
         others.append(contender(f"{SAVER}, {long:,} checkpoints", saver, "list", 1))
@@ -411,7 +527,170 @@ def list_scaling(ctx: Context) -> Matchup:
 def load_scaling(ctx: Context) -> Matchup:
     long = _long(ctx)
     subject = relaystore_contender(ctx, f"relaystore, {long:,} checkpoints", "2 KB", long, 1, "load")
-    return Matchup(subject, [relaystore_contender(ctx, SHORT, "2 KB", 100, 1, "load")])
+    return Matchup(subject, [relaystore_contender(ctx, SHORT, "2 KB", 100, 1, "load"), *_mid(ctx, "load")])
+
+
+def _mid(ctx: Context, op: str) -> list[Contender]:
+    """The 1,000-checkpoint thread, so 100 / 1,000 / 10,000 (quick: 2,000) all appear."""
+    if ctx.backend not in MID_BACKENDS:
+        return []
+    return [relaystore_contender(ctx, MID, "2 KB", 1_000, 1, op)]
+
+
+# --------------------------------------------------------------------------- count and list_threads
+
+COUNTED = 1_000  # checkpoints on the one counted thread
+COUNTED_THREAD = thread_of(0, 1)
+LISTED = (200, 5)  # list_threads: threads × checkpoints per thread
+LISTED_IDS = sorted(thread_of(i, LISTED[0]) for i in range(LISTED[0]))
+QUERY_QUICK = ("sqlite",)
+SAVERS_N = {"postgres": 0.5}  # AsyncPostgresSaver.alist of 1,000 checkpoints takes 0.25–1 s
+
+
+def query_contender(
+    label: str, open_side: Opener[S], query: Callable[[S], Awaitable[object]], expected: object
+) -> Contender:
+    """Every timed call runs the same read-only ``query`` on the prepared side; one untimed call
+    first checks that the side answers ``expected``, so no contender is timed on a wrong answer."""
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        async with open_side() as side:
+            answer = await query(side)
+            if answer != expected:
+                raise AssertionError(f"{label} answered {answer!r:.200}, expected {expected!r:.200}")
+            yield lambda _i: query(side)
+
+    return Contender(label, setup)
+
+
+async def count_via_alist(driver: SaverDriver, thread_id: str) -> int:
+    """A saver has no count: its user counts what ``alist`` yields, each tuple fully decoded
+    (the API has no keys-only mode)."""
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    return sum([1 async for _ in driver.saver.alist(config)])
+
+
+async def threads_via_alist(driver: SaverDriver) -> list[str]:
+    """A saver has no list-threads call: ``alist(None)`` reads every checkpoint of every thread
+    (decoded), and its user collects and sorts the distinct thread ids."""
+    found = {t.config["configurable"]["thread_id"] async for t in driver.saver.alist(None)}
+    return sorted(found)
+
+
+async def count_thread(side: RelaystoreSide | RawSide) -> object:
+    return await side.count(COUNTED_THREAD)
+
+
+async def all_threads(side: RelaystoreSide | RawSide) -> object:
+    return await side.thread_ids()
+
+
+Query = Callable[[RelaystoreSide | RawSide], Awaitable[object]]
+
+
+def filled(ctx: Context, label: str, prefill: int, threads: int) -> Opener[RelaystoreSide]:
+    return relaystore_side(ctx.store_url(label), "2 KB", prefill, threads, ctx.fill_options)
+
+
+def query_matchup(ctx: Context, prefill: int, threads: int, query: Query, expected: object) -> Matchup:
+    """relaystore against raw SQL on sqlite and postgres, and relaystore on sqlite elsewhere."""
+    subject = query_contender("relaystore", filled(ctx, "relaystore", prefill, threads), query, expected)
+    if ctx.backend == "sqlite":
+        raw = raw_sqlite_side(ctx.path("raw.db"), "2 KB", prefill, threads)
+        return Matchup(subject, [query_contender(RAW, raw, query, expected)])
+    reference = query_contender(ON_SQLITE, on_sqlite_side(ctx, "2 KB", prefill, threads), query, expected)
+    if ctx.backend == "postgres":
+        raw_pg = raw_postgres_side(ctx, "2 KB", prefill, threads)
+        return Matchup(subject, [query_contender(PG_RAW, raw_pg, query, expected), reference])
+    return Matchup(subject, [reference])
+
+
+def saver_matchup(
+    ctx: Context,
+    prefill: int,
+    threads: int,
+    query: Query,
+    saver_query: Callable[[SaverDriver], Awaitable[object]],
+    expected: object,
+) -> Matchup:
+    """relaystore against what a user of the backend's LangGraph saver has to do instead."""
+    subject = query_contender("relaystore", filled(ctx, "relaystore", prefill, threads), query, expected)
+    label, saver = saver_side(ctx, prefill, threads)
+    return Matchup(subject, [query_contender(label, saver, saver_query, expected)])
+
+
+def saver_side(ctx: Context, prefill: int, threads: int) -> tuple[str, Opener[SaverDriver]]:
+    if ctx.backend == "sqlite":
+        return SAVER, sqlite_saver_side(ctx.path("saver.db"), "2 KB", prefill, threads)
+    return PG_SAVER, postgres_saver_side(ctx, "2 KB", prefill, threads)
+
+
+VS_SAVER: dict[str, Any] = {
+    "n": 4,
+    "quick_n": 2,
+    "repeats": 5,
+    "quick_repeats": 3,
+    "backends": ("sqlite", "postgres"),
+    "quick_backends": QUERY_QUICK,
+    "n_scale": SAVERS_N,
+}
+"""Cases against a saver's alist, which takes 0.1–0.5 s per call: few calls, their own case."""
+
+
+@case(
+    "checkpoints",
+    f"count, {COUNTED:,} checkpoints",
+    n=2000,
+    quick_n=300,
+    backends=DURABLE,
+    quick_backends=QUERY_QUICK,
+    n_scale={"file": 0.03, "postgres": 0.25, "redis": 0.5},  # file: ~300 counts/s
+    note=f"count(thread_id) of one thread of {COUNTED:,} 2 KB checkpoints; the raw peers run "
+    "SELECT COUNT(*) … WHERE thread_id = ?",
+)
+def count_case(ctx: Context) -> Matchup:
+    return query_matchup(ctx, COUNTED, 1, count_thread, COUNTED)
+
+
+@case(
+    "checkpoints",
+    f"count, {COUNTED:,} checkpoints, vs saver alist",
+    **VS_SAVER,
+    note=f"count of one thread of {COUNTED:,} 2 KB checkpoints; the saver has no count, so its "
+    "user counts the tuples of alist(thread config), each one read and decoded with its pending writes",
+)
+def count_vs_saver(ctx: Context) -> Matchup:
+    return saver_matchup(ctx, COUNTED, 1, count_thread, lambda d: count_via_alist(d, COUNTED_THREAD), COUNTED)
+
+
+@case(
+    "checkpoints",
+    f"list_threads, {LISTED[0]} threads",
+    n=1000,
+    quick_n=200,
+    backends=DURABLE,
+    quick_backends=QUERY_QUICK,
+    n_scale={"file": 0.02, "postgres": 0.15, "redis": 0.15},  # file ~120/s, postgres and redis ~600/s
+    note=f"list_threads() (one page, no limit) over {LISTED[0]} threads × {LISTED[1]} 2 KB "
+    "checkpoints, sorted ids; raw peers run SELECT DISTINCT thread_id … ORDER BY thread_id",
+)
+def list_threads_case(ctx: Context) -> Matchup:
+    threads, per_thread = LISTED
+    return query_matchup(ctx, threads * per_thread, threads, all_threads, LISTED_IDS)
+
+
+@case(
+    "checkpoints",
+    f"list_threads, {LISTED[0]} threads, vs saver alist(None)",
+    **VS_SAVER,
+    note=f"all thread ids of {LISTED[0]} threads × {LISTED[1]} 2 KB checkpoints; the saver has no "
+    "list-threads call, so its user reads alist(None) (every checkpoint, decoded) and keeps the "
+    "sorted distinct thread ids",
+)
+def list_threads_vs_saver(ctx: Context) -> Matchup:
+    threads, per_thread = LISTED
+    return saver_matchup(ctx, threads * per_thread, threads, all_threads, threads_via_alist, LISTED_IDS)
 
 
 # --------------------------------------------------------------------------- concurrent writers

@@ -1,8 +1,10 @@
 """LangGraph savers: RelaySaver (relaystore behind LangGraph's saver API) against the native ones.
 
-On sqlite the peer is ``AsyncSqliteSaver``, on postgres ``AsyncPostgresSaver``; both sides are
-driven by the same :class:`SaverDriver` (the anchors' checkpoint shape, parent = thread head), so
-the ratio is what swapping the saver in a LangGraph app changes. The standalone comparison in
+On sqlite the peer is ``AsyncSqliteSaver``, on postgres ``AsyncPostgresSaver``, on memory
+``InMemorySaver`` (against RelaySaver on ``memory://``: both keep serialized values in process
+dicts, so the ratio is the Python each does per call); both sides are driven by the same
+:class:`SaverDriver` (the anchors' checkpoint shape, parent = thread head), so the ratio is what
+swapping the saver in a LangGraph app changes. The standalone comparison in
 ``benchmarks/langgraph.py`` (``python -m benchmarks.langgraph``) measures the same operations
 sequentially; these cases time them interleaved, in the same run as everything else.
 
@@ -22,6 +24,7 @@ from typing import Any
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import sql
@@ -35,13 +38,15 @@ from relaystore.integrations.langgraph import RelaySaver
 RELAY = "RelaySaver"
 SQLITE_SAVER = "AsyncSqliteSaver"
 PG_SAVER = "AsyncPostgresSaver"
+MEMORY_SAVER = "InMemorySaver"
+PEERS = {"sqlite": SQLITE_SAVER, "postgres": PG_SAVER, "memory": MEMORY_SAVER}
 THREADS = 20
 DEDUP_LIMIT = 2_000_000  # bytes for 200 checkpoints sharing one unchanged ~200 KB channel
 DEDUP_STEPS = 200
 
 
 def _peer_label(ctx: Context) -> str:
-    return SQLITE_SAVER if ctx.backend == "sqlite" else PG_SAVER
+    return PEERS[ctx.backend]
 
 
 @asynccontextmanager
@@ -53,7 +58,12 @@ async def relay_saver(ctx: Context, label: str) -> AsyncIterator[BaseCheckpointS
 
 @asynccontextmanager
 async def native_saver(ctx: Context, label: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    """AsyncSqliteSaver on its own file, or AsyncPostgresSaver in its own schema (dropped after)."""
+    """AsyncSqliteSaver on its own file, AsyncPostgresSaver in its own schema (dropped after), or
+    a fresh InMemorySaver."""
+    if ctx.backend == "memory":
+        with InMemorySaver() as memory:
+            yield memory
+        return
     if ctx.backend == "sqlite":
         async with AsyncSqliteSaver.from_conn_string(str(ctx.path(f"{label}.db"))) as saver:
             await saver.setup()
@@ -107,8 +117,23 @@ SAVE_REASON = (
     "LangGraph metadata into it, and on PostgreSQL the values travel as a bytea array; the win comes "
     "on puts where a large channel is unchanged (stored once) and on reads."
 )
-LG_TARGETS = {SQLITE_SAVER: Target.at_least(1.0), PG_SAVER: Target.at_least(1.0)}
-LG_REASONS = {SQLITE_SAVER: SAVE_REASON, PG_SAVER: SAVE_REASON}
+MEMORY_SAVE_REASON = (
+    "InMemorySaver only files the serde's output in dicts. RelaySaver also builds relaystore's "
+    "metadata (the LangGraph metadata and the attachment keys as JSON, a validated model), and the "
+    "store checks each id, copies the model and serializes it to prove it storable: per-call Python "
+    "that a database round trip hides on the other backends."
+)
+BIG_SAVE_REASON = (
+    "SQLite: the 200 KB value goes into thread_attachments, a WITHOUT ROWID table, where a row that "
+    "large costs about twice the write (and 5× the read) of an ordinary rowid table; "
+    "AsyncSqliteSaver writes it into a rowid table."
+)
+LG_TARGETS = {
+    SQLITE_SAVER: Target.at_least(1.0),
+    PG_SAVER: Target.at_least(1.0),
+    MEMORY_SAVER: Target.at_least(1.0),
+}
+LG_REASONS = {SQLITE_SAVER: SAVE_REASON, PG_SAVER: SAVE_REASON, MEMORY_SAVER: MEMORY_SAVE_REASON}
 
 
 @case(
@@ -116,9 +141,9 @@ LG_REASONS = {SQLITE_SAVER: SAVE_REASON, PG_SAVER: SAVE_REASON}
     "aput 2 KB",
     n=600,
     quick_n=150,
-    backends=("sqlite", "postgres"),
+    backends=("sqlite", "postgres", "memory"),
     quick_backends=("sqlite",),
-    n_scale={"postgres": 0.5},
+    n_scale={"postgres": 0.5, "memory": 4},
     targets=LG_TARGETS,
     reasons=LG_REASONS,
     note=f"SaverDriver.put: whole 2 KB state, both channels bumped, parent = head; {THREADS} threads",
@@ -132,11 +157,11 @@ def aput_2kb(ctx: Context) -> Matchup:
     "aput 200 KB",
     n=150,
     quick_n=40,
-    backends=("sqlite", "postgres"),
+    backends=("sqlite", "postgres", "memory"),
     quick_backends=(),  # full run only: the 2 KB case covers the path in --quick
     n_scale={"postgres": 0.5},
     targets=LG_TARGETS,
-    reasons=LG_REASONS,
+    reasons={**LG_REASONS, SQLITE_SAVER: BIG_SAVE_REASON},
     note=f"SaverDriver.put with the 200 KB state; {THREADS} threads",
 )
 def aput_200kb(ctx: Context) -> Matchup:
@@ -148,14 +173,16 @@ def aput_200kb(ctx: Context) -> Matchup:
     "aget_tuple latest 2 KB",
     n=1000,
     quick_n=600,
-    backends=("sqlite", "postgres"),
+    backends=("sqlite", "postgres", "memory"),
     quick_backends=("sqlite",),
-    n_scale={"postgres": 0.5},
+    n_scale={"postgres": 0.5, "memory": 4},
     targets=LG_TARGETS,
     reasons={
-        PG_SAVER: "RelaySaver reads the checkpoint, then its channel values and pending writes in "
-        "further calls (3 round trips); the saver answers with one statement. A combined read "
-        "primitive would close it."
+        PG_SAVER: "RelaySaver reads the checkpoint, then its channel values and pending writes "
+        "(two concurrent calls): two round trips and three statements where the saver runs one. "
+        "A combined read primitive in the store would close it.",
+        MEMORY_SAVER: "Three store calls (checkpoint, channel values, pending writes), each checking "
+        "its ids, and the metadata JSON to decode; InMemorySaver indexes its dicts directly.",
     },
     note=f"aget_tuple without checkpoint_id on one of {THREADS} threads with 10 checkpoints each",
 )
@@ -172,11 +199,15 @@ def _long(ctx: Context) -> int:
     "alist limit=10, long thread",
     n=300,
     quick_n=100,
-    backends=("sqlite", "postgres"),
+    backends=("sqlite", "postgres", "memory"),
     quick_backends=("sqlite",),
-    n_scale={"postgres": 0.2},  # AsyncPostgresSaver lists ~60/s here
+    n_scale={"postgres": 0.2, "memory": 0.3},  # AsyncPostgresSaver lists ~60/s, RelaySaver[memory] ~300/s
     targets=LG_TARGETS,
-    reasons={PG_SAVER: "RelaySaver filters metadata client-side after paging the thread newest first."},
+    reasons={
+        PG_SAVER: "RelaySaver filters metadata client-side after paging the thread newest first.",
+        MEMORY_SAVER: "The memory backend's newest-first page copies the whole 5,000-checkpoint "
+        "thread and tests every entry in Python before taking 10 (backends/memory.py _list).",
+    },
     note="alist(limit=10) on one thread of 5,000 (quick: 500) 2 KB checkpoints",
 )
 def alist(ctx: Context) -> Matchup:

@@ -9,7 +9,7 @@ relaystore's PostgreSQL backend does on top of this is its overhead (and its gua
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ TABLE = """CREATE TABLE {t} (
 
 
 class RawPostgres:
-    """``insert_checkpoint`` / ``latest_checkpoint`` on a private schema's table."""
+    """Checkpoint statements (insert, latest, count, distinct threads, COPY) on a private schema's table."""
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], schema: str) -> None:
         self.conn = conn
@@ -40,6 +40,10 @@ class RawPostgres:
         self._latest = sql.SQL(
             "SELECT metadata::text, state FROM {} WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
         ).format(table)
+        self._count = sql.SQL("SELECT COUNT(*) FROM {} WHERE thread_id = %s").format(table)
+        self._thread_ids = sql.SQL("SELECT DISTINCT thread_id FROM {} ORDER BY thread_id").format(table)
+        self._copy = sql.SQL("COPY {} (thread_id, checkpoint_id, metadata, state) FROM STDIN").format(table)
+        self._analyze = sql.SQL("ANALYZE {}").format(table)
 
     @classmethod
     @asynccontextmanager
@@ -58,3 +62,21 @@ class RawPostgres:
         cur = await self.conn.execute(self._latest, (thread_id,))
         row = await cur.fetchone()
         return None if row is None else (json.loads(row[0]), row[1])
+
+    async def count_checkpoints(self, thread_id: str) -> int:
+        cur = await self.conn.execute(self._count, (thread_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def thread_ids(self) -> list[str]:
+        cur = await self.conn.execute(self._thread_ids)
+        return [r[0] for r in await cur.fetchall()]
+
+    async def copy_checkpoints(self, rows: Iterable[tuple[str, dict[str, Any], bytes]]) -> None:
+        """Bulk prefill: COPY ``(thread_id, metadata, state)`` rows, then ANALYZE, as relaystore's
+        prefill does (``bulk_fill_postgres``), so both tables start with fresh statistics."""
+        async with self.conn.cursor() as cur, cur.copy(self._copy) as sink:
+            for thread_id, metadata, state in rows:
+                await sink.write_row((thread_id, metadata["id"], json.dumps(metadata), state))
+        await self.conn.execute(self._analyze)

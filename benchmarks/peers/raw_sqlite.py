@@ -12,6 +12,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from relaystore.models.adaptive import RunRecord
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq INTEGER PRIMARY KEY,
@@ -63,6 +65,18 @@ class RawSqlite:
         ).fetchone()
         return None if row is None else (json.loads(row[0]), row[1])
 
+    def count_checkpoints(self, thread_id: str) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM checkpoints WHERE thread_id = ?", (thread_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def thread_ids(self) -> list[str]:
+        """Every thread id, sorted (the index on ``(thread_id, seq)`` serves the DISTINCT)."""
+        return [
+            r[0] for r in self.conn.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id")
+        ]
+
     # ------------------------------------------------------------------ runs
 
     def insert_run(self, run: dict[str, Any]) -> None:
@@ -71,13 +85,16 @@ class RawSqlite:
             (run["agent_id"], run["id"], json.dumps(run, separators=(",", ":"))),
         )
 
-    def list_runs_naively(self, agent_id: str) -> list[dict[str, Any]]:
-        """One SELECT for the run list, then one SELECT per run: the naive loop peer."""
+    def list_runs_naively(self, agent_id: str) -> list[RunRecord]:
+        """One SELECT for the run list, then one SELECT per run: the naive loop peer. Each run is
+        decoded into the same RunRecord model relaystore returns, so only the reading differs."""
         seqs = [
             r[0]
             for r in self.conn.execute("SELECT seq FROM runs WHERE agent_id = ? ORDER BY seq", (agent_id,))
         ]
         return [
-            json.loads(self.conn.execute("SELECT doc FROM runs WHERE seq = ?", (seq,)).fetchone()[0])
+            RunRecord.model_validate_json(
+                self.conn.execute("SELECT doc FROM runs WHERE seq = ?", (seq,)).fetchone()[0]
+            )
             for seq in seqs
         ]

@@ -290,6 +290,22 @@ async def test_update_gets_none_then_the_current_value(store: Store) -> None:
     assert as_json(await store.adaptive.load_accumulators("a")) == as_json(second)
 
 
+async def test_concurrent_updates_in_one_process_take_turns(store: Store) -> None:
+    # Each update sees the previous one's result, so none is computed twice (no compare-and-set
+    # lost and retried): fn runs exactly once per update, on every backend.
+    calls = 0
+
+    def bump(state: AccumulatorState | None) -> AccumulatorState:
+        nonlocal calls
+        calls += 1
+        return docs.incremented(state)
+
+    await asyncio.gather(*(store.adaptive.update_accumulators("a", bump) for _ in range(20)))
+    assert calls == 20
+    final = await store.adaptive.load_accumulators("a")
+    assert final is not None and docs.counter_of(final) == 20
+
+
 async def test_update_returning_none_leaves_the_document(store: Store) -> None:
     assert await store.adaptive.update_accumulators("a", lambda s: None) is None
     assert await store.adaptive.load_accumulators("a") is None

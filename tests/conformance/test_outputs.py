@@ -374,6 +374,18 @@ async def test_corrupt_output_fails_only_its_own_read(
     assert (await store.outputs.get_latest_by_name_in_run("t1", 1, "writer")).id == child
 
 
+async def test_lineage_through_a_corrupt_output_names_it(store: Store, factory: object) -> None:
+    # ancestors() without max_depth may read the whole lineage in one query (sqlite's recursive
+    # CTE); it must fail on the corrupt record exactly as the level-by-level walk does.
+    root = await append(store)
+    bad = await append(store, "t1", 1, "writer", root)
+    child = await append(store, "t1", 1, "writer", bad)
+    await corrupt_or_skip(factory, store, "output", (bad,))
+    for depth in (None, 5):
+        with pytest.raises(CorruptRecord):
+            await store.outputs.ancestors(child, max_depth=depth)
+
+
 async def test_corrupt_output_does_not_end_pagination_early(store: Store, factory: object) -> None:
     refs = [await append(store) for _ in range(6)]
     await corrupt_or_skip(factory, store, "output", (refs[1],))

@@ -106,12 +106,11 @@ class MemoryCheckpointStore(CheckpointStore):
     async def _list(
         self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
     ) -> list[SeqRow]:
-        with self._s.lock:
-            entries = list(self._s.threads.get(thread_id, {}).values())
-        if newest_first:
-            entries.reverse()
-        rows = [(seq, md) for seq, md, _ in entries if _after(seq, after, newest_first)]
-        return _take(rows, limit)
+        with self._s.lock:  # a page costs its own length, not the thread's (saves are in seq order)
+            thread = self._s.threads.get(thread_id, {})
+            entries = reversed(thread.values()) if newest_first else iter(thread.values())
+            rows = ((seq, md) for seq, md, _ in entries if _after(seq, after, newest_first))
+            return list(rows if limit is None else itertools.islice(rows, limit))
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
         with self._s.lock:

@@ -815,6 +815,15 @@ def _where(flt: OutputFilter) -> tuple[str, list[Any]]:
     return " AND ".join(clauses) or "TRUE", params
 
 
+# The record and its parent links in one statement; the links see the new seq through the CTE.
+_INSERT_OUTPUT = (
+    "WITH new AS (INSERT INTO {s}.outputs (id, task_id, attempt, producer_agent, record) "
+    "VALUES (%s, %s, %s, %s, %s::json) RETURNING seq), "
+    "links AS (INSERT INTO {s}.output_parents (parent, child_seq) SELECT unnest(%s::text[]), seq FROM new) "
+    "SELECT seq FROM new"
+)
+
+
 class PgOutputStore(OutputStore):
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
@@ -832,26 +841,13 @@ class PgOutputStore(OutputStore):
     async def _insert(self, record: OutputRecord) -> int:
         doc = record.model_dump_json(exclude={"seq"})
         parents = list(dict.fromkeys(record.parent_refs))
-        async with self._db.transaction() as conn:
+        params = (record.id, record.task_id, record.attempt, record.producer_agent, doc, parents)
+        async with self._db.connection() as conn:  # one autocommit statement: atomic, one round trip
             try:
-                cur = await conn.execute(
-                    self._db.sql(
-                        "INSERT INTO {s}.outputs (id, task_id, attempt, producer_agent, record) "
-                        "VALUES (%s, %s, %s, %s, %s::json) RETURNING seq"
-                    ),
-                    (record.id, record.task_id, record.attempt, record.producer_agent, doc),
-                )
+                cur = await conn.execute(self._db.sql(_INSERT_OUTPUT), params)
             except pg_errors.UniqueViolation:
                 raise Conflict(f"output {record.id} already exists") from None
-            seq = int(cast(tuple[int], await cur.fetchone())[0])
-            if parents:
-                await conn.execute(
-                    self._db.sql(
-                        "INSERT INTO {s}.output_parents (parent, child_seq) SELECT unnest(%s::text[]), %s"
-                    ),
-                    (parents, seq),
-                )
-            return seq
+            return int(cast(tuple[int], await cur.fetchone())[0])
 
     async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
         rows = await self._db.all(

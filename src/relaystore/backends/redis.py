@@ -922,6 +922,7 @@ class RedisAdaptiveStore(AdaptiveStore):
     ) -> str | None:
         name = self._k.key(kind, key)
         for attempt in range(_MAX_CAS_ATTEMPTS):
+            began = time.monotonic()
             current = await self._get_doc(kind, key)
             new = apply(current)
             if new is None:
@@ -929,7 +930,11 @@ class RedisAdaptiveStore(AdaptiveStore):
             digest = "" if current is None else hashlib.sha1(current.encode()).hexdigest()
             if await self._c.script("_CAS_DOC", [name], [digest, new]):
                 return new
-            await asyncio.sleep(random.random() * 0.001 * min(attempt + 1, 20))  # spread the retries
+            # Another process won. Randomized exponential backoff in units of one attempt (capped
+            # at 50 ms): losers step aside instead of all redoing a large decode-apply-encode at
+            # once and mostly losing again. Writers in this process already take turns.
+            spent = time.monotonic() - began
+            await asyncio.sleep(min(random.random() * spent * 2 ** min(attempt, 5), 0.05))
         raise Conflict(f"{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts")
 
 

@@ -10,13 +10,22 @@ Design:
   then surfaces as :class:`BackendUnavailable`, never as a raw sqlite3 error.
 - ``seq`` columns are ``INTEGER PRIMARY KEY AUTOINCREMENT``: assigned by SQLite, strictly
   increasing, never reused after a delete (mlua-swarm's ``MAX(seq)+1`` is unsafe across processes).
-- One connection per store, used by one worker thread, so the event loop never blocks on disk.
+- One writer connection per store, used by one worker thread, so the event loop never waits for
+  a lock or a large write. Small writes (a checkpoint, an output, a run: at most 64 KiB) first try
+  a second connection on the event loop thread with no busy wait: a hop to a thread and back
+  costs more than a fast commit. If the lock is taken they go to the worker; if inline commits
+  average over 2 ms (a slow disk) the next 256 writes go to the worker too, so the loop never
+  stalls for long. That connection never checkpoints the WAL itself; every 500 inline commits
+  the worker runs a passive checkpoint.
+- Reads run inline on a read-only connection (WAL gives each statement a consistent snapshot).
 - A ``relaystore_schema`` table records applied migrations; opening a file applies missing ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import random
 import sqlite3
 import time
@@ -43,6 +52,12 @@ _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
 _WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
 _CHUNK = 500  # bound on "IN (?, ?, …)" lists
+INLINE_MAX_BYTES = 64 * 1024  # writes carrying more run on the worker thread
+INLINE_SLOW_S = 0.002  # when inline writes average more than this, the next ones go to the worker…
+INLINE_BACKOFF = 256  # …this many of them
+INLINE_WEIGHT = 1 / 16  # of the newest inline write in that moving average: one spike is not a slow disk
+CHECKPOINT_EVERY = 500  # inline commits between passive WAL checkpoints on the worker
+_BUSY: Any = object()  # an inline write found the lock taken; nothing was written
 
 MIGRATIONS: list[str] = [
     # 1: the three faces
@@ -125,6 +140,42 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (thread_id, key)
     ) WITHOUT ROWID;
     """,
+    # 4: tables whose rows can be large become rowid tables. A WITHOUT ROWID table keeps each row
+    # inside its primary-key b-tree, so a 200 KB value spills into overflow pages on every write
+    # and read (SQLite advises it only for rows under ~1/20 of a page): a 200 KB attachment read
+    # 3-4x slower, a write ~30% slower. The primary key becomes a unique index.
+    """
+    CREATE TABLE documents_v4 (
+        kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key)
+    );
+    INSERT INTO documents_v4 SELECT kind, key, doc FROM documents;
+    DROP TABLE documents;
+    ALTER TABLE documents_v4 RENAME TO documents;
+
+    CREATE TABLE checkpoint_writes_v4 (
+        thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL, task_id TEXT NOT NULL,
+        idx INTEGER NOT NULL, write TEXT NOT NULL,
+        PRIMARY KEY (thread_id, checkpoint_id, task_id, idx)
+    );
+    INSERT INTO checkpoint_writes_v4
+        SELECT thread_id, checkpoint_id, task_id, idx, write FROM checkpoint_writes;
+    DROP TABLE checkpoint_writes;
+    ALTER TABLE checkpoint_writes_v4 RENAME TO checkpoint_writes;
+
+    CREATE TABLE thread_attachments_v4 (
+        thread_id TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (thread_id, key)
+    );
+    INSERT INTO thread_attachments_v4 SELECT thread_id, key, value FROM thread_attachments;
+    DROP TABLE thread_attachments;
+    ALTER TABLE thread_attachments_v4 RENAME TO thread_attachments;
+
+    CREATE TABLE blob_chunks_v4 (
+        owner TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (owner, idx)
+    );
+    INSERT INTO blob_chunks_v4 SELECT owner, idx, data FROM blob_chunks;
+    DROP TABLE blob_chunks;
+    ALTER TABLE blob_chunks_v4 RENAME TO blob_chunks;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _SYNC_MODES = {"off", "normal", "full", "extra"}
@@ -145,6 +196,10 @@ class SqliteDatabase:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaystore-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
+        self._inline_pause = 0  # writes left to send to the worker after slow inline ones
+        self._inline_average_s = 0.0
+        self._inline_commits = 0
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -152,6 +207,7 @@ class SqliteDatabase:
         await self.call(self._open_sync)
         if self.path != ":memory:":  # a private in-memory database has no second connection
             self._reader = self._open_reader()
+            self._inline = self._open_inline_writer()
 
     def _open_reader(self) -> sqlite3.Connection:
         # Reads run on the event loop thread: an indexed read costs microseconds, less than a
@@ -161,6 +217,13 @@ class SqliteDatabase:
         reader = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         reader.execute("PRAGMA busy_timeout = 0")
         return reader
+
+    def _open_inline_writer(self) -> sqlite3.Connection:
+        # timeout=0: on the event loop a taken lock must fail at once (the worker then waits).
+        conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # copying the WAL back is the worker's job
+        return conn
 
     def _open_sync(self) -> None:
         if self.path != ":memory:":
@@ -205,9 +268,10 @@ class SqliteDatabase:
             raise
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for conn in (self._reader, self._inline):
+            if conn is not None:
+                conn.close()
+        self._reader = self._inline = None
 
         def close_sync() -> None:
             if self._conn is not None:
@@ -261,21 +325,67 @@ class SqliteDatabase:
                 raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
         return await self.call(lambda: self._retry(lambda: fn(self._require())))
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction; roll back if it raises."""
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, inline_bytes: int | None = None) -> T:
+        """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction; roll back if it raises.
 
-        def transaction() -> T:
-            conn = self._require()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                _rollback(conn)
-                raise
-            conn.execute("COMMIT")
-            return result
+        ``inline_bytes`` (the size of what ``fn`` writes) marks a small, bounded write that may
+        run on the event loop thread (see the module notes); without it the worker runs ``fn``.
+        """
+        if inline_bytes is not None and self._may_inline(inline_bytes):
+            result = self._write_inline(fn)
+            if result is not _BUSY:
+                return result
+        return await self.call(lambda: self._retry(lambda: _transaction(self._require(), fn)))
 
-        return await self.call(lambda: self._retry(transaction))
+    def _may_inline(self, size: int) -> bool:
+        if self._inline is None or size > INLINE_MAX_BYTES:
+            return False
+        if self._inline_pause:
+            self._inline_pause -= 1
+            return False
+        return True
+
+    def _write_inline(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._inline is not None
+        started = time.perf_counter()
+        try:
+            result = _transaction(self._inline, fn)
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                return _BUSY  # type: ignore[no-any-return]
+            raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        self._inline_average_s += (elapsed - self._inline_average_s) * INLINE_WEIGHT
+        if self._inline_average_s > INLINE_SLOW_S:
+            self._inline_pause, self._inline_average_s = INLINE_BACKOFF, 0.0
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY == 0:
+            self._checkpoint_soon()
+        return result
+
+    def _checkpoint_soon(self) -> None:
+        """Copy the WAL back into the database on the worker, without waiting for it."""
+
+        def checkpoint() -> None:
+            with contextlib.suppress(sqlite3.Error, BackendUnavailable):
+                self._require().execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+        with contextlib.suppress(RuntimeError):  # the store is closing
+            self._executor.submit(checkpoint)
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` between ``BEGIN IMMEDIATE`` and ``COMMIT``; a failure anywhere rolls back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+        conn.execute("COMMIT")  # a busy COMMIT leaves the transaction open: roll it back too
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -332,7 +442,8 @@ class SqliteCheckpointStore(CheckpointStore):
                 raise duplicate_conflict(thread_id, metadata.id) from None
             conn.executemany(_PUT_ATTACHMENT, rows)
 
-        await self._db.write(save)
+        size = len(doc) + len(state) + sum(len(value) for value in attachments.values())
+        await self._db.write(save, inline_bytes=size)
 
     async def _head(self, thread_id: str) -> str | None:
         row = await self._db.read(lambda c: c.execute(_HEAD, (thread_id,)).fetchone())
@@ -446,7 +557,7 @@ class SqliteCheckpointStore(CheckpointStore):
                 conn.executemany(f"{verb} INTO checkpoint_writes VALUES (?,?,?,?,?)", rows)
             return exists is not None
 
-        return await self._db.write(put)
+        return await self._db.write(put, inline_bytes=sum(len(row[4]) for row in rows))
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
         rows = await self._db.read(
@@ -552,7 +663,7 @@ class SqliteOutputStore(OutputStore):
             )
             return seq
 
-        return await self._db.write(insert)
+        return await self._db.write(insert, inline_bytes=len(doc))
 
     async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
         def get(conn: sqlite3.Connection) -> list[tuple[int, str]]:
@@ -596,6 +707,30 @@ class SqliteOutputStore(OutputStore):
 
         return _records(await self._db.read(children), skip_corrupt=True)
 
+    async def _ancestor_records(self, start: OutputRecord) -> list[OutputRecord] | None:
+        def reach(conn: sqlite3.Connection) -> list[tuple[int, str]] | None:
+            try:
+                return conn.execute(_ANCESTORS, (json.dumps(start.parent_refs),)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "malformed JSON" in str(exc):
+                    return None  # the walk reads record by record and names the corrupt one
+                raise
+
+        rows = await self._db.read(reach)
+        return None if rows is None else _records(rows, skip_corrupt=False)
+
+
+# Each id once (UNION), however many paths lead to it: the walk orders them by level afterwards.
+_ANCESTORS = """
+WITH RECURSIVE reach(id) AS (
+    SELECT value FROM json_each(?)
+    UNION
+    SELECT parent.value FROM reach JOIN outputs AS o ON o.id = reach.id,
+        json_each(o.record, '$.parent_refs') AS parent
+)
+SELECT o.seq, o.record FROM reach JOIN outputs AS o ON o.id = reach.id
+"""
+
 
 # ------------------------------------------------------------------------- adaptive
 
@@ -621,7 +756,7 @@ class SqliteAdaptiveStore(AdaptiveStore):
             except sqlite3.IntegrityError:
                 raise Conflict(f"agent {agent_id!r} already has run {run_id}") from None
 
-        await self._db.write(store)
+        await self._db.write(store, inline_bytes=len(text))
 
     async def _list_runs(
         self, agent_id: str, after: int | None, limit: int | None

@@ -20,9 +20,10 @@ Use it from async code (``async with RelaySaver.from_url(url) as saver``) or fro
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import secrets
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+import random
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -56,6 +57,12 @@ _PAGE = 500  # rows per listing round trip when scanning a whole thread
 _PUT_WAIT = 60.0  # seconds aput_writes waits for its checkpoint's put, still in flight
 _METADATA_KEY = "lg_metadata"
 _BLOBS_KEY = "lg_blobs"
+# Backends whose calls each wait on a network round trip and may run side by side (a connection
+# pool, an HTTP client): independent reads go out together. The others answer from this process
+# (sqlite reads run inline), where tasks would only add overhead.
+_PARALLEL_BACKENDS = frozenset({"postgres", "redis", "http"})
+# One encoder for every dump: json.dumps with options builds a new encoder per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 _T = TypeVar("_T")
 
 
@@ -65,10 +72,15 @@ _T = TypeVar("_T")
 def pack(typed: tuple[str, bytes]) -> bytes:
     """One ``(type, bytes)`` pair from a serde as bytes: format byte, type length, type, data."""
     kind, data = typed
+    return _header(kind) + data
+
+
+@functools.lru_cache(maxsize=64)  # a serde uses a handful of type tags
+def _header(kind: str) -> bytes:
     tag = kind.encode()
     if len(tag) > 255:
         raise InvalidInput(f"serializer type tag too long: {kind[:40]!r}…")
-    return bytes((_STATE_FORMAT, len(tag))) + tag + bytes(data)
+    return bytes((_STATE_FORMAT, len(tag))) + tag
 
 
 def unpack(blob: bytes, where: str) -> tuple[str, bytes]:
@@ -112,6 +124,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
             raise InvalidInput("thread_prefix must be a string without NUL")
         self.store = store
         self.thread_prefix = thread_prefix
+        self._parallel_reads = getattr(store, "backend", None) in _PARALLEL_BACKENDS
         self._loop: asyncio.AbstractEventLoop | None = _running_loop()
         # (thread key, checkpoint id) -> set once that checkpoint is saved; see aput_writes
         self._saved: dict[tuple[str, str], asyncio.Event] = {}
@@ -172,9 +185,9 @@ class RelaySaver(BaseCheckpointSaver[str]):
     def _thread_key(self, thread_id: Any, checkpoint_ns: str) -> str:
         """The relaystore thread of one LangGraph ``(thread_id, checkpoint_ns)``."""
         thread = str(thread_id)
-        for name, value in (("thread_id", thread), ("checkpoint_ns", checkpoint_ns)):
-            if SEPARATOR in value:
-                raise InvalidInput(f"{name} must not contain the unit separator \\x1f: {value!r}")
+        if SEPARATOR in thread or SEPARATOR in checkpoint_ns:
+            name, value = ("thread_id", thread) if SEPARATOR in thread else ("checkpoint_ns", checkpoint_ns)
+            raise InvalidInput(f"{name} must not contain the unit separator \\x1f: {value!r}")
         return f"{self.thread_prefix}{thread}{SEPARATOR}{checkpoint_ns}"
 
     def _split_key(self, key: str) -> tuple[str, str]:
@@ -341,16 +354,58 @@ class RelaySaver(BaseCheckpointSaver[str]):
         return await self._tuple(key, record, state)
 
     async def _tuple(self, key: str, record: RelayMetadata, state: bytes) -> CheckpointTuple:
-        """Rebuild LangGraph's tuple: checkpoint, its channel values, metadata and pending writes."""
-        where = f"{key}/{record.id}"
-        checkpoint: Checkpoint = self.serde.loads_typed(unpack(state, where))
+        """Rebuild LangGraph's tuple: checkpoint, its channel values, metadata and pending writes
+        (the values and the writes are independent reads, sent together where that helps)."""
+        checkpoint, channels = self._decode(key, record, state)
+        blobs, writes = await self._read_together(
+            self._attachments(key, channels), self.store.checkpoints.list_writes(key, record.id)
+        )
+        return self._assemble(key, record, checkpoint, channels, blobs, writes)
+
+    async def _listed_tuple(self, key: str, record: RelayMetadata) -> CheckpointTuple:
+        """The tuple of a listed record, whose state is still to load (NotFound if it is gone).
+
+        On a parallel backend one round of reads does it: the record's ``lg_blobs`` names the
+        attachments before the state is decoded (those it misses are asked for after).
+        """
+        if not self._parallel_reads:
+            _, state = await self.store.checkpoints.load(key, record.id)
+            return await self._tuple(key, record, state)
+        listed = _listed_blob_keys(record)
+        (_, state), blobs, writes = await self._read_together(
+            self.store.checkpoints.load(key, record.id),
+            self._attachments(key, listed),
+            self.store.checkpoints.list_writes(key, record.id),
+        )
+        checkpoint, channels = self._decode(key, record, state)
+        unlisted = [k for k in channels if k not in listed]
+        if unlisted:
+            blobs = {**blobs, **await self._attachments(key, unlisted)}
+        return self._assemble(key, record, checkpoint, channels, blobs, writes)
+
+    def _decode(self, key: str, record: RelayMetadata, state: bytes) -> tuple[Checkpoint, dict[str, str]]:
+        """The checkpoint without its values, and the channel of each attachment key it needs."""
+        checkpoint: Checkpoint = self.serde.loads_typed(unpack(state, f"{key}/{record.id}"))
         versions = checkpoint.get("channel_versions") or {}
-        keys = {attachment_key(c, v): c for c, v in versions.items()}
-        blobs = await self.store.checkpoints.get_attachments(key, keys) if keys else {}
+        return checkpoint, {attachment_key(c, v): c for c, v in versions.items()}
+
+    async def _attachments(self, key: str, keys: Collection[str]) -> dict[str, bytes]:
+        return await self.store.checkpoints.get_attachments(key, keys) if keys else {}
+
+    def _assemble(
+        self,
+        key: str,
+        record: RelayMetadata,
+        checkpoint: Checkpoint,
+        channels: dict[str, str],
+        blobs: dict[str, bytes],
+        writes: Sequence[PendingWrite],
+    ) -> CheckpointTuple:
         checkpoint["channel_values"] = {
-            keys[k]: self.serde.loads_typed(unpack(blob, f"{key}/{k}")) for k, blob in blobs.items()
+            channel: self.serde.loads_typed(unpack(blobs[k], f"{key}/{k}"))
+            for k, channel in channels.items()
+            if k in blobs
         }
-        writes = await self.store.checkpoints.list_writes(key, record.id)
         thread_id, namespace = self._split_key(key)
         return CheckpointTuple(
             config=_config(thread_id, namespace, record.id),
@@ -361,6 +416,25 @@ class RelaySaver(BaseCheckpointSaver[str]):
                 (w.task_id, w.channel, self.serde.loads_typed((w.type or "null", w.value))) for w in writes
             ],
         )
+
+    async def _read_together(self, *reads: Coroutine[Any, Any, Any]) -> list[Any]:
+        """Results of independent reads: sent concurrently where the backend serves calls in
+        parallel, else one after another. The first failure is raised, after every read ended."""
+        if not self._parallel_reads:
+            results = []
+            try:
+                for read in reads:
+                    results.append(await read)
+            except BaseException:
+                for read in reads:  # the ones left unstarted (a no-op on the others)
+                    read.close()
+                raise
+            return results
+        results = await asyncio.gather(*reads, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
 
     async def alist(
         self,
@@ -390,10 +464,10 @@ class RelaySaver(BaseCheckpointSaver[str]):
             if filter and not _matches(_metadata_of(record), filter):
                 continue
             try:
-                _, state = await self.store.checkpoints.load(key, record.id)
+                found = await self._listed_tuple(key, record)
             except NotFound:
                 continue  # deleted while we listed
-            yield await self._tuple(key, record, state)
+            yield found
             produced += 1
             if limit is not None and produced >= limit:
                 return
@@ -544,7 +618,8 @@ class RelaySaver(BaseCheckpointSaver[str]):
             counter = int(current)
         else:
             counter = int(str(current).split(".", 1)[0])
-        return f"{counter + 1:032}.{secrets.randbelow(10**16):016}"
+        # Not a secret, so the (fork-safe) random module, not an urandom call per version.
+        return f"{counter + 1:032}.{random.randrange(10**16):016}"
 
     # ------------------------------------------------------------------ sync twins
 
@@ -647,7 +722,7 @@ def _config(thread_id: str, namespace: str, checkpoint_id: str) -> RunnableConfi
 
 def _dump_json(value: Any) -> str:
     """Compact JSON; values JSON cannot hold (a datetime in user metadata) become strings."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _JSON.encode(value)
 
 
 def _metadata_of(record: RelayMetadata) -> CheckpointMetadata:
@@ -664,6 +739,17 @@ def _metadata_of(record: RelayMetadata) -> CheckpointMetadata:
 def _blob_keys_of(record: RelayMetadata) -> Iterable[str]:
     text = record.custom.get(_BLOBS_KEY)
     return json.loads(text) if text else ()
+
+
+def _listed_blob_keys(record: RelayMetadata) -> set[str]:
+    """The attachment keys ``aput`` listed for the checkpoint; none if unreadable (a reader then
+    asks for the keys its state names; garbage collection, which must not guess, reads them
+    strictly with :func:`_blob_keys_of`)."""
+    try:
+        keys = _blob_keys_of(record)
+    except ValueError:
+        return set()
+    return {k for k in keys if isinstance(k, str)} if isinstance(keys, list) else set()
 
 
 def _matches(metadata: CheckpointMetadata, wanted: dict[str, Any]) -> bool:

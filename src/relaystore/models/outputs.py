@@ -42,9 +42,17 @@ class OutputRef(str):
         return cls("out-" + secrets.token_hex(16))
 
     @classmethod
+    def _checked(cls, value: str) -> OutputRef:
+        return str.__new__(cls, value)
+
+    @classmethod
     def __get_pydantic_core_schema__(cls, _source: Any, _handler: GetCoreSchemaHandler) -> CoreSchema:
+        # The pattern runs in pydantic's Rust core, so a listing of thousands of records does
+        # not call Python's re for every ref; only the wrapping into OutputRef is Python.
         return core_schema.no_info_after_validator_function(
-            cls, core_schema.str_schema(), serialization=core_schema.to_string_ser_schema()
+            cls._checked,
+            core_schema.str_schema(pattern=_REF.pattern),
+            serialization=core_schema.to_string_ser_schema(),
         )
 
 

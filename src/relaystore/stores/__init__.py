@@ -37,6 +37,7 @@ class Store:
         self.checkpoints = checkpoints
         self.outputs = outputs
         self.adaptive = adaptive
+        adaptive.database = (backend, url)
         self._blobs = blobs
         self._close = close
         self._info = info

@@ -15,9 +15,11 @@ Semantics, as NeMo Relay's InMemoryBackend and RedisBackend:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import TypeAdapter
@@ -93,8 +95,29 @@ class _StaleDocument(Exception):
     """Raised inside an ``_update_doc`` apply function to abort a compare-and-set put."""
 
 
+_UPDATE_LOCKS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, asyncio.Lock]
+] = weakref.WeakKeyDictionary()
+
+
+def _update_lock(document: Hashable) -> asyncio.Lock:
+    """The lock that queues this event loop's updates of one document (dropped when unused)."""
+    per_loop = _UPDATE_LOCKS.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+    lock = per_loop.get(document)
+    if lock is None:
+        lock = per_loop[document] = asyncio.Lock()
+    return lock
+
+
 class AdaptiveStore(ABC):
     """Learned state of NeMo Relay's adaptive runtime. All methods are coroutines."""
+
+    database: Hashable | None = None
+    """What names the database behind this store; :class:`~relaystore.stores.Store` sets it to
+    ``(backend, url)``. Updates of one document through stores with the same ``database`` in one
+    process wait for each other in-process, so they never race a compare-and-set they would
+    lose (and then redo the decode-apply-encode); across processes the backend's own atomic
+    step decides. ``None``: this store only."""
 
     # ------------------------------------------------------------------ runs
 
@@ -187,8 +210,9 @@ class AdaptiveStore(ABC):
         """Atomically replace the agent's accumulators with ``fn(current)``.
 
         ``fn`` gets the stored value (or None) and returns the new one; returning None leaves the
-        document as it is. Concurrent updaters, in any process, never lose an update. ``fn`` must
-        be a pure function: a backend that retries (Redis WATCH) may call it more than once.
+        document as it is. Concurrent updaters, in any process, never lose an update; within one
+        process they take turns (see :attr:`database`). ``fn`` must be a pure function: a backend
+        that retries (Redis compare-and-set) may call it more than once.
         Returns the value stored afterwards.
         """
         return await self._update("accumulators", agent_id, fn)  # type: ignore[no-any-return]
@@ -286,7 +310,8 @@ class AdaptiveStore(ABC):
             decoded[new_text] = new
             return new_text
 
-        text = await self._update_doc(kind, key, apply)
+        async with _update_lock((self.database or self, kind, key)):
+            text = await self._update_doc(kind, key, apply)
         if text in decoded:
             return decoded[text]
         return parse_json(adapter, text, f"{kind}:{key}")  # type: ignore[arg-type]

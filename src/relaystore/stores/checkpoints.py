@@ -91,7 +91,7 @@ class CheckpointStore(ABC):
             raise InvalidInput(
                 f"metadata.thread_id {metadata.thread_id!r} does not match thread_id {thread_id!r}"
             )
-        if not isinstance(state, bytes | bytearray | memoryview):
+        if not isinstance(state, _BYTES_LIKE):
             raise InvalidInput(f"state must be bytes, got {type(state).__name__}")
         if expected_head is not ANY and expected_head is not None:
             check_id(expected_head, "expected_head")
@@ -359,8 +359,11 @@ def _check_write(write: PendingWrite) -> PendingWrite:
     return write
 
 
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+
+
 def _as_bytes(value: object) -> bytes:
-    if not isinstance(value, bytes | bytearray | memoryview):
+    if not isinstance(value, _BYTES_LIKE):
         raise InvalidInput(f"an attachment must be bytes, got {type(value).__name__}")
     return bytes(value)
 

@@ -158,12 +158,22 @@ class OutputStore(ABC):
         ``max_depth`` 1 gives the direct parents. Raises :class:`OutputNotFound` for ``ref``.
         """
         start = await self.get(ref)
-        return await self._walk(start, max_depth, lambda recs: self._parents_of(recs))
+        reachable = await self._ancestor_records(start) if max_depth is None else None
+        if reachable is None:
+            return await self._walk(start, max_depth, self._parents_of)
+        by_id = {record.id: record for record in reachable}
+
+        async def parents_in_hand(
+            records: Sequence[OutputRecord], seen: set[OutputRef]
+        ) -> builtins.list[OutputRecord]:
+            return [by_id[p] for r in records for p in r.parent_refs if p in by_id and p not in seen]
+
+        return await self._walk(start, None, parents_in_hand)
 
     async def descendants(self, ref: str, *, max_depth: int | None = None) -> builtins.list[OutputRecord]:
         """Records that name ``ref`` as a parent, their children and so on, nearest first."""
         start = await self.get(ref)
-        return await self._walk(start, max_depth, lambda recs: self._children_of([r.id for r in recs]))
+        return await self._walk(start, max_depth, lambda recs, _seen: self._children_of([r.id for r in recs]))
 
     # ------------------------------------------------------------------ helpers
 
@@ -179,8 +189,11 @@ class OutputStore(ABC):
         records = await self._list(flt, decode_seq_cursor(cursor), fetch_size(limit))
         return make_page([(r.seq, r) for r in records], limit)
 
-    async def _parents_of(self, records: Sequence[OutputRecord]) -> builtins.list[OutputRecord]:
-        refs = list(dict.fromkeys(p for r in records for p in r.parent_refs))
+    async def _parents_of(
+        self, records: Sequence[OutputRecord], seen: set[OutputRef]
+    ) -> builtins.list[OutputRecord]:
+        # Parents already reached are not fetched again (a DAG's shared root would be, per level).
+        refs = list(dict.fromkeys(p for r in records for p in r.parent_refs if p not in seen))
         return await self._get_many(refs) if refs else []
 
     async def _walk(
@@ -196,7 +209,8 @@ class OutputStore(ABC):
         depth = 0
         while frontier and (max_depth is None or depth < max_depth):
             level = sorted(
-                (r for r in without_skipped(await step(frontier)) if r.id not in seen), key=lambda r: r.seq
+                (r for r in without_skipped(await step(frontier, seen)) if r.id not in seen),
+                key=lambda r: r.seq,
             )
             level = list({r.id: r for r in level}.values())
             seen.update(r.id for r in level)
@@ -229,3 +243,9 @@ class OutputStore(ABC):
     @abstractmethod
     async def _children_of(self, refs: Sequence[OutputRef]) -> builtins.list[OutputRecord]:
         """Records whose ``parent_refs`` include any of ``refs``."""
+
+    async def _ancestor_records(self, start: OutputRecord) -> builtins.list[OutputRecord] | None:
+        """Every stored record reachable from ``start`` along ``parent_refs``, in any order, read
+        in one query; ``None`` when the backend cannot, and the store then walks level by level
+        (one read per level). A corrupt record raises :class:`CorruptRecord`."""
+        return None
