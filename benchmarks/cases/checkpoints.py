@@ -59,11 +59,11 @@ DURABLE = ("sqlite", "postgres", "redis", "file")
 QUICK_200KB = ("sqlite",)  # --quick keeps its 2 minutes: the 2 KB cases cover the other backends
 
 SAVE_REASONS = {
-    RAW: "The raw peer writes on the calling thread with nothing to validate; relaystore builds and "
-    "checks a CheckpointMetadata model and hops to its worker thread per save "
-    "(`python -m benchmarks.profile_sqlite` shows where the time goes).",
-    SAVER: "Both do one durable SQLite commit per save; relaystore also builds and checks a "
-    "CheckpointMetadata model and validates ids, so with fsync this cheap it cannot be 1.5× faster.",
+    RAW: "Both commit inline with one fsync; relaystore also checks ids, copies and serializes a "
+    "CheckpointMetadata model, and keeps a unique (thread, id) index and AUTOINCREMENT seq the raw "
+    "table lacks (`python -m benchmarks.profile_sqlite` shows where the time goes).",
+    SAVER: "Both do one durable SQLite commit per save; what relaystore saves is the hop to a thread "
+    "(its small writes commit inline), so the margin is that hop against the fsync.",
     PG_SAVER: "Both are bound by one durable commit on a 2-core box shared with the server: relaystore's "
     "save is already one round trip (advisory lock and INSERT in one statement, for per-thread order); "
     "what is left is the commit itself, so 1.5× at equal durability needs group commit.",

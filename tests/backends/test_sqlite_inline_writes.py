@@ -116,3 +116,22 @@ async def test_the_worker_checkpoints_the_wal_after_inline_commits(
         await _save(store, "t", b"x" * 8192)
     await _db(store).call(lambda: None)  # the queued checkpoints have run
     assert database.stat().st_size > before + 8 * 8192
+
+
+async def test_the_wal_is_rewound_after_each_checkpoint_not_grown_forever(
+    store: relaystore.Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A checkpoint that runs beside inline commits must still let the next writer start the WAL
+    # from the beginning; a WAL that only grows makes every fsync extend the file.
+    monkeypatch.setattr(sqlite_backend, "CHECKPOINT_EVERY", 20)
+    wal = tmp_path / "inline.db-wal"
+
+    async def save_many(count: int) -> int:
+        for _ in range(count):
+            await _save(store, "t", b"x" * 4096)
+        await _db(store).call(lambda: None)
+        return wal.stat().st_size
+
+    after_two_rounds = await save_many(40)
+    after_twelve_rounds = await save_many(200)
+    assert after_twelve_rounds < 2 * after_two_rounds
