@@ -556,8 +556,22 @@ def _fill_result(result: CaseResult, case: Case, matchup: Matchup, samples: list
 
 async def _interleave(ops: list[Op], n: int, repeats: int) -> list[list[float]]:
     """``samples[contender][repeat]`` in ops/s. Within a repeat the contenders take turns slice by
-    slice; the order of turns rotates, so no one always runs first (or right after a GC)."""
+    slice; the order of turns rotates, so no one always runs first (or right after a GC).
+
+    Everything alive after the set-up (prefills, earlier cases' leftovers) is frozen out of the
+    garbage collector while timing: otherwise a full collection, triggered by whichever
+    contender happens to allocate at that moment, walks hundreds of MB that no contender made.
+    """
     next_index = [await _warm_up(op, n) for op in ops]
+    gc.collect()
+    gc.freeze()
+    try:
+        return await _timed_repeats(ops, n, repeats, next_index)
+    finally:
+        gc.unfreeze()
+
+
+async def _timed_repeats(ops: list[Op], n: int, repeats: int, next_index: list[int]) -> list[list[float]]:
     samples: list[list[float]] = [[0.0] * repeats for _ in ops]
     turn = 0
     for rep in range(repeats):

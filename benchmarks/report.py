@@ -206,7 +206,9 @@ def markdown(
         f"- {_tally(results)} Each miss is listed with its reason [at the end](#targets-missed).",
         "",
         "How to read this: each case times the relaystore operation and its peers in the same process; "
-        "per repeat every contender runs N operations, in slices of N/10 taken in rotating turns. "
+        "per repeat every contender runs N operations, in slices of N/10 taken in rotating turns; "
+        "objects alive after the set-up are frozen out of the garbage collector while timing "
+        "(`gc.freeze`), so no contender pays for walking another's prefill. "
         "Figures are the median ops/s over the repeats with the min–max in brackets; the ratio is "
         "relaystore ÷ peer ops/s, paired per repeat (median, min–max), so above 1× relaystore is faster. "
         "A target marked ~noise lies inside the repeats' min–max ratio: a rerun could flip it. "
