@@ -11,7 +11,7 @@ Design:
 - ``seq`` columns are ``INTEGER PRIMARY KEY AUTOINCREMENT``: assigned by SQLite, strictly
   increasing, never reused after a delete (mlua-swarm's ``MAX(seq)+1`` is unsafe across processes).
 - One writer connection per store, used by one worker thread, so the event loop never waits for
-  a lock or a large write. Small writes (a checkpoint, an output, a run: at most 64 KiB) first try
+  a lock or a large write. Small writes (a checkpoint, an output, a run: at most 256 KiB) first try
   a second connection on the event loop thread with no busy wait: a hop to a thread and back
   costs more than a fast commit. If the lock is taken they go to the worker; if inline commits
   average over 2 ms (a slow disk) the next 256 writes go to the worker too, so the loop never
@@ -52,7 +52,8 @@ _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
 _WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
 _CHUNK = 500  # bound on "IN (?, ?, …)" lists
-INLINE_MAX_BYTES = 64 * 1024  # writes carrying more run on the worker thread
+# Larger writes run on the worker; below it, the loop already spends about as long encoding the value.
+INLINE_MAX_BYTES = 256 * 1024
 INLINE_SLOW_S = 0.002  # when inline writes average more than this, the next ones go to the worker…
 INLINE_BACKOFF = 256  # …this many of them
 INLINE_WEIGHT = 1 / 16  # of the newest inline write in that moving average: one spike is not a slow disk
