@@ -52,4 +52,4 @@ async def test_version_3_file_migrates_to_rowid_tables_keeping_its_records(tmp_p
     tables = _tables_sql(path)
     for table in LARGE_TABLES:
         assert "WITHOUT ROWID" not in tables[table], table
-    assert not any(name.endswith("_v4") for name in tables)
+    assert not any(name.endswith("_new") for name in tables)

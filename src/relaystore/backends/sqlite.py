@@ -61,6 +61,20 @@ CHECKPOINT_EVERY = 200  # inline commits between WAL checkpoints on the worker (
 CHECKPOINT_WAIT_MS = 100  # how long that checkpoint waits for other connections before giving up
 _BUSY: Any = object()  # an inline write found the lock taken; nothing was written
 
+
+def _as_rowid_table(table: str, columns: str, key: str) -> str:
+    """SQL rebuilding ``table`` as an ordinary rowid table with the same columns (all NOT NULL)
+    and primary key, keeping its rows. ``columns`` is ``"name TYPE, …"``."""
+    names = ", ".join(column.split()[0] for column in columns.split(", "))
+    definitions = ", ".join(f"{column} NOT NULL" for column in columns.split(", "))
+    return (
+        f"CREATE TABLE {table}_new ({definitions}, PRIMARY KEY ({key}));"
+        f"INSERT INTO {table}_new SELECT {names} FROM {table};"
+        f"DROP TABLE {table};"
+        f"ALTER TABLE {table}_new RENAME TO {table}"
+    )
+
+
 MIGRATIONS: list[str] = [
     # 1: the three faces
     """
@@ -146,38 +160,19 @@ MIGRATIONS: list[str] = [
     # inside its primary-key b-tree, so a 200 KB value spills into overflow pages on every write
     # and read (SQLite advises it only for rows under ~1/20 of a page): a 200 KB attachment read
     # 3-4x slower, a write ~30% slower. The primary key becomes a unique index.
-    """
-    CREATE TABLE documents_v4 (
-        kind TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, key)
-    );
-    INSERT INTO documents_v4 SELECT kind, key, doc FROM documents;
-    DROP TABLE documents;
-    ALTER TABLE documents_v4 RENAME TO documents;
-
-    CREATE TABLE checkpoint_writes_v4 (
-        thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL, task_id TEXT NOT NULL,
-        idx INTEGER NOT NULL, write TEXT NOT NULL,
-        PRIMARY KEY (thread_id, checkpoint_id, task_id, idx)
-    );
-    INSERT INTO checkpoint_writes_v4
-        SELECT thread_id, checkpoint_id, task_id, idx, write FROM checkpoint_writes;
-    DROP TABLE checkpoint_writes;
-    ALTER TABLE checkpoint_writes_v4 RENAME TO checkpoint_writes;
-
-    CREATE TABLE thread_attachments_v4 (
-        thread_id TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (thread_id, key)
-    );
-    INSERT INTO thread_attachments_v4 SELECT thread_id, key, value FROM thread_attachments;
-    DROP TABLE thread_attachments;
-    ALTER TABLE thread_attachments_v4 RENAME TO thread_attachments;
-
-    CREATE TABLE blob_chunks_v4 (
-        owner TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (owner, idx)
-    );
-    INSERT INTO blob_chunks_v4 SELECT owner, idx, data FROM blob_chunks;
-    DROP TABLE blob_chunks;
-    ALTER TABLE blob_chunks_v4 RENAME TO blob_chunks;
-    """,
+    ";".join(
+        _as_rowid_table(table, columns, key)
+        for table, columns, key in (
+            ("documents", "kind TEXT, key TEXT, doc TEXT", "kind, key"),
+            (
+                "checkpoint_writes",
+                "thread_id TEXT, checkpoint_id TEXT, task_id TEXT, idx INTEGER, write TEXT",
+                "thread_id, checkpoint_id, task_id, idx",
+            ),
+            ("thread_attachments", "thread_id TEXT, key TEXT, value BLOB", "thread_id, key"),
+            ("blob_chunks", "owner TEXT, idx INTEGER, data BLOB", "owner, idx"),
+        )
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _SYNC_MODES = {"off", "normal", "full", "extra"}
