@@ -17,22 +17,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import sql
 
 from benchmarks.harness import PG_URL, Contender, Context, Matchup, Op, Target, case
-from benchmarks.langgraph import _database_bytes
+from benchmarks.langgraph import relay_saver_on_file, sqlite_saver_on_file, stored_bytes
 from benchmarks.payloads import channel_values, thread_of
-from benchmarks.peers.langgraph_savers import SaverDriver
+from benchmarks.peers.langgraph_savers import SaverDriver, UnchangedChannel
 from relaystore.integrations.langgraph import RelaySaver
 
 RELAY = "RelaySaver"
@@ -217,68 +214,12 @@ def alist(ctx: Context) -> Matchup:
 # --------------------------------------------------------------------------- unchanged big channel
 
 
-class UnchangedChannel:
-    """Puts checkpoints where ``messages`` (~200 KB) keeps its version and only ``step`` changes."""
-
-    def __init__(self, saver: BaseCheckpointSaver[Any]) -> None:
-        self.saver = saver
-        self.messages = channel_values("200 KB")["messages"]
-        self.versions: dict[str, dict[str, Any]] = {}
-        self.heads: dict[str, str] = {}
-
-    async def put(self, thread_id: str, step: int) -> None:
-        versions = self.versions.get(thread_id)
-        first = versions is None
-        if versions is None:
-            versions = self.versions[thread_id] = {
-                "messages": self.saver.get_next_version(None, None),
-                "step": None,
-            }
-        versions["step"] = self.saver.get_next_version(versions["step"], None)
-        changed = dict(versions) if first else {"step": versions["step"]}
-        checkpoint = {
-            "v": 4,
-            "id": str(uuid6(clock_seq=step)),
-            "ts": datetime.now(UTC).isoformat(),
-            "channel_values": {"messages": self.messages, "step": step},
-            "channel_versions": dict(versions),
-            "versions_seen": {},
-            "updated_channels": list(changed),
-        }
-        configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
-        if thread_id in self.heads:
-            configurable["checkpoint_id"] = self.heads[thread_id]
-        saved = await self.saver.aput({"configurable": configurable}, checkpoint, {"step": step}, changed)  # type: ignore[arg-type]
-        self.heads[thread_id] = saved["configurable"]["checkpoint_id"]
-
-
-async def _dedup_bytes(make: Any, path: Path) -> int:
-    """Database bytes after DEDUP_STEPS puts on one thread (a fresh sqlite file at ``path``)."""
-    async with make(path) as saver:
-        writer = UnchangedChannel(saver)
-        for step in range(DEDUP_STEPS):
-            await writer.put("dedup", step)
-    return _database_bytes(path)
-
-
-@asynccontextmanager
-async def _relay_file(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    async with RelaySaver.from_url(f"sqlite:///{path}") as saver:
-        yield saver
-
-
-@asynccontextmanager
-async def _native_file(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-        await saver.setup()
-        yield saver
-
-
 def _unchanged_contender(ctx: Context, label: str, native: bool, facts: dict[str, Any]) -> Contender:
     @asynccontextmanager
     async def setup() -> AsyncIterator[Op]:
-        make = _native_file if native else _relay_file
-        size = await _dedup_bytes(make, ctx.path(f"dedup-{'peer' if native else 'relay'}.db"))
+        on_file = sqlite_saver_on_file if native else relay_saver_on_file
+        path = ctx.path(f"dedup-{'peer' if native else 'relay'}.db")
+        size = await stored_bytes(on_file, path, DEDUP_STEPS)
         facts[f"bytes for {DEDUP_STEPS} checkpoints"] = size
         opener = native_saver(ctx, "peer") if native else relay_saver(ctx, "relay")
         async with opener as saver:

@@ -636,6 +636,7 @@ async def open_store(url: str, **options: Any) -> Store:
         blobs=HttpBlobStore(client),
         close=client.http.aclose,
         info=info,
+        concurrent_calls=True,
     )
 
 

@@ -1129,4 +1129,5 @@ async def open_store(url: str, **options: Any) -> Store:
         blobs=blobs,
         close=db.close,
         info=info,
+        concurrent_calls=True,
     )

@@ -1057,4 +1057,5 @@ async def open_store(url: str, **options: Any) -> Store:
         blobs=blobs,
         close=conn.close,
         info=info,
+        concurrent_calls=True,
     )

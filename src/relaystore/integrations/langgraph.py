@@ -57,10 +57,6 @@ _PAGE = 500  # rows per listing round trip when scanning a whole thread
 _PUT_WAIT = 60.0  # seconds aput_writes waits for its checkpoint's put, still in flight
 _METADATA_KEY = "lg_metadata"
 _BLOBS_KEY = "lg_blobs"
-# Backends whose calls each wait on a network round trip and may run side by side (a connection
-# pool, an HTTP client): independent reads go out together. The others answer from this process
-# (sqlite reads run inline), where tasks would only add overhead.
-_PARALLEL_BACKENDS = frozenset({"postgres", "redis", "http"})
 # One encoder for every dump: json.dumps with options builds a new encoder per call.
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 _T = TypeVar("_T")
@@ -124,7 +120,9 @@ class RelaySaver(BaseCheckpointSaver[str]):
             raise InvalidInput("thread_prefix must be a string without NUL")
         self.store = store
         self.thread_prefix = thread_prefix
-        self._parallel_reads = getattr(store, "backend", None) in _PARALLEL_BACKENDS
+        # Independent reads go out together only where calls wait on the network (Store.concurrent_calls);
+        # elsewhere tasks would only add overhead.
+        self._parallel_reads = store.concurrent_calls
         self._loop: asyncio.AbstractEventLoop | None = _running_loop()
         # (thread key, checkpoint id) -> set once that checkpoint is saved; see aput_writes
         self._saved: dict[tuple[str, str], asyncio.Event] = {}

@@ -31,8 +31,13 @@ class Store:
         blobs: BlobStore | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
         info: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        concurrent_calls: bool = False,
     ) -> None:
         self.url = url
+        self.concurrent_calls = concurrent_calls
+        """True when each call waits on a network round trip and calls may run side by side (a
+        connection pool, an HTTP client): independent reads are then worth sending together.
+        False when calls are answered in this process (sqlite reads run inline, memory, files)."""
         self.backend = backend
         self.checkpoints = checkpoints
         self.outputs = outputs
