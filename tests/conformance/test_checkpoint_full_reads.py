@@ -12,7 +12,9 @@ from tests.conformance.docs import checkpoint, corrupt_or_skip
 
 
 def write(task: str, idx: int, value: bytes = b"v", path: str = "") -> PendingWrite:
-    return PendingWrite(task_id=task, idx=idx, channel="messages", value=value, type="msgpack", task_path=path)
+    return PendingWrite(
+        task_id=task, idx=idx, channel="messages", value=value, type="msgpack", task_path=path
+    )
 
 
 def step(thread: str, checkpoint_id: str, refs: list[str], **attributes: object) -> CheckpointMetadata:
@@ -71,7 +73,9 @@ async def test_list_full_filters_on_attributes(store: Store) -> None:
     assert await ids(before="c3") == ["c2", "c1"]
     assert await ids(before="c2", filter={"source": "loop"}) == []
     page = await store.checkpoints.list_full("t1", filter={"source": "loop"}, limit=1)
-    rest = await store.checkpoints.list_full("t1", filter={"source": "loop"}, limit=1, cursor=page.next_cursor)
+    rest = await store.checkpoints.list_full(
+        "t1", filter={"source": "loop"}, limit=1, cursor=page.next_cursor
+    )
     assert [b.metadata.id for b in rest] == ["c2"]
 
 

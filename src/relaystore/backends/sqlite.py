@@ -430,7 +430,9 @@ class SqliteDatabase:
 
 
 def _b64decode(text: str | None) -> bytes:
-    return base64.b64decode(text or "")
+    """Either base64 alphabet, padded or not (pydantic wrote the URL-safe one)."""
+    raw = (text or "").replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -653,6 +653,13 @@ def items_of(item: dict[str, Any]) -> dict[str, Any]:
 
 
 STR = {"type": "string"}
+BASE64 = {"type": "string", "contentEncoding": "base64"}
+BUNDLE = obj(
+    metadata=ref("CheckpointMetadata"),
+    state=BASE64,
+    attachments={"type": "object", "additionalProperties": BASE64},
+    writes={"type": "array", "items": ref("PendingWrite")},
+)
 U32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
 OCTETS = {"application/octet-stream": {"type": "string", "format": "binary"}}
 REF_PATTERN = "^out-[0-9a-f]{10,64}$"
@@ -885,7 +892,7 @@ OPERATIONS: list[Op] = [
             opt("values", {"type": "boolean"}),
             *PAGE,
         ),
-        responses={200: json_of(obj(items={"type": "array"}, next_cursor=STR))},
+        responses={200: page_of(BUNDLE)},
         tag="checkpoints",
     ),
     Op(
@@ -894,7 +901,7 @@ OPERATIONS: list[Op] = [
         load_full,
         "One checkpoint (the latest without checkpoint_id) with its attachments and pending writes.",
         params=(q("thread_id"), opt("checkpoint_id", STR)),
-        responses={200: json_of(obj(metadata={"type": "object"}))},
+        responses={200: json_of(BUNDLE)},
         tag="checkpoints",
     ),
     Op(
