@@ -41,6 +41,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
 from relaystore.backends._options import flag, number
+from relaystore.backends.postgres_items import PgItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -1127,6 +1128,7 @@ async def open_store(url: str, **options: Any) -> Store:
         PgOutputStore(db),
         PgAdaptiveStore(db),
         blobs=blobs,
+        items=PgItemStore(db),
         close=db.close,
         info=info,
         concurrent_calls=True,

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from pydantic import TypeAdapter
 
 from relaystore.backends._options import merge_options, number
+from relaystore.backends.sqlite_items import SqliteItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -1009,6 +1010,7 @@ async def open_store(url: str, **options: Any) -> Store:
         SqliteOutputStore(db),
         SqliteAdaptiveStore(db),
         blobs=blobs,
+        items=SqliteItemStore(db),
         close=db.close,
         info=info,
     )
