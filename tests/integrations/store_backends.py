@@ -1,0 +1,65 @@
+"""Fresh RelayStores on each backend for the long-term-memory tests.
+
+``make(**kwargs)`` returns a new ``RelayStore`` on an empty store of the test's backend (its own
+file, or its own PostgreSQL schema) and closes and drops everything at teardown.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from relaystore.integrations.langgraph_store import RelayStore
+from tests.support.services import ensure_postgres
+
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
+BACKENDS = ["memory", "sqlite", "postgres"]
+MakeStore = Callable[..., RelayStore]
+
+
+def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
+    """A URL naming an empty store, and a function removing it afterwards."""
+    if backend == "memory":
+        return "memory://", lambda: None
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / f'items-{uuid.uuid4().hex}.db'}", lambda: None
+    reason = ensure_postgres()
+    if reason:
+        pytest.skip(f"postgres: {reason}")
+    schema = f"rs_items_{uuid.uuid4().hex}"
+
+    def drop() -> None:
+        with psycopg.connect(PG_SERVER, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+    return f"{PG_SERVER}?schema={schema}&pool_min=0&pool_max=3", drop
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make(backend: str, tmp_path: Path) -> Iterator[MakeStore]:
+    opened: list[RelayStore] = []
+    cleanups: list[Callable[[], None]] = []
+
+    def open_store(**kwargs: Any) -> RelayStore:
+        url, cleanup = backend_url(backend, tmp_path)
+        cleanups.append(cleanup)
+        store = RelayStore(url, **kwargs)
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+    for cleanup in cleanups:
+        cleanup()
