@@ -1,15 +1,10 @@
-"""Fresh RelayStores on each backend for the long-term-memory tests.
-
-``make(**kwargs)`` returns a new ``RelayStore`` on an empty store of the test's backend (its own
-file, or its own PostgreSQL schema) and closes and drops everything at teardown.
-"""
+"""Empty stores on each backend for the long-term-memory tests (fixtures in ``conftest.py``)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -39,27 +34,3 @@ def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
     return f"{PG_SERVER}?schema={schema}&pool_min=0&pool_max=3", drop
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def make(backend: str, tmp_path: Path) -> Iterator[MakeStore]:
-    opened: list[RelayStore] = []
-    cleanups: list[Callable[[], None]] = []
-
-    def open_store(**kwargs: Any) -> RelayStore:
-        url, cleanup = backend_url(backend, tmp_path)
-        cleanups.append(cleanup)
-        store = RelayStore(url, **kwargs)
-        opened.append(store)
-        return store
-
-    yield open_store
-    for store in opened:
-        store.close()
-    for cleanup in cleanups:
-        cleanup()

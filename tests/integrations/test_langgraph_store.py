@@ -28,7 +28,7 @@ from langgraph.store.base.batch import AsyncBatchedBaseStore
 
 from relaystore.errors import InvalidInput
 from relaystore.integrations.langgraph_store import RelayStore
-from tests.integrations.store_backends import MakeStore, backend, make  # noqa: F401 (fixtures)
+from tests.integrations.store_backends import MakeStore
 from tests.support.embeddings import LetterEmbeddings
 
 TREE = [
@@ -76,7 +76,11 @@ def test_list_namespaces_prefix_suffix_depth_and_pages(make: MakeStore) -> None:
     assert store.list_namespaces(prefix=("a", "b")) == under_ab
     assert store.list_namespaces(suffix=("f",)) == [("a", "b", "f"), ("a", "c", "f"), ("b", "a", "f")]
     assert store.list_namespaces(prefix=("a",), suffix=("f",)) == [("a", "b", "f"), ("a", "c", "f")]
-    assert store.list_namespaces(prefix=("a", "b"), max_depth=3) == [("a", "b", "c"), ("a", "b", "d"), ("a", "b", "f")]
+    assert store.list_namespaces(prefix=("a", "b"), max_depth=3) == [
+        ("a", "b", "c"),
+        ("a", "b", "d"),
+        ("a", "b", "f"),
+    ]
     assert store.list_namespaces(prefix=("a", "b"), limit=2) == under_ab[:2]
     assert store.list_namespaces(prefix=("a", "b"), offset=2) == under_ab[2:]
     assert store.list_namespaces(prefix=("a", "*", "f")) == [("a", "b", "f"), ("a", "c", "f")]
@@ -120,7 +124,9 @@ def test_list_namespaces_pagination_depth_and_empty(make: MakeStore) -> None:
         page = store.list_namespaces(prefix=("namespace",), limit=5, offset=offset)
         assert page == [("namespace", f"sub_{i:02d}") for i in range(offset, offset + 5)]
     other = make()
-    fill(other, [("a", "b", "c", "d"), ("a", "b", "c", "e"), ("a", "b", "f"), ("a", "g"), ("h", "i", "j", "k")])
+    fill(
+        other, [("a", "b", "c", "d"), ("a", "b", "c", "e"), ("a", "b", "f"), ("a", "g"), ("h", "i", "j", "k")]
+    )
     assert other.list_namespaces(max_depth=2) == [("a", "b"), ("a", "g"), ("h", "i")]
     assert other.list_namespaces(max_depth=0) == [()]
 
@@ -140,7 +146,9 @@ def test_several_conditions_of_one_kind_are_anded(make: MakeStore) -> None:
     op = ListNamespacesOp(
         match_conditions=(MatchCondition("prefix", ("a",)), MatchCondition("prefix", ("*", "b"))), limit=10
     )
-    assert store.batch([op]) == [[("a", "b", "c"), ("a", "b", "d", "e"), ("a", "b", "d", "i"), ("a", "b", "f")]]
+    assert store.batch([op]) == [
+        [("a", "b", "c"), ("a", "b", "d", "e"), ("a", "b", "d", "i"), ("a", "b", "f")]
+    ]
 
 
 # ------------------------------------------------------------------ namespaces
@@ -306,7 +314,7 @@ def test_search_order_and_pagination(make: MakeStore) -> None:
     listed = [i.key for i in store.search(("s",), limit=100)]
     assert listed == ["k2", "k6", "k5", "k4", "k3", "k1", "k0"]  # most recently updated first
     pages = [[i.key for i in store.search(("s",), limit=3, offset=o)] for o in (0, 3, 6)]
-    assert sum(pages, []) == listed
+    assert [key for page in pages for key in page] == listed
     assert store.search(("s",), limit=0) == []
     assert all(i.score is None for i in store.search(("s",), query="anything"))
 
@@ -354,7 +362,9 @@ async def test_an_opened_store_is_used_on_its_own_loop() -> None:
 
 async def test_batched_front_groups_and_dedupes(make: MakeStore) -> None:
     front = Batched(make())
-    await asyncio.gather(front.aput(("test",), "same", {"value": "same"}), front.aput(("test",), "diff", {"value": "d"}))
+    await asyncio.gather(
+        front.aput(("test",), "same", {"value": "same"}), front.aput(("test",), "diff", {"value": "d"})
+    )
     front.calls.clear()
     results = await asyncio.gather(
         front.aget(("test",), "same"), front.aget(("test",), "same"), front.aget(("test",), "diff")
@@ -362,7 +372,9 @@ async def test_batched_front_groups_and_dedupes(make: MakeStore) -> None:
     assert results[0] == results[1] != results[2]
     assert len(front.calls) == 1 and len(front.calls[0]) == 2
     front.calls.clear()
-    await asyncio.gather(front.aput(("test",), "key", {"value": 1}), front.aput(("test",), "key", {"value": 2}))
+    await asyncio.gather(
+        front.aput(("test",), "key", {"value": 1}), front.aput(("test",), "key", {"value": 2})
+    )
     assert front.calls == [[PutOp(("test",), "key", {"value": 2})]]
     assert (await front.aget(("test",), "key")).value == {"value": 2}  # type: ignore[union-attr]
     front.calls.clear()
@@ -401,7 +413,11 @@ def test_index_config_is_kept(make: MakeStore) -> None:
 
 async def test_vector_insert_update_and_opt_out(make: MakeStore) -> None:
     store = make(index={"dims": 128, "embed": embeddings(), "fields": ["text"]})
-    for key, text in [("d1", "zany zebra Xerxes"), ("d2", "something about dogs"), ("d3", "text about birds")]:
+    for key, text in [
+        ("d1", "zany zebra Xerxes"),
+        ("d2", "something about dogs"),
+        ("d3", "text about birds"),
+    ]:
         await store.aput(("v",), key, {"text": text})
     first = await store.asearch(("v",), query="zany zebra Xerxes")
     assert first[0].key == "d1" and first[0].score == pytest.approx(1.0, abs=1e-3)
@@ -424,7 +440,10 @@ def test_vector_search_with_filters(make: MakeStore) -> None:
         ("doc4", {"text": "blue car", "color": "blue", "score": 3.5}),
     ]:
         store.put(("test",), key, value)
-    assert [i.key for i in store.search(("test",), query="apple", filter={"color": "red"})] == ["doc1", "doc2"]
+    assert [i.key for i in store.search(("test",), query="apple", filter={"color": "red"})] == [
+        "doc1",
+        "doc2",
+    ]
     assert [i.key for i in store.search(("test",), query="car", filter={"color": "red"})] == ["doc2", "doc1"]
     assert len(store.search(("test",), query="blue", filter={"score": {"$gt": 3.2}})) == 3
     both = store.search(("test",), query="apple", filter={"score": {"$gte": 4.0}, "color": "green"})
@@ -434,7 +453,10 @@ def test_vector_search_with_filters(make: MakeStore) -> None:
 async def test_concurrent_vector_searches_through_the_batching_front(make: MakeStore) -> None:
     front = Batched(make(index={"dims": 128, "embed": embeddings()}))
     colors, things = ["red", "blue", "green", "yellow", "purple"], ["apple", "car", "house", "book", "phone"]
-    docs = [(f"doc{i}", {"text": f"{colors[i % 5]} {things[i % 5]}", "color": colors[i % 5], "i": i}) for i in range(30)]
+    docs = [
+        (f"doc{i}", {"text": f"{colors[i % 5]} {things[i % 5]}", "color": colors[i % 5], "i": i})
+        for i in range(30)
+    ]
     await asyncio.gather(
         *[front.aput(("t",), k, v) for k, v in docs],
         *[front.adelete(("t",), k) for k, _ in docs],
@@ -450,7 +472,10 @@ async def test_vector_search_pagination(make: MakeStore) -> None:
     store = make(index={"dims": 128, "embed": embeddings()})
     for i in range(5):
         await store.aput(("p",), f"doc{i}", {"text": f"test document number {i}"})
-    first, second = store.search(("p",), query="test", limit=2), store.search(("p",), query="test", limit=2, offset=2)
+    first, second = (
+        store.search(("p",), query="test", limit=2),
+        store.search(("p",), query="test", limit=2, offset=2),
+    )
     assert len(first) == len(second) == 2
     assert {i.key for i in first}.isdisjoint(i.key for i in second)
     assert len(await store.asearch(("p",), query="test", limit=10)) == 5

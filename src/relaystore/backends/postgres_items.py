@@ -90,7 +90,9 @@ async def migrate(db: PgDatabase) -> None:
         for version in range(current + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[version - 1]:
                 await conn.execute(db.sql(statement))
-            await conn.execute(db.sql("INSERT INTO {s}.relaystore_items_schema (version) VALUES (%s)"), (version,))
+            await conn.execute(
+                db.sql("INSERT INTO {s}.relaystore_items_schema (version) VALUES (%s)"), (version,)
+            )
 
 
 def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
@@ -122,7 +124,8 @@ def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
 
 
 def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[str], list[Any]]:
-    clauses, params = ["true"], []
+    clauses: list[str] = ["true"]
+    params: list[Any] = []
     if low is not None:
         clauses.append("ns >= %s")
         params.append(low)
@@ -215,7 +218,9 @@ class PgItemStore(ItemStore):
             if touch:
                 await cur.executemany(self._db.sql(_TOUCH), [(now, ns, key, now) for ns, key in touch])
             if deletes:
-                await cur.executemany(self._db.sql("DELETE FROM {s}.items WHERE ns = %s AND key = %s"), deletes)
+                await cur.executemany(
+                    self._db.sql("DELETE FROM {s}.items WHERE ns = %s AND key = %s"), deletes
+                )
             if upserts:
                 await cur.executemany(self._db.sql(_UPSERT), upserts)
 

@@ -73,7 +73,8 @@ _KIND_TEST = {"number": "IN ('integer', 'real')", "string": "= 'text'", "null": 
 def migrate(conn: sqlite3.Connection) -> None:
     """Apply the missing item migrations inside the caller's write transaction."""
     conn.execute(
-        "CREATE TABLE IF NOT EXISTS relaystore_items_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS relaystore_items_schema "
+        "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
     )
     current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM relaystore_items_schema").fetchone()[0]
     if current > SCHEMA_VERSION:
@@ -85,7 +86,8 @@ def migrate(conn: sqlite3.Connection) -> None:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
-            "INSERT INTO relaystore_items_schema VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))", (version,)
+            "INSERT INTO relaystore_items_schema VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            (version,),
         )
 
 
@@ -116,12 +118,16 @@ def condition_sql(condition: Condition) -> tuple[str, list[Any]] | None:
             return "json_type(value, ?) = 'object'", [path]
         return "(json_type(value, ?) = 'array' AND json_array_length(value, ?) = ?)", [path, path, operand]
     kind = json_kind(operand)
+    same: tuple[str, list[Any]]
     if kind == "bool":
         same = ("json_type(value, ?) = ?", [path, "true" if operand else "false"])
     elif kind == "null":
         same = ("json_type(value, ?) = 'null'", [path])
     else:
-        same = (f"(json_type(value, ?) {_KIND_TEST[kind]} AND json_extract(value, ?) {{}} ?)", [path, path, operand])
+        same = (
+            f"(json_type(value, ?) {_KIND_TEST[kind]} AND json_extract(value, ?) {{}} ?)",
+            [path, path, operand],
+        )
     if op in ("eq", "ne"):
         text = same[0].replace("{}", "=")
         if op == "ne":
@@ -132,7 +138,8 @@ def condition_sql(condition: Condition) -> tuple[str, list[Any]] | None:
 
 
 def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[str], list[Any]]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if low is not None:
         clauses.append("ns >= ?")
         params.append(low)

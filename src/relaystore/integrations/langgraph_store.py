@@ -266,7 +266,7 @@ class RelayStore(BaseStore):
         candidates = await self.items.search(prefix, conditions=conditions, limit=None, vectors=True)
         query = await self.embeddings.aembed_query(op.query)
         scored, scoreless = _rank(query, candidates)
-        page = scored[op.offset : op.offset + op.limit]
+        page: list[tuple[float | None, StoredItem]] = list(scored[op.offset : op.offset + op.limit])
         if len(page) < op.limit:
             skip = max(0, op.offset - len(scored))
             page += [(None, s) for s in scoreless[skip : skip + op.limit - len(page)]]

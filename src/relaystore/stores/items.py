@@ -390,7 +390,9 @@ class ItemStore(ABC):
             await self._touch_found(found, now)
         return found
 
-    async def write(self, writes: Sequence[ItemWrite], *, touch: Sequence[tuple[Namespace, str]] = ()) -> None:
+    async def write(
+        self, writes: Sequence[ItemWrite], *, touch: Sequence[tuple[Namespace, str]] = ()
+    ) -> None:
         """Apply puts and deletes atomically, after touching the live items in ``touch``.
 
         For the same ``(namespace, key)`` the last write wins.
