@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from relaystore.integrations.langgraph_store import RelayStore
-from tests.support.services import ensure_postgres
+from tests.support.redis_stores import purge
+from tests.support.services import ensure_postgres, ensure_redis
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
-BACKENDS = ["memory", "sqlite", "postgres"]
+REDIS_SERVER = "redis://127.0.0.1:6379/0"
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
 MakeStore = Callable[..., RelayStore]
 
 
@@ -24,6 +28,8 @@ def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
         return "memory://", lambda: None
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / f'items-{uuid.uuid4().hex}.db'}", lambda: None
+    if backend == "redis":
+        return _redis_url()
     reason = ensure_postgres()
     if reason:
         pytest.skip(f"postgres: {reason}")
@@ -34,3 +40,11 @@ def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
     return f"{PG_SERVER}?schema={schema}&pool_min=0&pool_max=3", drop
+
+
+def _redis_url() -> tuple[str, Callable[[], None]]:
+    reason = ensure_redis()
+    if reason:
+        pytest.skip(f"redis: {reason}")
+    prefix = f"rstest:{uuid.uuid4().hex}:"
+    return f"{REDIS_SERVER}?prefix={quote(prefix)}", lambda: asyncio.run(purge(REDIS_SERVER, prefix))
