@@ -18,7 +18,7 @@ from tests.support.services import ensure_postgres, ensure_redis
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_SERVER = "redis://127.0.0.1:6379/0"
-BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis", "file"]
 MakeStore = Callable[..., RelayStore]
 
 
@@ -28,6 +28,8 @@ def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
         return "memory://", lambda: None
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / f'items-{uuid.uuid4().hex}.db'}", lambda: None
+    if backend == "file":
+        return f"file://{tmp_path / f'items-{uuid.uuid4().hex}'}?fsync=false", lambda: None
     if backend == "redis":
         return _redis_url()
     reason = ensure_postgres()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from relaystore.errors import CorruptRecord
 from relaystore.stores.items import (
@@ -76,8 +76,10 @@ for k = 3, #KEYS do
     local expires = ''
     if ttl ~= '' then expires = fmt(now + tonumber(ttl)) end
     redis.call('HSET', h, key, created .. '|' .. updated .. '|' .. expires .. '|' .. ttl .. '\\n' .. value)
-    if vectors ~= '' then redis.call('HSET', h .. ':v', key, vectors) else redis.call('HDEL', h .. ':v', key) end
-    if expires ~= '' then redis.call('ZADD', KEYS[2], expires, member) else redis.call('ZREM', KEYS[2], member) end
+    if vectors ~= '' then redis.call('HSET', h .. ':v', key, vectors)
+    else redis.call('HDEL', h .. ':v', key) end
+    if expires ~= '' then redis.call('ZADD', KEYS[2], expires, member)
+    else redis.call('ZREM', KEYS[2], member) end
     redis.call('ZADD', KEYS[1], 0, ns)
     a = a + 6
   end
@@ -129,9 +131,7 @@ class RedisItemStore(ItemStore):
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
         script = self._get_script
         hashes = [self._hash(space) for space, _ in keys]
-        records = await self._conn.call(
-            hashes[0], lambda: script(keys=hashes, args=[key for _, key in keys])
-        )
+        records = await self._conn.call(hashes[0], lambda: script(keys=hashes, args=[key for _, key in keys]))
         found: list[StoredItem | None] = []
         for (space, key), record in zip(keys, records, strict=True):
             item = self._parse(space, key, record, None) if record else None
@@ -179,7 +179,8 @@ class RedisItemStore(ItemStore):
         return sorted({encode_namespace(i.namespace) for i in await self._live_items(low, high, now)})
 
     async def _write(self, puts: list[ItemWrite], touch: list[tuple[str, str]], now: float) -> None:
-        keys, args = [self._ns, self._exp], [repr(now)]
+        keys = [self._ns, self._exp]
+        args: list[str | bytes] = [repr(now)]
         for space, key in touch:
             keys.append(self._hash(space))
             args += ["t", space, key]
@@ -193,14 +194,15 @@ class RedisItemStore(ItemStore):
                 args += ["p", space, put.key, value_json(put.value), ttl, pack_vectors(put.vectors) or ""]
         await self._run(keys, args)
 
-    async def _run(self, keys: list[str], args: list[Any]) -> int:
+    async def _run(self, keys: list[str], args: list[str | bytes]) -> int:
         """Run the write script; return how many items it removed."""
         script = self._write_script
         return int(await self._conn.call(self._ns, lambda: script(keys=keys, args=args)))
 
     async def _sweep(self, now: float) -> int:
         members = await self._conn.do(self._exp, "ZRANGEBYSCORE", self._exp, "-inf", repr(now))
-        keys, args = [self._ns, self._exp], [repr(now)]
+        keys = [self._ns, self._exp]
+        args: list[str | bytes] = [repr(now)]
         for member in members:
             space, _, key = member.decode().partition("\x00")
             keys.append(self._hash(space))
