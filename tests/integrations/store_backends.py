@@ -13,12 +13,13 @@ import pytest
 from psycopg import sql
 
 from relaystore.integrations.langgraph_store import RelayStore
+from tests.conformance.factories import http as http_factory
 from tests.support.redis_stores import purge
 from tests.support.services import ensure_postgres, ensure_redis
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_SERVER = "redis://127.0.0.1:6379/0"
-BACKENDS = ["memory", "sqlite", "postgres", "redis", "file"]
+BACKENDS = ["memory", "sqlite", "postgres", "redis", "file", "http"]
 MakeStore = Callable[..., RelayStore]
 
 
@@ -30,6 +31,9 @@ def backend_url(backend: str, tmp_path: Path) -> tuple[str, Callable[[], None]]:
         return f"sqlite:///{tmp_path / f'items-{uuid.uuid4().hex}.db'}", lambda: None
     if backend == "file":
         return f"file://{tmp_path / f'items-{uuid.uuid4().hex}'}?fsync=false", lambda: None
+    if backend == "http":
+        server, _ = http_factory._running()  # one server per session, a new tenant per store
+        return f"{server.url}/t/{uuid.uuid4().hex}?token={server.admin_token}", lambda: None
     if backend == "redis":
         return _redis_url()
     reason = ensure_postgres()
