@@ -343,10 +343,10 @@ async def test_from_url_context_managers(tmp_path: Any) -> None:
         again.get(("cm",), "k")
 
 
-async def test_an_opened_store_is_used_on_its_own_loop() -> None:
+async def test_an_opened_store_is_used_on_its_own_loop(tmp_path: Any) -> None:
     import relaystore
 
-    async with relaystore.connect("memory://") as opened:
+    async with relaystore.connect(f"sqlite:///{tmp_path / 'own.db'}") as opened:
         store = RelayStore(opened)
         await store.aput(("own",), "k", {"v": 1})
         assert (await store.aget(("own",), "k")).value == {"v": 1}  # type: ignore[union-attr]
@@ -355,6 +355,15 @@ async def test_an_opened_store_is_used_on_its_own_loop() -> None:
         assert (await asyncio.to_thread(store.get, ("own",), "k")).value == {"v": 1}  # type: ignore[union-attr]
         store.close()
         assert not opened.closed  # a store it did not open stays open
+
+
+async def test_an_opened_memory_store_also_serves_sync_calls_on_its_loop() -> None:
+    import relaystore
+
+    async with relaystore.connect("memory://") as opened:
+        store = RelayStore(opened)
+        store.put(("own",), "k", {"v": 1})  # runs inline: the memory face never suspends
+        assert (await store.aget(("own",), "k")).value == {"v": 1}  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------ LangGraph's batching front

@@ -70,6 +70,8 @@ def _copy(value: Any) -> Any:
 
 
 class MemoryItemStore(ItemStore):
+    runs_inline = True  # every primitive returns without awaiting
+
     def __init__(self, items: _Items) -> None:
         self._i = items
 

@@ -27,6 +27,7 @@ a namespace prefix is a text range and text order is namespace order.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -96,9 +97,10 @@ class Condition:
 # --------------------------------------------------------------------------- encoding
 
 
+@functools.lru_cache(maxsize=4096)  # agents reuse a handful of namespaces
 def encode_namespace(namespace: Namespace) -> str:
     """The stored text of a namespace: every label followed by :data:`SEPARATOR`."""
-    return "".join(label + SEPARATOR for label in namespace)
+    return SEPARATOR.join(namespace) + SEPARATOR if namespace else ""
 
 
 def decode_namespace(text: str) -> Namespace:
@@ -130,6 +132,8 @@ def check_namespace(namespace: object, *, allow_empty: bool = False) -> Namespac
     labels = tuple(namespace)
     if not labels and not allow_empty:
         raise InvalidInput("a namespace must have at least one label")
+    if _known(labels):
+        return labels
     for label in labels:
         if not isinstance(label, str) or not label:
             raise InvalidInput(f"namespace labels are non-empty strings, got {label!r} in {labels!r}")
@@ -138,7 +142,19 @@ def check_namespace(namespace: object, *, allow_empty: bool = False) -> Namespac
         check_text(label, "a namespace label")
     if len(encode_namespace(labels).encode()) > MAX_NAMESPACE_BYTES:
         raise InvalidInput(f"namespace is longer than {MAX_NAMESPACE_BYTES} bytes")
+    if len(_CHECKED) < 4096:
+        _CHECKED.add(labels)
     return labels
+
+
+_CHECKED: set[Namespace] = set()  # namespaces that passed check_namespace (labels are immutable)
+
+
+def _known(labels: tuple[Any, ...]) -> bool:
+    try:
+        return labels in _CHECKED
+    except TypeError:  # an unhashable label: not a namespace, let the checks say why
+        return False
 
 
 def check_key(key: object) -> str:
@@ -344,6 +360,9 @@ class ItemStore(ABC):
     """
 
     clock: Callable[[], float] = staticmethod(time.time)
+    runs_inline: bool = False
+    """True when no primitive ever suspends (the memory backend): a caller may then drive these
+    coroutines to completion on its own thread, with no event loop."""
 
     async def get(self, namespace: Namespace, key: str, *, refresh: bool = False) -> StoredItem | None:
         """The live item at ``(namespace, key)`` or None; ``refresh`` also touches its expiry."""
