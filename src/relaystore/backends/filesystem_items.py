@@ -170,6 +170,7 @@ class FileItemStore(ItemStore):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
         def read() -> list[StoredItem]:
             items = [i for i in self._items(low, high, now, vectors) if matches(i.value, conditions)]

@@ -72,6 +72,7 @@ class HttpItemStore(ItemStore):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
         body = {
             "prefix": _labels(low),

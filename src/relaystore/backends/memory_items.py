@@ -103,6 +103,7 @@ class MemoryItemStore(ItemStore):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
         with self._i.lock:
             found = [

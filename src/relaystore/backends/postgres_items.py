@@ -142,7 +142,7 @@ def _row_item(row: Sequence[Any], vectors: bool) -> StoredItem:
     return StoredItem(
         decode_namespace(row[0]),
         row[1],
-        json.loads(row[2]),
+        json.loads(row[2]) if row[2] is not None else {},
         row[3],
         row[4],
         row[5],
@@ -183,15 +183,17 @@ class PgItemStore(ItemStore):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
         await self._setup()
         clauses, params = _where(low, high, now)
-        for text, values in map(condition_sql, conditions):
+        for text, bound in map(condition_sql, conditions):
             clauses.append(text)
-            params.extend(values)
+            params.extend(bound)
         order = "updated_at DESC, ns, key" if newest_first else "ns, key"
+        columns = _COLUMNS if values else _COLUMNS.replace("value::text", "NULL")
         query = (
-            f"SELECT {_COLUMNS}, {'vectors' if vectors else 'NULL'} FROM {{s}}.items "
+            f"SELECT {columns}, {'vectors' if vectors else 'NULL'} FROM {{s}}.items "
             f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s OFFSET %s"
         )
         rows = await self._all(query, [*params, limit, offset])

@@ -168,6 +168,7 @@ class RedisItemStore(ItemStore):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
         items = [i for i in await self._live_items(low, high, now, vectors) if matches(i.value, conditions)]
         items.sort(key=lambda i: (encode_namespace(i.namespace), i.key))

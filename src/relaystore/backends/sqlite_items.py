@@ -156,7 +156,7 @@ def _row_item(row: Sequence[Any], vectors: bool) -> StoredItem:
     return StoredItem(
         decode_namespace(row[0]),
         row[1],
-        json.loads(row[2]),
+        json.loads(row[2]) if row[2] is not None else {},
         row[3],
         row[4],
         row[5],
@@ -195,6 +195,7 @@ class SqliteItemStore(ItemStore):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
         await self._setup()
         clauses, params = _where(low, high, now)
@@ -205,7 +206,8 @@ class SqliteItemStore(ItemStore):
             clauses.append(piece[0])
             params.extend(piece[1])
         order = "updated_at DESC, ns, key" if newest_first else "ns, key"
-        sql = f"SELECT {_COLUMNS}, {'vectors' if vectors else 'NULL'} FROM items"
+        columns = _COLUMNS if values or in_python else _COLUMNS.replace("value", "NULL")
+        sql = f"SELECT {columns}, {'vectors' if vectors else 'NULL'} FROM items"
         sql += f" WHERE {' AND '.join(clauses) or '1'} ORDER BY {order}"
         if not in_python:
             sql += " LIMIT ? OFFSET ?"

@@ -280,14 +280,20 @@ class RelayStore(BaseStore):
             return [(_search_item(s, None), s) for s in found]
         if op.limit <= 0:
             return []
-        candidates = await self.items.search(prefix, conditions=conditions, limit=None, vectors=True)
+        candidates = await self.items.search(
+            prefix, conditions=conditions, limit=None, vectors=True, values=False
+        )
         query = await self.embeddings.aembed_query(op.query)
         scored, scoreless = _rank(query, candidates)
         page: list[tuple[float | None, StoredItem]] = list(scored[op.offset : op.offset + op.limit])
         if len(page) < op.limit:
             skip = max(0, op.offset - len(scored))
             page += [(None, s) for s in scoreless[skip : skip + op.limit - len(page)]]
-        return [(_search_item(s, score), s) for score, s in page]
+        # Values only for the page: candidates came without them (a search may span 10k items).
+        full = await self.items.get_many([(s.namespace, s.key) for _, s in page])
+        return [
+            (_search_item(f, score), f) for (score, _), f in zip(page, full, strict=True) if f is not None
+        ]
 
     async def _embed_puts(self, ops: Sequence[PutOp]) -> dict[int, dict[str, list[float]]]:
         """Vectors per put (by position): ``{field name: embedding}`` as InMemoryStore names them."""
@@ -441,7 +447,7 @@ def _rank(
             rows.append(vector)
     if not rows:
         return [], scoreless
-    matrix = np.asarray(rows, dtype=np.float64)
+    matrix = np.array(rows, dtype=np.float64)
     q = np.asarray(query, dtype=np.float64)
     norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
     scores = np.divide(matrix @ q, norms, out=np.zeros(len(rows)), where=norms > 0)

@@ -162,7 +162,7 @@ def item_json(item: StoredItem | None) -> dict[str, Any] | None:
         "ttl": item.ttl,
     }
     if item.vectors is not None:
-        body["vectors"] = item.vectors
+        body["vectors"] = {name: list(vector) for name, vector in item.vectors.items()}
     return body
 
 

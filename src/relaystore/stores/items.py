@@ -27,10 +27,12 @@ a namespace prefix is a text range and text order is namespace order.
 
 from __future__ import annotations
 
+import array
 import functools
 import json
 import math
 import struct
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -63,7 +65,7 @@ class StoredItem:
     updated_at: float
     expires_at: float | None = None
     ttl: float | None = None
-    vectors: dict[str, list[float]] | None = None
+    vectors: dict[str, Sequence[float]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,12 +391,14 @@ class ItemStore(ABC):
         refresh: bool = False,
         vectors: bool = False,
         newest_first: bool = True,
+        values: bool = True,
     ) -> list[StoredItem]:
         """Live items under ``prefix`` satisfying every condition.
 
         Ordered by ``updated_at`` newest first (``newest_first=False``: by namespace, then key),
         ties by namespace and key; then ``offset`` and ``limit`` (None: all). ``vectors`` also
-        returns each item's vectors; ``refresh`` touches the returned items.
+        returns each item's vectors; ``refresh`` touches the returned items; ``values=False`` lets
+        a backend skip reading values (they may come back as ``{}``).
         """
         low, high = prefix_range(check_namespace(prefix, allow_empty=True))
         if limit is not None:
@@ -404,7 +408,9 @@ class ItemStore(ABC):
         now = self.clock()
         if limit == 0:
             return []
-        found = await self._search(low, high, list(conditions), limit, offset, now, vectors, newest_first)
+        found = await self._search(
+            low, high, list(conditions), limit, offset, now, vectors, newest_first, values
+        )
         if refresh:
             await self._touch_found(found, now)
         return found
@@ -508,8 +514,12 @@ class ItemStore(ABC):
         now: float,
         vectors: bool,
         newest_first: bool,
+        values: bool = True,
     ) -> list[StoredItem]:
-        """Live items in the range satisfying :func:`matches`, ordered as :meth:`search` says."""
+        """Live items in the range satisfying :func:`matches`, ordered as :meth:`search` says.
+
+        With ``values`` false a backend may return ``{}`` as each value (the caller only wants
+        keys and vectors, and reads the values of the few it keeps)."""
 
     @abstractmethod
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
@@ -549,18 +559,26 @@ def pack_vectors(vectors: Mapping[str, Sequence[float]] | None) -> bytes | None:
     return header + b"\n" + struct.pack(f"<{len(floats)}f", *floats)
 
 
-def unpack_vectors(data: bytes | None) -> dict[str, list[float]]:
-    """The inverse of :func:`pack_vectors` (float32 precision)."""
+def unpack_vectors(data: bytes | None) -> dict[str, Sequence[float]]:
+    """The inverse of :func:`pack_vectors` (float32 precision); each vector is an ``array('f')``,
+    which numpy reads without a copy per element."""
     if not data:
         return {}
     cut = data.index(b"\n")
-    header, body = json.loads(data[:cut]), data[cut + 1 :]
-    floats = struct.unpack(f"<{len(body) // 4}f", body)
-    vectors, start = {}, 0
-    for name, dims in header:
-        vectors[name] = list(floats[start : start + dims])
+    floats = array.array("f", data[cut + 1 :])
+    if sys.byteorder == "big":
+        floats.byteswap()
+    vectors: dict[str, Sequence[float]] = {}
+    start = 0
+    for name, dims in _header(data[:cut]):
+        vectors[name] = floats[start : start + dims]
         start += dims
     return vectors
+
+
+@functools.lru_cache(maxsize=256)  # items of one index share a handful of headers
+def _header(raw: bytes) -> tuple[tuple[str, int], ...]:
+    return tuple((str(name), int(dims)) for name, dims in json.loads(raw))
 
 
 def is_live(expires_at: float | None, now: float) -> bool:
