@@ -216,6 +216,16 @@ class PgItemStore(ItemStore):
         await self._setup()
         deletes = [(encode_namespace(p.namespace), p.key) for p in puts if p.value is None]
         upserts = [_upsert_params(p, now) for p in puts if p.value is not None]
+        statements: list[tuple[str, Any]] = [
+            *((_TOUCH, (now, ns, key, now)) for ns, key in touch),
+            *(("DELETE FROM {s}.items WHERE ns = %s AND key = %s", d) for d in deletes),
+            *((_UPSERT, u) for u in upserts),
+        ]
+        if len(statements) == 1:  # one statement is atomic by itself: skip BEGIN and COMMIT
+            template, params = statements[0]
+            async with self._db.connection() as conn:
+                await conn.execute(self._db.sql(template), params)
+            return
         async with self._db.transaction() as conn, conn.cursor() as cur:
             if touch:
                 await cur.executemany(self._db.sql(_TOUCH), [(now, ns, key, now) for ns, key in touch])
