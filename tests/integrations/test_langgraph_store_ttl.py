@@ -113,6 +113,14 @@ def test_the_sweeper_runs_by_itself(make: MakeStore) -> None:
     assert store.get(("w",), "long") is not None
 
 
+def test_a_put_with_ttl_starts_the_sweeper_without_a_ttl_config(make: MakeStore) -> None:
+    store = make(clock=Clock())
+    store.put(("n",), "k", {"v": 1})
+    assert store._sweeper is None
+    store.put(("n",), "k2", {"v": 1}, ttl=1)
+    assert store._sweeper is not None and not store._sweeper.done()
+
+
 def test_sweep_ttl_by_hand(make: MakeStore) -> None:
     clock = Clock()
     store = make(clock=clock)

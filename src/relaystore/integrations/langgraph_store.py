@@ -74,7 +74,8 @@ class RelayStore(BaseStore):
 
     ``index`` (LangGraph ``IndexConfig``: ``dims``, ``embed``, ``fields``) turns on semantic
     search; ``ttl`` (``TTLConfig``: ``default_ttl`` and ``sweep_interval_minutes`` in minutes,
-    ``refresh_on_read``) turns on the defaults and the sweeper. ``clock`` (seconds since the
+    ``refresh_on_read``) turns on the defaults and the sweeper (which also starts by itself at the
+    first put that carries a ttl). ``clock`` (seconds since the
     epoch) replaces the store's clock, for tests. Extra keywords are backend options.
     Raises :class:`~relaystore.errors.InvalidInput` for a bad URL or configuration and
     :class:`~relaystore.errors.BackendUnavailable` if the backend cannot be reached.
@@ -203,10 +204,13 @@ class RelayStore(BaseStore):
     async def asweep_ttl(self) -> int:
         return await self._run_async(self.items.sweep())
 
-    def _start_sweeper(self) -> None:
-        if self.ttl_config is None or self._sweeper is not None or self._loop is None:
+    def _start_sweeper(self, *, needed: bool = False) -> None:
+        """Start the sweeper if there is a TTL config, or ``needed`` (a put carried a ttl)."""
+        if self._sweeper is not None or self._loop is None or self._closed:
             return
-        minutes = self.ttl_config.get("sweep_interval_minutes") or DEFAULT_SWEEP_MINUTES
+        if self.ttl_config is None and not needed:
+            return
+        minutes = (self.ttl_config or {}).get("sweep_interval_minutes") or DEFAULT_SWEEP_MINUTES
         if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not minutes > 0:
             raise InvalidInput(f"sweep_interval_minutes must be a positive number, got {minutes!r}")
         coro = self._sweep_forever(float(minutes) * 60)
@@ -249,6 +253,8 @@ class RelayStore(BaseStore):
                 results[i] = await self._list_namespaces(op)
         puts = [op for op in ops if isinstance(op, PutOp)]
         writes = await self._writes(puts)
+        if any(w.ttl is not None for w in writes):
+            self._start_sweeper(needed=True)  # items will expire: someone must delete them
         if writes or touch:
             await self.items.write(writes, touch=touch)
         return results
