@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -53,4 +54,10 @@ def _redis_url() -> tuple[str, Callable[[], None]]:
     if reason:
         pytest.skip(f"redis: {reason}")
     prefix = f"rstest:{uuid.uuid4().hex}:"
-    return f"{REDIS_SERVER}?prefix={quote(prefix)}", lambda: asyncio.run(purge(REDIS_SERVER, prefix))
+    return f"{REDIS_SERVER}?prefix={quote(prefix)}", lambda: _blocking_purge(prefix)
+
+
+def _blocking_purge(prefix: str) -> None:
+    """Purge on a thread of its own: the caller may be inside a running event loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(lambda: asyncio.run(purge(REDIS_SERVER, prefix))).result()

@@ -28,7 +28,7 @@ from langgraph.store.base.batch import AsyncBatchedBaseStore
 
 from relaystore.errors import InvalidInput
 from relaystore.integrations.langgraph_store import RelayStore
-from tests.integrations.store_backends import MakeStore
+from tests.integrations.store_backends import MakeStore, backend_url
 from tests.support.embeddings import LetterEmbeddings
 
 TREE = [
@@ -341,6 +341,22 @@ async def test_from_url_context_managers(tmp_path: Any) -> None:
         assert again.get(("cm",), "k").value == {"v": 1}  # type: ignore[union-attr]
     with pytest.raises(asyncio.InvalidStateError):
         again.get(("cm",), "k")
+
+
+async def test_from_url_serves_the_callers_loop_directly(backend: str, tmp_path: Any) -> None:
+    url, cleanup = backend_url(backend, tmp_path)
+    try:
+        async with RelayStore.from_url(url) as store:
+            assert (store._local is None) == (backend == "memory")
+            await store.aput(("x",), "async", {"v": 1})  # on this loop, straight to the backend
+            got = await asyncio.to_thread(store.get, ("x",), "async")  # the private loop sees it
+            assert got is not None and got.value == {"v": 1}
+            await asyncio.to_thread(store.put, ("x",), "sync", {"v": 2})
+            assert (await store.aget(("x",), "sync")).value == {"v": 2}  # type: ignore[union-attr]
+            assert [i.key for i in await store.asearch(("x",), filter={"v": {"$gt": 1}})] == ["sync"]
+        assert store._local is None
+    finally:
+        cleanup()
 
 
 async def test_an_opened_store_is_used_on_its_own_loop(tmp_path: Any) -> None:

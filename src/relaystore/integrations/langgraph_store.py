@@ -116,6 +116,9 @@ class RelayStore(BaseStore):
         self.index_config, self.embeddings, self._fields = _index(index)
         self._sweeper: Any = None
         self._closed = False
+        # from_url: a second opening of the same URL on the caller's loop, so its a* calls skip
+        # the hop to the private loop thread (see from_url); (loop, its item face) or None.
+        self._local: tuple[asyncio.AbstractEventLoop, ItemStore] | None = None
         if self._loop is not None:
             self._start_sweeper()
 
@@ -126,12 +129,28 @@ class RelayStore(BaseStore):
     async def from_url(
         cls, url: str, *, index: IndexConfig | None = None, ttl: TTLConfig | None = None, **options: Any
     ) -> AsyncIterator[RelayStore]:
-        """``async with RelayStore.from_url(url) as store``: opened and closed off the caller's loop."""
+        """``async with RelayStore.from_url(url) as store``: opened and closed off the caller's loop.
+
+        Besides its private loop thread (sync calls, other loops), the store is opened a second
+        time on the caller's loop, whose ``a*`` calls then go straight to the backend: both
+        openings reach the same database, and this block's exit closes both. Not for ``memory://``
+        (it runs on the caller's thread anyway) nor a private SQLite ``:memory:`` database.
+        """
         store = await asyncio.to_thread(lambda: cls(url, index=index, ttl=ttl, **options))
+        local: Store | None = None
         try:
+            if store.store.backend != "memory" and ":memory:" not in url:
+                local = await open_backend(url, **options)
+                local.items.clock = store.items.clock
+                store._local = (asyncio.get_running_loop(), local.items)
             yield store
         finally:
-            await asyncio.to_thread(store.close)
+            store._local = None
+            try:
+                if local is not None:
+                    await local.close()
+            finally:
+                await asyncio.to_thread(store.close)
 
     @classmethod
     @contextlib.contextmanager
@@ -180,7 +199,12 @@ class RelayStore(BaseStore):
         """:meth:`batch` from async code."""
         ops = list(ops)
         done, results = self._inline(ops)
-        return results if done else await self._run_async(self._batch(ops))
+        if done:
+            return results
+        local = self._local
+        if local is not None and local[0] is _running_loop() and not self._closed:
+            return await self._batch(ops, local[1])
+        return await self._run_async(self._batch(ops))
 
     def _inline(self, ops: list[Op]) -> tuple[bool, list[Result]]:
         """Run the batch on this thread when nothing in it can suspend (the memory backend with no
@@ -231,32 +255,33 @@ class RelayStore(BaseStore):
 
     # ------------------------------------------------------------------ batches
 
-    async def _batch(self, ops: list[Op]) -> list[Result]:
+    async def _batch(self, ops: list[Op], items: ItemStore | None = None) -> list[Result]:
+        items = items or self.items
         for op in ops:
             validate_op_namespace(op)
         results: list[Result] = [None] * len(ops)
         touch: list[tuple[Namespace, str]] = []
         gets = [(i, op) for i, op in enumerate(ops) if isinstance(op, GetOp)]
         if gets:
-            found = await self.items.get_many([(op.namespace, str(op.key)) for _, op in gets])
+            found = await items.get_many([(op.namespace, str(op.key)) for _, op in gets])
             for (i, op), stored in zip(gets, found, strict=True):
                 results[i] = None if stored is None else _item(stored)
                 if stored is not None and op.refresh_ttl and stored.ttl is not None:
                     touch.append((stored.namespace, stored.key))
         for i, op in enumerate(ops):
             if isinstance(op, SearchOp):
-                hits = await self._search(op)
+                hits = await self._search(op, items)
                 results[i] = [hit for hit, _ in hits]
                 if op.refresh_ttl:
                     touch.extend((s.namespace, s.key) for _, s in hits if s.ttl is not None)
             elif isinstance(op, ListNamespacesOp):
-                results[i] = await self._list_namespaces(op)
+                results[i] = await self._list_namespaces(op, items)
         puts = [op for op in ops if isinstance(op, PutOp)]
         writes = await self._writes(puts)
         if any(w.ttl is not None for w in writes):
             self._start_sweeper(needed=True)  # items will expire: someone must delete them
         if writes or touch:
-            await self.items.write(writes, touch=touch)
+            await items.write(writes, touch=touch)
         return results
 
     async def _writes(self, puts: list[PutOp]) -> list[ItemWrite]:
@@ -278,17 +303,15 @@ class RelayStore(BaseStore):
 
     # ------------------------------------------------------------------ search
 
-    async def _search(self, op: SearchOp) -> list[tuple[SearchItem, StoredItem]]:
+    async def _search(self, op: SearchOp, items: ItemStore) -> list[tuple[SearchItem, StoredItem]]:
         conditions = compile_filter(op.filter)
         prefix = tuple(op.namespace_prefix)
         if not (op.query and self.embeddings):
-            found = await self.items.search(prefix, conditions=conditions, limit=op.limit, offset=op.offset)
+            found = await items.search(prefix, conditions=conditions, limit=op.limit, offset=op.offset)
             return [(_search_item(s, None), s) for s in found]
         if op.limit <= 0:
             return []
-        candidates = await self.items.search(
-            prefix, conditions=conditions, limit=None, vectors=True, values=False
-        )
+        candidates = await items.search(prefix, conditions=conditions, limit=None, vectors=True, values=False)
         query = await self.embeddings.aembed_query(op.query)
         scored, scoreless = _rank(query, candidates)
         page: list[tuple[float | None, StoredItem]] = list(scored[op.offset : op.offset + op.limit])
@@ -296,7 +319,7 @@ class RelayStore(BaseStore):
             skip = max(0, op.offset - len(scored))
             page += [(None, s) for s in scoreless[skip : skip + op.limit - len(page)]]
         # Values only for the page: candidates came without them (a search may span 10k items).
-        full = await self.items.get_many([(s.namespace, s.key) for _, s in page])
+        full = await items.get_many([(s.namespace, s.key) for _, s in page])
         return [
             (_search_item(f, score), f) for (score, _), f in zip(page, full, strict=True) if f is not None
         ]
@@ -324,14 +347,14 @@ class RelayStore(BaseStore):
 
     # ------------------------------------------------------------------ namespaces
 
-    async def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
+    async def _list_namespaces(self, op: ListNamespacesOp, items: ItemStore) -> list[tuple[str, ...]]:
         conditions = list(op.match_conditions or ())
         prefixes = [tuple(c.path) for c in conditions if c.match_type == "prefix"]
         suffixes = [tuple(c.path) for c in conditions if c.match_type == "suffix"]
         if any(c.match_type not in ("prefix", "suffix") for c in conditions):
             raise InvalidInput(f"unsupported match type in {conditions!r}")
         if len(prefixes) <= 1 and len(suffixes) <= 1:
-            return await self.items.list_namespaces(
+            return await items.list_namespaces(
                 prefix=prefixes[0] if prefixes else None,
                 suffix=suffixes[0] if suffixes else None,
                 max_depth=op.max_depth,
@@ -341,7 +364,7 @@ class RelayStore(BaseStore):
         # Several conditions of a kind: the face takes one of each, so AND the others here.
         from relaystore.stores.items import namespace_matches
 
-        every = await self.items.list_namespaces(limit=_ALL)
+        every = await items.list_namespaces(limit=_ALL)
         kept = [
             ns
             for ns in every
