@@ -135,13 +135,11 @@ REASONS = {
         "keeps created_at: per-call Python that no database hides on memory."
     ),
     "AsyncPostgresStore": (
-        "RelayStore runs the store on its own event-loop thread so one instance serves sync and "
-        "async code: each async call hops to that thread and back (~0.1 ms) on top of the round trips."
+        "A RelayStore put is an upsert that keeps created_at and a monotonic updated_at, and a "
+        "filtered search checks each operand's JSON type before comparing (what makes $gt 50 right); "
+        "both are one round trip, as the peer's."
     ),
-    "AsyncSqliteStore": (
-        "RelayStore commits with synchronous=FULL (durable); each async call also hops to the "
-        "store's loop thread and back."
-    ),
+    "AsyncSqliteStore": "RelayStore commits with synchronous=FULL (durable).",
 }
 
 
