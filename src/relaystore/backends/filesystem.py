@@ -1193,6 +1193,8 @@ async def open_store(url: str, **options: Any) -> Store:
     (default true). Raises :class:`InvalidInput` for a bad URL or a directory that is not a
     store, :class:`BackendUnavailable` if the directory cannot be created, written or locked.
     """
+    from relaystore.backends.filesystem_items import FileItemStore  # it builds on this module
+
     path, timeout, fsync = parse_url(url, options)
     root = FileRoot(path, timeout=timeout, fsync=fsync)
     await asyncio.to_thread(root.guard, root.open_sync)
@@ -1213,6 +1215,7 @@ async def open_store(url: str, **options: Any) -> Store:
         FileOutputStore(root),
         FileAdaptiveStore(root),
         blobs=blobs,
+        items=FileItemStore(root),
         close=close,
         info=info,
     )

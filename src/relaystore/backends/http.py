@@ -42,6 +42,7 @@ import httpx
 from pydantic import ConfigDict, TypeAdapter
 
 from relaystore import errors
+from relaystore.backends.http_items import HttpItemStore
 from relaystore.errors import (
     BackendUnavailable,
     Conflict,
@@ -677,6 +678,7 @@ async def open_store(url: str, **options: Any) -> Store:
         HttpOutputStore(client),
         HttpAdaptiveStore(client),
         blobs=HttpBlobStore(client),
+        items=HttpItemStore(client),
         close=client.http.aclose,
         info=info,
         concurrent_calls=True,

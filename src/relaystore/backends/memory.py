@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from relaystore.backends.memory_items import MemoryItemStore
 from relaystore.errors import Conflict
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -345,5 +346,6 @@ async def open_store(url: str, **_options: object) -> Store:
         MemoryOutputStore(state),
         MemoryAdaptiveStore(state),
         blobs=MemoryBlobStore(state),
+        items=MemoryItemStore.for_state(state),
         info=info,
     )

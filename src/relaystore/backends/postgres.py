@@ -43,6 +43,7 @@ from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._options import flag, number
+from relaystore.backends.postgres_items import PgItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -1188,6 +1189,7 @@ async def open_store(url: str, **options: Any) -> Store:
         PgOutputStore(db),
         PgAdaptiveStore(db),
         blobs=blobs,
+        items=PgItemStore(db),
         close=db.close,
         info=info,
         concurrent_calls=True,

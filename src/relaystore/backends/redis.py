@@ -51,6 +51,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from relaystore.backends._options import flag, merge_options, number
+from relaystore.backends.redis_items import RedisItemStore
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -1094,6 +1095,7 @@ async def open_store(url: str, **options: Any) -> Store:
         RedisOutputStore(conn, config.prefix),
         RedisAdaptiveStore(conn, AdaptiveKeys(config.prefix, config.cluster), config.ttl),
         blobs=blobs,
+        items=RedisItemStore(conn, config.prefix),
         close=conn.close,
         info=info,
         concurrent_calls=True,

@@ -40,6 +40,7 @@ from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._options import merge_options, number
+from relaystore.backends.sqlite_items import SqliteItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -1117,6 +1118,7 @@ async def open_store(url: str, **options: Any) -> Store:
         SqliteOutputStore(db),
         SqliteAdaptiveStore(db),
         blobs=blobs,
+        items=SqliteItemStore(db),
         close=db.close,
         info=info,
     )

@@ -30,6 +30,7 @@ from relaystore.models.checkpoints import (
     PendingWrite,
 )
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
+from relaystore.server.items_api import ITEM_OPERATIONS, ITEM_REQUEST_MODELS
 from relaystore.server.tokens import issue_token, parse_ttl
 from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply
 from relaystore.stores import ANY, DOC_KINDS
@@ -1192,5 +1193,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     RunRecord,
     BlobContent,
 ]
+OPERATIONS += ITEM_OPERATIONS
+REQUEST_MODELS += ITEM_REQUEST_MODELS
 
 __all__ = ["OPERATIONS", "REQUEST_MODELS"]

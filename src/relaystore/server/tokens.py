@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,8 @@ ALGORITHM = "HS256"
 MAX_TTL_SECONDS = 30 * 86_400  # a leaked agent token must not outlive a month
 _TTL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-_CLAIMS = ("exp", "iat", "task", "att", "prd")
+_CLAIMS = ("exp", "iat")  # plus task/att/prd (an agent token) or ns (a memory token)
+MAX_LABELS_CLAIM = 100
 
 
 # --------------------------------------------------------------------------- who is asking
@@ -56,6 +57,8 @@ class Principal:
     attempt: int | None = None
     producer: str | None = None
     reads: frozenset[str] = field(default_factory=frozenset)
+    namespaces: tuple[tuple[str, ...], ...] | None = None
+    """Namespace prefixes of a memory token (``/v1/store/...`` routes); None for other tokens."""
 
     def require_admin(self) -> None:
         if not self.admin:
@@ -79,11 +82,13 @@ class Principal:
 
     def require_task(self, task_id: str | None) -> None:
         """Raise :class:`Forbidden` unless the token may list ``task_id``'s outputs."""
-        if not self.admin and task_id != self.task:
+        if not self.admin and (self.task is None or task_id != self.task):
             raise Forbidden(f"the token may list outputs of task {self.task!r} only")
 
     def may_read(self, record: Any) -> bool:
-        return self.admin or record.task_id == self.task or str(record.id) in self.reads
+        if self.admin:
+            return True
+        return (self.task is not None and record.task_id == self.task) or str(record.id) in self.reads
 
     def require_read(self, record: Any) -> None:
         if not self.may_read(record):
@@ -140,6 +145,44 @@ def issue_token(
     return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
 
 
+def issue_memory_token(
+    signing_key: str,
+    *,
+    namespaces: Iterable[Sequence[str]],
+    ttl: str | float = "1h",
+    tenant: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A signed memory token (JWT, HS256) for the ``/v1/store/...`` routes: it may use only items
+    whose namespace starts with one of ``namespaces`` (each a non-empty list of labels).
+    Raises :class:`InvalidInput` for a bad prefix or ttl."""
+    import jwt
+
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + int(parse_ttl(ttl)),
+        "jti": uuid.uuid4().hex,
+        "ns": [list(_prefix(p)) for p in namespaces],
+    }
+    if not claims["ns"]:
+        raise InvalidInput("a memory token needs at least one namespace prefix")
+    if tenant is not None:
+        claims["ten"] = tenant
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
+
+
+def _prefix(labels: object) -> tuple[str, ...]:
+    from relaystore.stores.items import check_namespace
+
+    if isinstance(labels, str):
+        raise InvalidInput(f"a namespace prefix is a list of labels, got the string {labels!r}")
+    prefix = check_namespace(labels)  # type: ignore[arg-type]
+    if "*" in prefix or len(prefix) > MAX_LABELS_CLAIM:
+        raise InvalidInput(f"a token's namespace prefix is literal labels, got {prefix!r}")
+    return prefix
+
+
 def _ref(value: object) -> str:
     try:
         return str(OutputRef(value))  # type: ignore[arg-type]
@@ -168,6 +211,10 @@ def _principal(claims: dict[str, Any]) -> Principal:
         tenant = claims.get("ten")
         assert isinstance(reads, list) and all(isinstance(r, str) for r in reads)
         assert tenant is None or isinstance(tenant, str)
+        if "ns" in claims:
+            assert isinstance(claims["ns"], list) and claims["ns"]
+            scopes = tuple(_prefix(p) for p in claims["ns"])
+            return Principal(admin=False, tenant=tenant, namespaces=scopes)
         return Principal(
             admin=False,
             tenant=tenant,
@@ -176,7 +223,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
             producer=check_id(claims["prd"], "producer"),
             reads=frozenset(reads),
         )
-    except (AssertionError, InvalidInput) as exc:  # signed by us, but not by this code: refuse
+    except (AssertionError, InvalidInput, KeyError) as exc:  # signed by us, not by this code: refuse
         raise Unauthorized(f"the token's claims are malformed: {exc}") from None
 
 
