@@ -49,11 +49,12 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 import relaystore
 from relaystore.connect import _LoopThread
 from relaystore.errors import Conflict, CorruptRecord, InvalidInput
+from relaystore.integrations.langgraph_store import RelayStore
 from relaystore.models.checkpoints import CheckpointBundle, PendingWrite
 from relaystore.models.checkpoints import CheckpointMetadata as RelayMetadata
 from relaystore.stores import Store
 
-__all__ = ["SEPARATOR", "RelaySaver"]
+__all__ = ["SEPARATOR", "RelaySaver", "RelayStore"]
 
 SEPARATOR = "\x1f"
 """Joins thread id and namespace (and channel and version); refused inside ids for that reason."""
