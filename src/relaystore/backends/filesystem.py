@@ -521,7 +521,7 @@ class FileCheckpointStore(CheckpointStore):
         rename is the commit point: a crash before it may leave attachments no checkpoint names
         (overwritten by a retry, removed by their owner's cleanup), never a checkpoint without them.
         """
-        doc = metadata.model_dump_json().encode()
+        doc = metadata.json_text().encode()
         thread_dir = self._thread_dir(thread_id)
 
         def save() -> None:

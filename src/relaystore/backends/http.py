@@ -222,7 +222,7 @@ def _unb64(text: str) -> str:
 
 def _save_headers(metadata: CheckpointMetadata, expected_head: Any, content_type: str) -> dict[str, str]:
     """Metadata and compare-and-set headers of a checkpoint save (``If-None-Match: *`` = empty thread)."""
-    headers = {METADATA_HEADER: _b64(metadata.model_dump_json()), "Content-Type": content_type}
+    headers = {METADATA_HEADER: _b64(metadata.json_text()), "Content-Type": content_type}
     if expected_head is None:
         headers["If-None-Match"] = "*"
     elif expected_head is not ANY:

@@ -677,7 +677,7 @@ class PgCheckpointStore(CheckpointStore):
             "lock": self._db.lock_key("thread", thread_id),
             "thread": thread_id,
             "id": metadata.id,
-            "metadata": metadata.model_dump_json(),
+            "metadata": metadata.json_text(),
             "state": state,
             "expected": expected_head if cas else None,
             "keys": list(attachments),

@@ -550,7 +550,7 @@ class RedisCheckpointStore(CheckpointStore):
             metadata.id,
             "1" if cas else "0",
             (expected_head or "") if cas else "",
-            metadata.model_dump_json(),
+            metadata.json_text(),
             state,
         ]
         args += [part for key, value in attachments.items() for part in (key, value)]

@@ -527,7 +527,7 @@ class SqliteCheckpointStore(CheckpointStore):
         expected_head: Any,
         attachments: dict[str, bytes],
     ) -> None:
-        doc = metadata.model_dump_json()
+        doc = metadata.json_text()
         rows = [(thread_id, key, value) for key, value in attachments.items()]
 
         def save(conn: sqlite3.Connection) -> None:

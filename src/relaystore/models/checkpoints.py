@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PrivateAttr
 
 
 class CheckpointMetadata(BaseModel):
@@ -37,6 +38,25 @@ class CheckpointMetadata(BaseModel):
     custom: dict[str, str] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict, exclude_if=lambda value: not value)
     refs: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
+    # The JSON text ``CheckpointStore.save`` already made (and checked) of this exact object, so
+    # a backend does not encode it again; a copy starts without it.
+    _json: str | None = PrivateAttr(default=None)
+
+    def json_text(self) -> str:
+        """This metadata as JSON text (encoded once per save)."""
+        return self._json if self._json is not None else self.model_dump_json()
+
+    def __eq__(self, other: object) -> bool:  # the cached text is not part of the value
+        if not isinstance(other, CheckpointMetadata):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        copied._json = None
+        return copied
 
     @classmethod
     def new(cls, thread_id: str, step: int = 0, **fields: object) -> CheckpointMetadata:

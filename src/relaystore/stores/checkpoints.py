@@ -97,7 +97,7 @@ class CheckpointStore(ABC):
             check_id(expected_head, "expected_head")
         state = bytes(state)
         metadata = metadata.model_copy(update={"state_size": len(state)})
-        storable_json(_METADATA, metadata, "checkpoint metadata")
+        metadata._json = storable_json(_METADATA, metadata, "checkpoint metadata")
         items = {check_id(k, "attachment key"): _as_bytes(v) for k, v in (attachments or {}).items()}
         if items:
             await self._save_with_attachments(thread_id, metadata, state, expected_head, items)
