@@ -60,6 +60,8 @@ SEPARATOR = "\x1f"
 """Joins thread id and namespace (and channel and version); refused inside ids for that reason."""
 
 _STATE_FORMAT = 1  # first byte of every packed value, so a later layout can be told apart
+INLINE = "\x1e"  # marks a ref whose value is inline in the state (no attachment has that key)
+_INLINE_TEXT = 1024  # strings up to this many characters stay inline
 _PAGE = 500  # rows per listing round trip when scanning a whole thread
 _LIST_PAGE = 100  # checkpoints (with values) per list_full round trip
 _DELTA_KEYS = ("counters_since_delta_snapshot", "delta_writes_versioned")  # a thread uses a DeltaChannel
@@ -227,19 +229,26 @@ class RelaySaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        """Store a checkpoint with its changed channel values as attachments, in one save."""
+        """Store a checkpoint with its changed channel values as attachments, in one save.
+
+        Primitive values (None, booleans, numbers, short strings: branch markers, counters) stay
+        inline in the checkpoint's state, as LangGraph's PostgresSaver keeps them in its
+        checkpoint row: an attachment row and its index entry cost more than such a value.
+        """
         self._bind_loop()
         configurable = config["configurable"]
         thread_id, namespace = str(configurable["thread_id"]), configurable.get("checkpoint_ns", "")
         key = self._thread_key(thread_id, namespace)
         stripped: dict[str, Any] = dict(checkpoint)
         values: dict[str, Any] = stripped.pop("channel_values", None) or {}
+        inline = {c: v for c, v in values.items() if _is_primitive(v)}
         blobs = {
             attachment_key(channel, version): pack(self.serde.dumps_typed(values[channel]))
             for channel, version in new_versions.items()
-            if channel in values
+            if channel in values and channel not in inline
         }
-        record = self._record(key, config, stripped, metadata, values)
+        record = self._record(key, config, stripped, metadata, values, inline)
+        stripped["channel_values"] = inline
         await self._save(key, record, pack(self.serde.dumps_typed(stripped)), blobs)
         return _config(thread_id, namespace, checkpoint["id"])
 
@@ -250,10 +259,13 @@ class RelaySaver(BaseCheckpointSaver[str]):
         checkpoint: dict[str, Any],
         metadata: CheckpointMetadata,
         values: Mapping[str, Any],
+        inline: Mapping[str, Any],
     ) -> RelayMetadata:
         """relaystore metadata of a checkpoint: ids, parent, step, LangGraph metadata as JSON
         attributes, and as refs the attachment keys of the channels that have a value (a
-        DeltaChannel between snapshots has none: its value is rebuilt from ancestors' writes)."""
+        DeltaChannel between snapshots has none: its value is rebuilt from ancestors' writes);
+        a value kept inline in the state is named with the :data:`INLINE` mark before its key,
+        so lineage walks know the channel has a value there without reading the state."""
         merged = get_checkpoint_metadata(config, metadata)
         step = merged.get("step")
         versions = checkpoint.get("channel_versions") or {}
@@ -269,7 +281,11 @@ class RelaySaver(BaseCheckpointSaver[str]):
             state_size=0,
             custom={},
             attributes=_json_safe(merged),
-            refs=[attachment_key(c, v) for c, v in versions.items() if c in values],
+            refs=[
+                (INLINE if c in inline else "") + attachment_key(c, v)
+                for c, v in versions.items()
+                if c in values
+            ],
         )
 
     async def _save(self, key: str, record: RelayMetadata, state: bytes, blobs: dict[str, bytes]) -> None:
@@ -344,12 +360,16 @@ class RelaySaver(BaseCheckpointSaver[str]):
         versions = checkpoint.get("channel_versions") or {}
         channels = {attachment_key(c, v): c for c, v in versions.items()}
         blobs = bundle.attachments
-        if not record.refs and channels:  # written before refs existed: ask by channel key
+        if _is_legacy(record) and channels:  # written before refs existed: ask by channel key
             blobs = await self.store.checkpoints.get_attachments(key, channels)
+        inline = checkpoint.get("channel_values") or {}
         checkpoint["channel_values"] = {
-            channel: self.serde.loads_typed(unpack(blobs[k], f"{key}/{k}"))
-            for k, channel in channels.items()
-            if k in blobs
+            **inline,
+            **{
+                channel: self.serde.loads_typed(unpack(blobs[k], f"{key}/{k}"))
+                for k, channel in channels.items()
+                if k in blobs
+            },
         }
         thread_id, namespace = self._split_key(key)
         return CheckpointTuple(
@@ -437,6 +457,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
         remaining = set(channels)
         writes: dict[str, list[Any]] = {c: [] for c in channels}
         seeds: dict[str, str] = {}
+        inline_at: dict[str, str] = {}  # channel -> checkpoint id whose state holds its seed
         async for bundle in self._ancestors(key, get_checkpoint_id(config)):
             if _is_legacy(bundle.metadata):  # values not named in its metadata: walk the slow way
                 return await super().aget_delta_channel_history(config=config, channels=channels)
@@ -444,14 +465,23 @@ class RelaySaver(BaseCheckpointSaver[str]):
                 if write.channel in remaining:
                     writes[write.channel].append(write)
             for ref in bundle.metadata.refs:
-                channel = ref.partition(SEPARATOR)[0]
+                channel = ref.removeprefix(INLINE).partition(SEPARATOR)[0]
                 if channel in remaining:
-                    seeds[channel] = ref
+                    if ref.startswith(INLINE):
+                        inline_at[channel] = bundle.metadata.id
+                    else:
+                        seeds[channel] = ref
                     remaining.discard(channel)
             if not remaining:
                 break
         values = await self.store.checkpoints.get_attachments(key, seeds.values()) if seeds else {}
-        return {c: self._history(key, writes[c], seeds.get(c), values) for c in channels}
+        result = {c: self._history(key, writes[c], seeds.get(c), values) for c in channels}
+        for channel, checkpoint_id in inline_at.items():  # rare: a primitive value as the seed
+            seed = await self.store.checkpoints.load_full(key, checkpoint_id)
+            if seed is not None:
+                state = self.serde.loads_typed(unpack(seed.state, f"{key}/{checkpoint_id}"))
+                result[channel]["seed"] = (state.get("channel_values") or {})[channel]
+        return result
 
     def _history(
         self, key: str, writes: list[PendingWrite], seed: str | None, values: dict[str, bytes]
@@ -640,8 +670,15 @@ class RelaySaver(BaseCheckpointSaver[str]):
     # ------------------------------------------------------------------ versions
 
     def get_next_version(self, current: str | int | float | None, channel: None) -> str:
-        """``"<32-digit counter>.<16 random digits>"``: sorts as it grows, like LangGraph's
-        SQL savers, and the random part keeps concurrent branches from colliding."""
+        """``"<12-digit counter>.<8 random digits>"``: sorts as it grows, and the random part
+        keeps concurrent branches from colliding.
+
+        LangGraph's SQL savers write a 32-digit counter and 16 random digits; a version is
+        repeated in every checkpoint's ``channel_versions`` and ``versions_seen`` and in each
+        attachment key, so the shorter form saves about 30 bytes each time it is stored. It
+        still sorts above every 32-digit version a thread already holds (their first 20 digits
+        are zeros for any counter below 10**12), so threads written before keep their order.
+        """
         if current is None:
             counter = 0
         elif isinstance(current, int | float):
@@ -649,7 +686,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
         else:
             counter = int(str(current).split(".", 1)[0])
         # Not a secret, so the (fork-safe) random module, not an urandom call per version.
-        return f"{counter + 1:032}.{random.randrange(10**16):016}"
+        return f"{counter + 1:012}.{random.randrange(10**8):08}"
 
     # ------------------------------------------------------------------ sync twins
 
@@ -781,6 +818,13 @@ def _is_json(value: Any, depth: int = 0) -> bool:
     if isinstance(value, list):
         return all(_is_json(v, depth + 1) for v in value)
     return False
+
+
+def _is_primitive(value: Any) -> bool:
+    """A value cheaper to keep in the checkpoint's state than as its own attachment."""
+    if value is None or type(value) in (bool, int, float):
+        return True
+    return type(value) is str and len(value) <= _INLINE_TEXT
 
 
 def _id_list(ids: Sequence[str], name: str) -> Sequence[str]:
