@@ -686,7 +686,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
         else:
             counter = int(str(current).split(".", 1)[0])
         # Not a secret, so the (fork-safe) random module, not an urandom call per version.
-        return f"{counter + 1:012}.{random.randrange(10**8):08}"
+        return f"{counter + 1:012}.{int(random.random() * 1e8):08}"
 
     # ------------------------------------------------------------------ sync twins
 

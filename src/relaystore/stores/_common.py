@@ -22,6 +22,7 @@ MAX_U32 = 2**32 - 1
 # Limits, retention counts and cursor positions fit a signed 64-bit column (SQLite, PostgreSQL);
 # a larger Python int would escape a driver as OverflowError instead of InvalidInput.
 MAX_COUNT = 2**62
+_SAFE_DEPTH = 200  # pydantic reads JSON nested up to 201 levels
 
 
 class _Any:
@@ -105,7 +106,8 @@ def storable_json(adapter: TypeAdapter[Any], value: Any, what: str, **options: A
     """
     try:
         text = adapter.dump_json(value, **options)
-        from_json(text)
+        if text.count(b"[") + text.count(b"{") > _SAFE_DEPTH:  # fewer brackets cannot nest deeper
+            from_json(text)
     except ValueError as exc:  # pydantic's serialization and parse errors, UnicodeError too
         raise InvalidInput(f"{what} cannot be stored as JSON: {str(exc).splitlines()[0]}") from exc
     return text.decode()
