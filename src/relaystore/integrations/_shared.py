@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import relaystore
 from relaystore.connect import _LoopThread
-from relaystore.errors import InvalidInput
+from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores import Store
 
 T = TypeVar("T")
@@ -40,6 +40,14 @@ def dump_json(value: Any, what: str) -> str:
     except UnicodeEncodeError:
         text = _ASCII.encode(value)
     return text
+
+
+def load_json(data: bytes | str, where: str) -> Any:
+    """Decode stored JSON; :class:`~relaystore.errors.CorruptRecord` naming ``where`` if it is not."""
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise CorruptRecord(where, f"not JSON: {exc}") from exc
 
 
 class _Hub:
