@@ -38,7 +38,10 @@ async def agents_turn(url: str, message: str) -> dict[str, Any]:
 
     reply = f"echo: {message}"
     output = ResponseOutputMessage(
-        id="msg", type="message", role="assistant", status="completed",
+        id="msg",
+        type="message",
+        role="assistant",
+        status="completed",
         content=[ResponseOutputText(type="output_text", text=reply, annotations=[])],
     )
     model = ScriptedModel([[output]])
@@ -68,7 +71,9 @@ async def adk_turn(url: str, message: str) -> dict[str, Any]:
         ) -> AsyncGenerator[LlmResponse, None]:
             texts = [p.text for c in llm_request.contents for p in (c.parts or []) if p.text]
             seen.extend(texts)
-            yield LlmResponse(content=types.Content(role="model", parts=[types.Part(text=f"echo: {texts[-1]}")]))
+            yield LlmResponse(
+                content=types.Content(role="model", parts=[types.Part(text=f"echo: {texts[-1]}")])
+            )
 
     sessions = RelaySessionService(url)
     runner = Runner(

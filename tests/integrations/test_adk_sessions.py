@@ -60,7 +60,11 @@ async def test_missing_session_is_none(service: RelaySessionService) -> None:
 async def test_create_get_and_duplicate(service: RelaySessionService) -> None:
     created = await service.create_session(app_name=APP, user_id=USER, state={"k": "v"}, session_id="s1")
     assert (created.id, created.app_name, created.user_id, created.state, created.events) == (
-        "s1", APP, USER, {"k": "v"}, [],
+        "s1",
+        APP,
+        USER,
+        {"k": "v"},
+        [],
     )
     got = await service.get_session(app_name=APP, user_id=USER, session_id="s1")
     assert got is not None
@@ -76,7 +80,10 @@ async def test_create_get_and_duplicate(service: RelaySessionService) -> None:
 
 async def test_state_scopes(service: RelaySessionService) -> None:
     first = await service.create_session(
-        app_name=APP, user_id=USER, session_id="a1", state={"app:theme": "dark", "user:lang": "fr", "own": 1, "temp:t": 9}
+        app_name=APP,
+        user_id=USER,
+        session_id="a1",
+        state={"app:theme": "dark", "user:lang": "fr", "own": 1, "temp:t": 9},
     )
     assert first.state == {"app:theme": "dark", "user:lang": "fr", "own": 1}
     second = await service.create_session(app_name=APP, user_id=USER, session_id="a2")
@@ -113,7 +120,9 @@ async def test_events_round_trip_completely(service: RelaySessionService) -> Non
                 types.Part(inline_data=types.Blob(data=b"\x00\x89PNG\xff", mime_type="image/png")),
             ],
         ),
-        grounding_metadata=types.GroundingMetadata(search_entry_point=types.SearchEntryPoint(sdk_blob=b"\x01\x02")),
+        grounding_metadata=types.GroundingMetadata(
+            search_entry_point=types.SearchEntryPoint(sdk_blob=b"\x01\x02")
+        ),
         branch="root.child",
         turn_complete=True,
         long_running_tool_ids={"tool-1"},
@@ -128,7 +137,9 @@ async def test_events_round_trip_completely(service: RelaySessionService) -> Non
     assert stored == session  # state, events, times, ids
 
 
-async def test_update_time_is_the_event_timestamp_and_partials_are_skipped(service: RelaySessionService) -> None:
+async def test_update_time_is_the_event_timestamp_and_partials_are_skipped(
+    service: RelaySessionService,
+) -> None:
     session = await service.create_session(app_name=APP, user_id=USER, session_id="u")
     stamped = event(ts=2_000_000_000.25)
     await service.append_event(session, stamped)
@@ -148,7 +159,10 @@ async def test_get_session_config(service: RelaySessionService) -> None:
 
     async def ids(**config: object) -> list[str]:
         got = await service.get_session(
-            app_name=APP, user_id=USER, session_id="cfg", config=GetSessionConfig(**config)  # type: ignore[arg-type]
+            app_name=APP,
+            user_id=USER,
+            session_id="cfg",
+            config=GetSessionConfig(**config),  # type: ignore[arg-type]
         )
         assert got is not None
         return [e.id for e in got.events]
@@ -181,7 +195,9 @@ async def test_list_sessions_order_state_and_users(service: RelaySessionService)
 
 
 async def test_delete_session_keeps_shared_state(service: RelaySessionService) -> None:
-    session = await service.create_session(app_name=APP, user_id=USER, session_id="d", state={"app:a": 1, "user:b": 2})
+    session = await service.create_session(
+        app_name=APP, user_id=USER, session_id="d", state={"app:a": 1, "user:b": 2}
+    )
     await service.append_event(session, event())
     await service.delete_session(app_name=APP, user_id=USER, session_id="d")
     await service.delete_session(app_name=APP, user_id=USER, session_id="d")  # idempotent
@@ -212,7 +228,8 @@ async def test_concurrent_stale_writers_exactly_one_wins(service: RelaySessionSe
     await service.create_session(app_name=APP, user_id=USER, session_id="race")
     copies = [await service.get_session(app_name=APP, user_id=USER, session_id="race") for _ in range(8)]
     results = await asyncio.gather(
-        *(service.append_event(c, event(delta={"n": n})) for n, c in enumerate(copies) if c), return_exceptions=True
+        *(service.append_event(c, event(delta={"n": n})) for n, c in enumerate(copies) if c),
+        return_exceptions=True,
     )
     assert sum(not isinstance(r, BaseException) for r in results) == 1
     assert all(type(r).__name__ == "StaleSessionError" for r in results if isinstance(r, BaseException))
@@ -235,7 +252,9 @@ async def test_compaction_events_are_kept(service: RelaySessionService) -> None:
         await service.append_event(session, made)
     summary = event("model", ts=20.0)
     summary.actions.compaction = EventCompaction(
-        start_timestamp=10.0, end_timestamp=12.0, compacted_content=types.Content(role="model", parts=[types.Part(text="sum")])
+        start_timestamp=10.0,
+        end_timestamp=12.0,
+        compacted_content=types.Content(role="model", parts=[types.Part(text="sum")]),
     )
     await service.append_event(session, summary)
     stored = await service.get_session(app_name=APP, user_id=USER, session_id="cmp")

@@ -104,7 +104,10 @@ async def test_an_interrupted_pop_never_shows_an_item_twice(store: Store) -> Non
         id="remainder",
         thread_id=session.thread_id,
         label=LABEL,
-        custom={ITEMS_KEY: '[{"role":"user","content":"a"},{"role":"user","content":"b"}]', REPLACES_KEY: old},
+        custom={
+            ITEMS_KEY: '[{"role":"user","content":"a"},{"role":"user","content":"b"}]',
+            REPLACES_KEY: old,
+        },
     )
     await store.checkpoints.save(session.thread_id, torn, b"")
     assert [i["content"] for i in await session.get_items()] == ["a", "b"]
@@ -116,8 +119,12 @@ async def test_an_interrupted_pop_never_shows_an_item_twice(store: Store) -> Non
 async def test_items_round_trip_exactly(store: Store) -> None:
     session = RelaySession("rt", store)
     items: list[Any] = [
-        {"role": "user", "content": "こんにちは 😊 🚀 naïve", "nested": {"a": [1, 2.5, None, True], "b": {"c": ""}}},
-        {"role": "assistant", "content": "'; DROP TABLE agent_messages; -- \"quotes\" \\ back\\slash \x01"},
+        {
+            "role": "user",
+            "content": "こんにちは 😊 🚀 naïve",
+            "nested": {"a": [1, 2.5, None, True], "b": {"c": ""}},
+        },
+        {"role": "assistant", "content": '\'; DROP TABLE agent_messages; -- "quotes" \\ back\\slash \x01'},
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"x": 1}'},
         {"role": "user", "content": "\ud800 lone surrogate"},
     ]
@@ -149,7 +156,9 @@ async def test_sessions_are_isolated_and_clear_is_reusable(store: Store) -> None
     assert await two.get_items() == [msg("again")]
 
 
-async def test_corrupt_items_are_skipped_and_do_not_count(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+async def test_corrupt_items_are_skipped_and_do_not_count(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     session = RelaySession("corrupt", store)
     await session.add_items([msg("old")])
     await session.add_items([msg("kept")])

@@ -18,7 +18,11 @@ SCRIPT = Path(__file__).with_name("runtime_runs.py")
 def turn(runtime: str, url: str, message: str) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OPENAI_AGENTS_DISABLE_TRACING": "1"}
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), runtime, url, message], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, str(SCRIPT), runtime, url, message],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

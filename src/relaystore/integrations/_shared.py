@@ -127,7 +127,9 @@ class StoreHandle:
             self._key = f"{url_or_store}\x00{sorted(options.items())!r}"
             self._opening = HUB.acquire(self._key, url_or_store, options)
         else:
-            raise InvalidInput(f"expected a store URL or a relaystore Store, got {type(url_or_store).__name__}")
+            raise InvalidInput(
+                f"expected a store URL or a relaystore Store, got {type(url_or_store).__name__}"
+            )
 
     async def run(self, work: Callable[[Store], Awaitable[T]]) -> T:
         if self._store is not None:

@@ -209,8 +209,6 @@ class RelaySession:
             return items[-1]
         raise Conflict(f"session {self.session_id!r}: pop_item lost {_POP_ATTEMPTS} races in a row")
 
-
-
     def _metadata(self, items_json: str, *, replaces: str | None = None) -> CheckpointMetadata:
         custom = {ITEMS_KEY: items_json}
         if replaces is not None:

@@ -123,7 +123,9 @@ class RelayArtifactService(BaseArtifactService):
             for _ in range(_SAVE_ATTEMPTS):
                 head = await cs.head(thread)
                 version = 0 if head is None else int(head) + 1
-                record = CheckpointMetadata(id=str(version), thread_id=thread, step=version, label=LABEL, custom=custom)
+                record = CheckpointMetadata(
+                    id=str(version), thread_id=thread, step=version, label=LABEL, custom=custom
+                )
                 try:
                     await cs.save(thread, record, b"", expected_head=head)
                     return version
@@ -146,7 +148,13 @@ class RelayArtifactService(BaseArtifactService):
         return await self._load(app_name, user_id, filename, session_id, version, _MAX_DEPTH)
 
     async def _load(
-        self, app_name: str, user_id: str, filename: str, session_id: str | None, version: int | None, depth: int
+        self,
+        app_name: str,
+        user_id: str,
+        filename: str,
+        session_id: str | None,
+        version: int | None,
+        depth: int,
     ) -> types.Part | None:
         thread = self._thread(app_name, user_id, filename, session_id)
 
@@ -178,7 +186,9 @@ class RelayArtifactService(BaseArtifactService):
         part = types.Part(inline_data=types.Blob(data=data or b"", mime_type=mime))
         return None if artifact_util._is_rewind_tombstone(part) else part
 
-    async def list_artifact_keys(self, *, app_name: str, user_id: str, session_id: str | None = None) -> list[str]:
+    async def list_artifact_keys(
+        self, *, app_name: str, user_id: str, session_id: str | None = None
+    ) -> list[str]:
         """Sorted names: the session's own plus the user's ``user:`` names (only those when
         ``session_id`` is None)."""
         prefixes = [self._scope(app_name, user_id, None, user_scoped=True)]
@@ -243,7 +253,9 @@ class RelayArtifactService(BaseArtifactService):
         self, app_name: str, user_id: str, filename: str, session_id: str | None, record: CheckpointMetadata
     ) -> ArtifactVersion:
         scope = "" if filename.startswith("user:") or session_id is None else f"/sessions/{session_id}"
-        uri = f"relaystore://apps/{app_name}/users/{user_id}{scope}/artifacts/{filename}/versions/{record.step}"
+        uri = (
+            f"relaystore://apps/{app_name}/users/{user_id}{scope}/artifacts/{filename}/versions/{record.step}"
+        )
         mime = record.custom.get("mime") or None
         return ArtifactVersion(
             version=record.step,

@@ -17,6 +17,7 @@ Layout (``prefix`` is ``"adk/"`` by default; ids are joined with ``\\x1f``, refu
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -74,7 +75,9 @@ class RelaySessionService(BaseSessionService):
     def _join(self, kind: str, *parts: str) -> str:
         for part in parts:
             if not isinstance(part, str) or not part:
-                raise InvalidInput(f"app_name, user_id and session_id must be non-empty strings, got {part!r}")
+                raise InvalidInput(
+                    f"app_name, user_id and session_id must be non-empty strings, got {part!r}"
+                )
             if SEP in part:
                 raise InvalidInput(f"ids must not contain the unit separator \\x1f: {part!r}")
         return f"{self._prefix}{kind}/" + SEP.join(parts)
@@ -254,11 +257,13 @@ class RelaySessionService(BaseSessionService):
         """Write ``delta`` into a shared scope (one attachment per key); return the scope's state."""
         if delta:
             if not await cs.count(thread):
-                try:
-                    await cs.save(thread, _record(thread, SCOPE_RECORD, "adk.scope", {}), b"", expected_head=None)
-                except Conflict:
-                    pass  # a concurrent caller anchored it
-            await cs.put_attachments(thread, {k: dump_json(v, "state value").encode() for k, v in delta.items()})
+                with contextlib.suppress(Conflict):  # a concurrent caller may anchor it first
+                    await cs.save(
+                        thread, _record(thread, SCOPE_RECORD, "adk.scope", {}), b"", expected_head=None
+                    )
+            await cs.put_attachments(
+                thread, {k: dump_json(v, "state value").encode() for k, v in delta.items()}
+            )
         return await _scope_state(cs, thread)
 
     async def _state(self, cs: CheckpointStore, app_name: str, user_id: str, thread: str) -> dict[str, Any]:
@@ -282,7 +287,12 @@ def _event(row: CheckpointMetadata) -> Event:
 
 
 def _session(
-    app_name: str, user_id: str, session_id: str, head: CheckpointMetadata, state: dict[str, Any], events: list[Event]
+    app_name: str,
+    user_id: str,
+    session_id: str,
+    head: CheckpointMetadata,
+    state: dict[str, Any],
+    events: list[Event],
 ) -> Session:
     session = Session(
         id=session_id,
@@ -330,4 +340,3 @@ async def _all_threads(cs: CheckpointStore, prefix: str) -> list[str]:
         if page.next_cursor is None:
             return found
         cursor = page.next_cursor
-
