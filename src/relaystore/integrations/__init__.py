@@ -2,4 +2,8 @@
 
 - :mod:`relaystore.integrations.langgraph`: ``RelaySaver``, a LangGraph checkpointer
   (needs the ``langgraph`` extra).
+- :mod:`relaystore.integrations.openai_agents`: ``RelaySession``, an OpenAI Agents SDK session
+  (needs the ``openai-agents`` extra).
+- :mod:`relaystore.integrations.adk`: ``RelaySessionService`` and ``RelayArtifactService`` for
+  Google ADK (needs the ``adk`` extra).
 """
