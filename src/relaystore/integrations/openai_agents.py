@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -95,6 +96,7 @@ class RelaySession:
         )
         self._handle = StoreHandle(url_or_store, options)
         self._closed = False
+        self._items_per_row = 1.0  # items per checkpoint in the last limited read: sizes the next
 
     # ------------------------------------------------------------------ the Session protocol
 
@@ -174,15 +176,24 @@ class RelaySession:
         if limit == 0:
             return []
         newest: list[list[Any]] = []
-        count = 0
-        async for _meta, items in self._newest_first(checkpoints, min(limit, _FIRST_WINDOW_MAX)):
+        count = rows = 0
+        async for _meta, items in self._newest_first(checkpoints, self._window(limit)):
+            rows += 1
             if items:
                 newest.append(items)
                 count += len(items)
                 if count >= limit:
                     break
+        if rows:
+            self._items_per_row = max(1.0, count / rows)
         flat = [item for items in reversed(newest) for item in items]
         return flat[-limit:]
+
+    def _window(self, limit: int) -> int:
+        """Checkpoints to fetch first for ``limit`` items: as many as the items per checkpoint
+        seen last time suggest, plus one (one per item until then); the pager fetches more if
+        that falls short."""
+        return min(math.ceil(limit / self._items_per_row) + 1, limit, _FIRST_WINDOW_MAX)
 
     async def _pop(self, checkpoints: CheckpointStore) -> Any:
         for _ in range(_POP_ATTEMPTS):
