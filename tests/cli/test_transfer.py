@@ -156,7 +156,14 @@ def test_reimport_conflicts_unless_skipping(filled: Filled) -> None:
     resumed = import_text(target, exported, "--skip-existing", "--json")
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads(resumed.stdout)
-    assert summary["skipped"] == {"checkpoint": 5, "output": 8, "run": 2, "document": 0, "attachment": 0, "blob": 0}
+    assert summary["skipped"] == {
+        "checkpoint": 5,
+        "output": 8,
+        "run": 2,
+        "document": 0,
+        "attachment": 0,
+        "blob": 0,
+    }
     assert summary["counts"]["document"] == 5  # documents overwrite, they never conflict
 
 

@@ -25,7 +25,9 @@ async def test_export_then_import_keeps_every_runtime_record(tmp_path: Path) -> 
         await chat.add_items([{"role": "user", "content": "héllo"}])
     sessions, artifacts = RelaySessionService(source), RelayArtifactService(source)
     session = await sessions.create_session(app_name="a", user_id="u", session_id="s", state={"app:x": 1})
-    await sessions.append_event(session, Event(author="u", actions=EventActions(state_delta={"k": "v", "user:y": 2})))
+    await sessions.append_event(
+        session, Event(author="u", actions=EventActions(state_delta={"k": "v", "user:y": 2}))
+    )
     image = types.Part(inline_data=types.Blob(data=b"\x89PNG\x00\xff", mime_type="image/png"))
     await artifacts.save_artifact(app_name="a", user_id="u", session_id="s", filename="img", artifact=image)
     await sessions.close()

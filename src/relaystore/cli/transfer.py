@@ -296,7 +296,6 @@ async def export_lines(store: Store) -> AsyncIterator[tuple[str, dict[str, Any]]
                     {"type": "document", "kind": kind, "key": key, "document": document_json(document)},
                 )
 
-
     async for line in _blob_lines(store):
         yield "blob", line
 
