@@ -222,29 +222,32 @@ def test_a_url_session_works_from_any_event_loop(tmp_path: Path) -> None:
     asyncio.run(session.close())
 
 
-def test_four_processes_share_one_sqlite_session(tmp_path: Path) -> None:
+def test_eight_writers_in_two_processes_share_one_sqlite_session(tmp_path: Path) -> None:
+    """Two processes (each import of the SDK costs seconds), four concurrent sessions each."""
     url = f"sqlite:///{tmp_path}/shared.db"
     script = textwrap.dedent(
         f"""
         import asyncio, sys
         from relaystore.integrations.openai_agents import RelaySession
-        async def main(writer):
+        async def write(writer):
             async with RelaySession("shared", {url!r}) as session:
                 for n in range(10):
                     await session.add_items([{{"role": "user", "content": f"{{writer}}:{{n}}"}}])
+        async def main(process):
+            await asyncio.gather(*(write(process * 4 + task) for task in range(4)))
         asyncio.run(main(int(sys.argv[1])))
         """
     )
-    writers = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in range(4)]
-    assert [w.wait(timeout=120) for w in writers] == [0] * 4
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(p)]) for p in range(2)]
+    assert [p.wait(timeout=120) for p in processes] == [0, 0]
 
     async def read() -> list[Any]:
         async with RelaySession("shared", url) as session:
             return await session.get_items()
 
     contents = [i["content"] for i in asyncio.run(read())]
-    assert sorted(contents) == sorted(f"{w}:{n}" for w in range(4) for n in range(10))
-    for writer in range(4):
+    assert sorted(contents) == sorted(f"{w}:{n}" for w in range(8) for n in range(10))
+    for writer in range(8):
         assert [c for c in contents if c.startswith(f"{writer}:")] == [f"{writer}:{n}" for n in range(10)]
 
 

@@ -39,6 +39,7 @@ SQLITE_INTERNALS = [
     "post_commit",
     "closed_rejects",
 ]
+pytestmark = pytest.mark.slow  # four pytest subprocesses, about 80 s
 EXPECTED_PASSED = 53
 EXPECTED_DESELECTED = 18
 
