@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 URL ?= sqlite:///./relaystore.db
 
-.PHONY: run quickstart swarm test bench bench-quick bench-compare bench-baseline lint soak clean services
+.PHONY: run quickstart swarm test upstream-tests bench bench-quick bench-compare bench-baseline lint soak clean services
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ services:
 
 test: $(STAMP) services
 	$(BIN)/python -m pytest -q
+
+# Fetch the OpenAI Agents SDK's sdist (it ships tests/) and run its session tests on RelaySession.
+upstream-tests: $(STAMP) services
+	PYTHON=$(BIN)/python bash scripts/fetch-upstream-tests.sh
+	$(BIN)/python -m pytest -q tests/integrations/test_openai_agents_upstream.py
 
 bench: $(STAMP) services
 	$(BIN)/python -m benchmarks

@@ -22,7 +22,7 @@ from tests.cli.conftest import Filled
 
 runner = CliRunner(env={"RELAYSTORE_URL": None})
 RELAYSTORE = Path(sys.executable).with_name("relaystore")
-EXPECTED_COUNTS = {"checkpoint": 5, "output": 8, "run": 2, "document": 5}
+EXPECTED_COUNTS = {"checkpoint": 5, "output": 8, "run": 2, "document": 5, "attachment": 0, "blob": 0}
 HEADER = '{"type":"header","format":"relaystore-export","version":1}'
 
 
@@ -156,7 +156,14 @@ def test_reimport_conflicts_unless_skipping(filled: Filled) -> None:
     resumed = import_text(target, exported, "--skip-existing", "--json")
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads(resumed.stdout)
-    assert summary["skipped"] == {"checkpoint": 5, "output": 8, "run": 2, "document": 0}
+    assert summary["skipped"] == {
+        "checkpoint": 5,
+        "output": 8,
+        "run": 2,
+        "document": 0,
+        "attachment": 0,
+        "blob": 0,
+    }
     assert summary["counts"]["document"] == 5  # documents overwrite, they never conflict
 
 

@@ -6,7 +6,9 @@ The format (version 1) is one JSON object per line, each with a ``"type"``:
 - ``checkpoint``: ``thread_id``, ``metadata`` and ``state`` (base64), in each thread's store order;
 - ``output``: ``record``, in store order (import keeps ids and ``created_at``, assigns new ``seq``);
 - ``run``: ``run``, per agent in store order;
-- ``document``: ``kind``, ``key`` and ``document``, for every kind in :data:`DOC_KINDS`.
+- ``document``: ``kind``, ``key`` and ``document``, for every kind in :data:`DOC_KINDS`;
+- ``attachment``: ``thread_id``, ``key`` and ``value`` (base64), after its thread's checkpoints;
+- ``blob``: ``sha256``, ``mime`` and ``data`` (base64), the whole blob in one line.
 
 Both commands use only the public library API, so they work from and to every backend.
 """
@@ -45,7 +47,7 @@ from relaystore.stores.adaptive import ADAPTERS
 
 FORMAT = "relaystore-export"
 VERSION = 1
-LINE_TYPES = ("header", "checkpoint", "output", "run", "document")
+LINE_TYPES = ("header", "checkpoint", "output", "run", "document", "attachment", "blob")
 
 
 # --------------------------------------------------------------------------- line models
@@ -97,7 +99,23 @@ class DocumentLine(_Line):
     document: Any  # validated by the store's own store_* method before anything is written
 
 
+class AttachmentLine(_Line):
+    type: Literal["attachment"]
+    thread_id: str
+    key: str
+    value: Annotated[bytes, BeforeValidator(_decode_base64)]
+
+
+class BlobLine(_Line):
+    type: Literal["blob"]
+    sha256: str
+    mime: str | None = None
+    data: Annotated[bytes, BeforeValidator(_decode_base64)]
+
+
 LINE_MODELS: dict[str, type[_Line]] = {
+    "attachment": AttachmentLine,
+    "blob": BlobLine,
     "header": HeaderLine,
     "checkpoint": CheckpointLine,
     "output": OutputLine,
@@ -260,6 +278,8 @@ async def export_lines(store: Store) -> AsyncIterator[tuple[str, dict[str, Any]]
                     "state": base64.b64encode(state).decode("ascii"),
                 },
             )
+        async for line in _attachment_lines(store, thread_id):
+            yield "attachment", line
     async for record in every(store.outputs.list):
         yield "output", {"type": "output", "record": record.model_dump(mode="json")}
     adaptive = store.adaptive
@@ -275,6 +295,42 @@ async def export_lines(store: Store) -> AsyncIterator[tuple[str, dict[str, Any]]
                     "document",
                     {"type": "document", "kind": kind, "key": key, "document": document_json(document)},
                 )
+
+    async for line in _blob_lines(store):
+        yield "blob", line
+
+
+async def _attachment_lines(store: Store, thread_id: str) -> AsyncIterator[dict[str, Any]]:
+    """The thread's attachments (runtimes keep per-thread state there: LangGraph channel values,
+    ADK session/app/user state)."""
+    cps = store.checkpoints
+    try:
+        keys = [key async for key in every(partial(cps.list_attachments, thread_id))]
+    except InvalidInput:  # a backend without attachments
+        return
+    for start in range(0, len(keys), 100):
+        found = await cps.get_attachments(thread_id, keys[start : start + 100])
+        for key, value in found.items():
+            encoded = base64.b64encode(value).decode("ascii")
+            yield {"type": "attachment", "thread_id": thread_id, "key": key, "value": encoded}
+
+
+async def _blob_lines(store: Store) -> AsyncIterator[dict[str, Any]]:
+    try:
+        blobs = store.blobs
+    except InvalidInput:  # a backend without blobs
+        return
+    async for blob in every(blobs.list):
+        try:
+            data = await blobs.get(blob.sha256)
+        except NotFound:  # deleted since it was listed
+            continue
+        yield {
+            "type": "blob",
+            "sha256": blob.sha256,
+            "mime": blob.mime,
+            "data": base64.b64encode(data).decode("ascii"),
+        }
 
 
 async def export_to(url: str, sink: IO[str]) -> dict[str, Any]:
@@ -345,6 +401,10 @@ async def write_line(store: Store, line: _Line) -> None:
         await store.adaptive.store_run(line.run)
     elif isinstance(line, DocumentLine):
         await store_document(store.adaptive, line.kind, line.key, line.document)
+    elif isinstance(line, AttachmentLine):
+        await store.checkpoints.put_attachments(line.thread_id, {line.key: line.value})
+    elif isinstance(line, BlobLine):
+        await store.blobs.put(line.data, mime=line.mime, expected_sha256=line.sha256)
 
 
 def numbered_lines(source: Iterable[bytes]) -> Iterator[tuple[int, str]]:

@@ -4,4 +4,8 @@
   (needs the ``langgraph`` extra).
 - :mod:`relaystore.integrations.langgraph_store`: ``RelayStore``, a LangGraph ``BaseStore`` for
   long-term memory (same extra).
+- :mod:`relaystore.integrations.openai_agents`: ``RelaySession``, an OpenAI Agents SDK session
+  (needs the ``openai-agents`` extra).
+- :mod:`relaystore.integrations.adk`: ``RelaySessionService`` and ``RelayArtifactService`` for
+  Google ADK (needs the ``adk`` extra).
 """
