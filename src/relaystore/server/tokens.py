@@ -56,6 +56,12 @@ class Principal:
     attempt: int | None = None
     producer: str | None = None
     reads: frozenset[str] = field(default_factory=frozenset)
+    token_id: str | None = None  # the jti of an agent token
+
+    @property
+    def budget_key(self) -> str:
+        """Whose share of the server's memory budget this request draws on: one per token."""
+        return "admin" if self.admin else f"agent:{self.token_id or self.task}"
 
     def require_admin(self) -> None:
         if not self.admin:
@@ -175,6 +181,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
             attempt=check_u32(claims["att"], "attempt"),
             producer=check_id(claims["prd"], "producer"),
             reads=frozenset(reads),
+            token_id=str(claims.get("jti") or "") or None,
         )
     except (AssertionError, InvalidInput) as exc:  # signed by us, but not by this code: refuse
         raise Unauthorized(f"the token's claims are malformed: {exc}") from None

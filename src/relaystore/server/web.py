@@ -42,6 +42,7 @@ DEFAULT_MEMORY_BUDGET = 96 * MiB
 JSON_COPIES = 3
 # A streamed upload holds about one 1 MiB chunk in flight plus the one being stored.
 STREAM_RESERVE = 2 * MiB
+DEFAULT_BODY_TIMEOUT = 10.0  # seconds a request body may send nothing before it is cut with 408
 DRAIN_LIMIT = 64 * MiB  # bytes read and dropped after a 413, so the client gets to read the answer
 
 Access = Literal["public", "token", "agent", "admin"]
@@ -53,26 +54,83 @@ class ByteBudget:
     A request reserves its worst case in one step before it reads anything, and gives it back
     when it ends. All-or-nothing reservations cannot deadlock (nobody waits holding a part), and a
     request that waits simply does not read its socket, so TCP backpressure holds its client.
+
+    Each *owner* (one token) may hold at most ``share`` × ``total`` at once, so one token's
+    stalled bodies leave the rest of the budget to the others. Unfinished request headers are
+    counted too, without waiting (:meth:`try_take`): a connection whose headers do not fit is
+    refused instead of queued.
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, share: float = 0.5) -> None:
+        if not 0 < share <= 1:
+            raise InvalidInput(f"a token's share of the memory budget is in (0, 1], got {share}")
         self.total = total
         self.free = total
-        self._changed = asyncio.Condition()
+        self.per_owner = max(1, int(total * share))
+        self.held: dict[str, int] = {}
+        self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
 
-    async def reserve(self, size: int) -> int:
-        """Wait until ``size`` bytes (at most the whole budget) are free and take them."""
-        size = min(size, self.total)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= size)
-            self.free -= size
+    def _fits(self, owner: str, size: int) -> bool:
+        return self.free >= size and self.held.get(owner, 0) + size <= self.per_owner
+
+    def _take(self, owner: str, size: int) -> None:
+        self.free -= size
+        self.held[owner] = self.held.get(owner, 0) + size
+
+    async def reserve(self, size: int, owner: str = "") -> int:
+        """Wait until ``size`` bytes (at most the owner's share) are free and take them."""
+        size = min(size, self.per_owner)
+        if not self._waiters and self._fits(owner, size):
+            self._take(owner, size)
+            return size
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (owner, size, waiter)
+        self._waiters.append(entry)
+        try:
+            await waiter
+        except BaseException:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+            elif waiter.done() and not waiter.cancelled():
+                self.give(size, owner)  # granted just as we were cancelled: hand it back
+            raise
         return size
 
-    async def release(self, size: int) -> None:
-        if size:
-            async with self._changed:
-                self.free += size
-                self._changed.notify_all()
+    def try_take(self, size: int, owner: str = "") -> bool:
+        """Take ``size`` bytes now if they fit (never waits); True if taken."""
+        if not self._fits(owner, size):
+            return False
+        self._take(owner, size)
+        return True
+
+    def give(self, size: int, owner: str = "") -> None:
+        """Give back ``size`` bytes taken by ``owner`` and wake the waiters that now fit."""
+        if not size:
+            return
+        self.free += size
+        left = self.held.get(owner, 0) - size
+        if left > 0:
+            self.held[owner] = left
+        else:
+            self.held.pop(owner, None)
+        self._grant()
+
+    def _grant(self) -> None:
+        # Waiters are served in order, except that one over its owner's share does not hold up
+        # others: that is what the share is for.
+        for entry in list(self._waiters):
+            owner, size, waiter = entry
+            if waiter.done():
+                self._waiters.remove(entry)
+            elif self._fits(owner, size):
+                self._waiters.remove(entry)
+                self._take(owner, size)
+                waiter.set_result(None)
+            elif self.free < size:
+                return
+
+    async def release(self, size: int, owner: str = "") -> None:
+        self.give(size, owner)
 
 
 @dataclass(frozen=True)
@@ -85,6 +143,7 @@ class ServerConfig:
     blob_limit: int = 4096 * MiB
     file_roots: tuple[Path, ...] = ()
     budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_MEMORY_BUDGET))
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
 
 
 class HttpError(Exception):
@@ -191,16 +250,17 @@ class Call:
         """The request body as it arrives; :class:`TooLarge` once it passes ``limit`` bytes.
 
         Counts what arrives rather than trusting ``Content-Length`` (which may be absent or lie).
-        Before reading, it reserves ``reserve`` bytes of the server's memory budget for the rest
-        of the request (see :meth:`release`).
+        Before reading, it reserves ``reserve`` bytes of the server's memory budget, from its
+        token's share, for the rest of the request (see :meth:`release`). A body that sends
+        nothing for ``body_timeout`` seconds is cut: :class:`HttpError` 408.
         """
         declared = self.request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"the body is {declared} bytes; the limit is {limit}")
-        self.reserved += await self.config.budget.reserve(reserve)
+        self.reserved += await self.config.budget.reserve(reserve, self.principal.budget_key)
         size = 0
         while not self.body_finished:
-            message = await self.request.receive()
+            message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             self.body_finished = not message.get("more_body", False)
@@ -211,16 +271,27 @@ class Call:
             if chunk:
                 yield chunk
 
+    async def _receive(self) -> Any:
+        try:
+            return await asyncio.wait_for(self.request.receive(), self.config.body_timeout)
+        except TimeoutError:
+            raise HttpError(
+                408,
+                "RequestTimeout",
+                f"the body sent nothing for {self.config.body_timeout:g} s",
+                {"Connection": "close"},
+            ) from None
+
     async def body(self) -> bytes:
         limit = self.config.body_limit
         declared = self.request.headers.get("content-length", "")
-        expected = min(int(declared), limit) if declared.isdigit() else limit
+        expected = min(int(declared), limit) if declared.isascii() and declared.isdigit() else limit
         chunks = self.chunks(limit, reserve=JSON_COPIES * expected)
         return b"".join([chunk async for chunk in chunks])
 
     async def release(self) -> None:
         """Give back what this request reserved of the memory budget (at its end)."""
-        await self.config.budget.release(self.reserved)
+        self.config.budget.give(self.reserved, self.principal.budget_key)
         self.reserved = 0
 
     async def json(self) -> Any:
@@ -237,7 +308,10 @@ class Call:
         """Read and drop what is left of the body (bounded), so a 413 reaches the client."""
         dropped = 0
         while not self.body_finished and dropped < DRAIN_LIMIT:
-            message = await self.request.receive()
+            try:
+                message = await self._receive()
+            except HttpError:
+                return
             if message["type"] == "http.disconnect":
                 return
             self.body_finished = not message.get("more_body", False)
