@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from relaystore.server.tokens import issue_token
+from relaystore.server.tokens import issue_token, store_id
 from tests.server.test_limits_and_blobs import MB
 from tests.support.relay_server import RelayServer, start_server
 
@@ -85,7 +85,8 @@ def held(sockets: list[socket.socket]) -> Iterator[list[socket.socket]]:
 
 def agent_token(server: RelayServer, task: str, tenant: str | None = None) -> str:
     key = (server.state_dir / "signing-key").read_text().strip()
-    return issue_token(key, task=task, attempt=0, producer="p", tenant=tenant)
+    audience = store_id(server.store_url)
+    return issue_token(key, task=task, attempt=0, producer="p", tenant=tenant, audience=audience)
 
 
 def progress(task: str) -> dict[str, object]:

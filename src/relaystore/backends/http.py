@@ -154,6 +154,21 @@ class Client:
             log.warning("%s (on %s)", warning, self.base)
         return body["items"], body["next_cursor"]
 
+    async def rows(
+        self, path: str, params: dict[str, Any], after: str | None, limit: int | None
+    ) -> list[Any]:
+        """Up to ``limit`` items of a key listing (all of them for None), across as many server
+        pages as that takes: the server cuts a page at its maximum and names no limit as 100."""
+        items: list[Any] = []
+        cursor = after
+        while True:
+            page, cursor = await self.page(
+                path, params, cursor, None if limit is None else limit - len(items)
+            )
+            items.extend(page)
+            if cursor is None or (limit is not None and len(items) >= limit):
+                return items
+
 
 # --------------------------------------------------------------------------- listings
 
@@ -297,8 +312,7 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
         query = {} if prefix is None else {"prefix": prefix}
-        items, _ = await self._c.page("/v1/threads", query, _after_key(after), limit)
-        return items
+        return await self._c.rows("/v1/threads", query, _after_key(after), limit)
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         body = await self._c.json("POST", "/v1/threads/prune", params={"thread_id": thread_id, "keep": keep})
@@ -350,8 +364,7 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
         params = {"thread_id": thread_id}
-        items, _ = await self._c.page("/v1/threads/attachments", params, _after_key(after), limit)
-        return items
+        return await self._c.rows("/v1/threads/attachments", params, _after_key(after), limit)
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -454,12 +467,10 @@ class HttpAdaptiveStore(AdaptiveStore):
         return int((await self._c.json("POST", "/v1/adaptive/runs/prune", params=params))["deleted"])
 
     async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
-        items, _ = await self._c.page("/v1/adaptive/agents", {}, _after_key(after), limit)
-        return items
+        return await self._c.rows("/v1/adaptive/agents", {}, _after_key(after), limit)
 
     async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
-        items, _ = await self._c.page(f"/v1/adaptive/keys/{kind}", {}, _after_key(after), limit)
-        return items
+        return await self._c.rows(f"/v1/adaptive/keys/{kind}", {}, _after_key(after), limit)
 
     async def _versioned(self, kind: DocKind, key: str) -> tuple[str, str] | None:
         """``(text, etag)`` of the stored document, or None."""
@@ -577,7 +588,7 @@ class HttpBlobStore(BlobStore):
         return bool((await self._c.json("DELETE", f"/v1/blobs/{sha256}"))["deleted"])
 
     async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
-        items, _ = await self._c.page("/v1/blobs", {}, _after_key(after), limit)
+        items = await self._c.rows("/v1/blobs", {}, _after_key(after), limit)
         return [BlobContent.model_validate(item) for item in items]
 
 

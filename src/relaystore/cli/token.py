@@ -47,6 +47,7 @@ def issue(
         parse_ttl,
         request_token,
         state_dir_for,
+        store_id,
     )
 
     async def work() -> str:
@@ -68,6 +69,7 @@ def issue(
             producer=producer,
             ttl=parse_ttl(ttl),
             reads=reads or (),
+            audience=store_id(url),
         )
 
     token = run(work)

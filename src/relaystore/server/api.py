@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +25,7 @@ from relaystore.models.adaptive import RunRecord
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
 from relaystore.server.tokens import issue_token, parse_ttl
-from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply
+from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply, strict_json
 from relaystore.stores import ANY, DOC_KINDS
 from relaystore.stores._common import summarize, validate
 
@@ -267,10 +267,7 @@ def metadata_header(call: Call) -> CheckpointMetadata:
     header = call.request.headers.get(METADATA_HEADER)
     if header is None:
         raise InvalidInput(f"the {METADATA_HEADER} header (base64url of the metadata JSON) is required")
-    try:
-        metadata_json = json.loads(unb64(header, METADATA_HEADER))
-    except ValueError:
-        raise InvalidInput(f"{METADATA_HEADER} does not hold JSON") from None
+    metadata_json = strict_json(unb64(header, METADATA_HEADER), METADATA_HEADER)
     return validate(_METADATA, metadata_json, "checkpoint metadata")
 
 
@@ -467,33 +464,78 @@ async def delete_document(call: Call) -> Response:
 # --------------------------------------------------------------------------- blobs
 
 
+_NAME = r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"  # RFC 6838 restricted-name
+_MIME_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # RFC 9110 token
+_QUOTED = r'"(?:[^"\\\x00-\x1f\x7f]|\\[\x20-\x7e])*"'
+MIME = re.compile(rf"{_NAME}/{_NAME}(?:[ \t]*;[ \t]*{_MIME_TOKEN}=(?:{_MIME_TOKEN}|{_QUOTED}))*")
+# Types a browser shows inline without running anything (with nosniff and a sandbox CSP).
+INLINE_TYPES = frozenset(
+    {"text/plain", "image/png", "image/jpeg", "image/gif", "image/webp", "application/json"}
+)
+
+
+def check_mime(mime: str) -> str:
+    """``mime`` if it is ``type/subtype`` (RFC 6838 names) with optional ``; name=value``
+    parameters and at most 255 characters, else :class:`InvalidInput` (422)."""
+    if len(mime) > 255 or not MIME.fullmatch(mime):
+        raise InvalidInput(f"not a media type (type/subtype[; name=value]): {mime[:100]!r}")
+    return mime
+
+
+def blob_headers(mime: str | None) -> dict[str, str]:
+    """Headers that keep a downloaded blob from running as a page of this server: the browser
+    may not guess another type, saves it instead of showing it (bar a few inert types), and any
+    page it is shown as runs sandboxed, without this origin's cookies or storage."""
+    essence = (mime or "").split(";", 1)[0].strip().lower()
+    disposition = "inline" if essence in INLINE_TYPES else "attachment"
+    return {
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": disposition,
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    }
+
+
+def safe_mime(mime: str | None) -> str:
+    """The type to serve a blob as: its mime if valid (stored before validation, or named by an
+    output), else ``application/octet-stream``."""
+    return (
+        mime if mime is not None and len(mime) <= 255 and MIME.fullmatch(mime) else "application/octet-stream"
+    )
+
+
 async def upload_blob(call: Call) -> Response:
     mime = call.query("mime") or call.request.headers.get("content-type") or None
-    if mime is not None and len(mime) > 255:
-        raise InvalidInput("mime type is longer than 255 characters")
+    if mime is not None:
+        check_mime(mime)
     blob = await call.store.blobs.put(
         call.chunks(call.config.blob_limit), mime=mime, expected_sha256=call.query("sha256")
     )
     return reply(blob, 201, headers={"ETag": f'"{blob.sha256}"'})
 
 
-async def may_read_blob(call: Call, sha256: str) -> None:
-    """The admin reads any blob; an agent only one carried by an output it may read (``?via=REF``)."""
-    if call.principal.admin:
-        return
+async def may_read_blob(call: Call, sha256: str) -> Any:
+    """The admin reads any blob; an agent only one carried by an output it may read (``?via=REF``).
+
+    Returns the blob's ContentRef in that output (its mime is the one to serve), or None.
+    """
     via = call.query("via")
     if via is None:
+        if call.principal.admin:
+            return None
         raise Forbidden("an agent token reads a blob through ?via=<output ref that carries it>")
     record = await call.store.outputs.get(via)
     call.principal.require_read(record)
-    if not any(getattr(c, "sha256", None) == sha256 for c in content_refs(record.event)):
-        raise Forbidden(f"output {via} does not carry blob {sha256}")
+    for content in content_refs(record.event):
+        if getattr(content, "sha256", None) == sha256:
+            return content
+    raise Forbidden(f"output {via} does not carry blob {sha256}")
 
 
 async def stat_blob(call: Call) -> Response:
     sha256 = call.path("sha256")
-    await may_read_blob(call, sha256)
-    return reply(await call.store.blobs.stat(sha256))
+    carried = await may_read_blob(call, sha256)
+    blob = await call.store.blobs.stat(sha256)
+    return reply(blob if carried is None else blob.model_copy(update={"mime": carried.mime}))
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -504,7 +546,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not header or not header.startswith("bytes=") or "," in header:
         return None
     first, dash, last = header[6:].strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not dash or not _position(first) or not _position(last):
         return None
     if first == "":
         if last == "" or int(last) == 0:
@@ -515,6 +557,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size or end <= start:
         raise _unsatisfiable(size)
     return start, end
+
+
+def _position(text: str) -> bool:
+    """An empty or ASCII-decimal byte position of at most 19 digits (``isdigit`` alone takes '²')."""
+    return text == "" or (len(text) <= 19 and text.isascii() and text.isdigit())
 
 
 def _unsatisfiable(size: int) -> HttpError:
@@ -528,15 +575,16 @@ def _unsatisfiable(size: int) -> HttpError:
 
 async def download_blob(call: Call) -> Response:
     sha256 = call.path("sha256")
-    await may_read_blob(call, sha256)
+    carried = await may_read_blob(call, sha256)
     blob = await call.store.blobs.stat(sha256)
     wanted = byte_range(call.request.headers.get("range"), blob.size)
     start, end = wanted or (0, blob.size)
+    media_type = safe_mime(blob.mime if carried is None else carried.mime)
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{sha256}"', "Content-Length": str(end - start)}
+    headers.update(blob_headers(media_type))
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
     status = 206 if wanted is not None else 200
-    media_type = blob.mime or "application/octet-stream"
     if call.request.method == "HEAD":
         return Response(None, status, headers=headers, media_type=media_type)
     stream = await call.store.blobs.read(sha256, start, end)
@@ -570,7 +618,8 @@ async def healthz(call: Call) -> Response:
 
 async def info(call: Call) -> Response:
     details = await call.store.info()
-    return reply({"relaystore_version": relaystore.__version__, "tenant": call.tenant, **details})
+    store = {"store_id": call.config.audience(call.tenant)}
+    return reply({"relaystore_version": relaystore.__version__, "tenant": call.tenant, **store, **details})
 
 
 async def issue(call: Call) -> Response:
@@ -584,6 +633,7 @@ async def issue(call: Call) -> Response:
         ttl=ttl,
         reads=body.read,
         tenant=call.tenant,
+        audience=call.config.audience(call.tenant),
     )
     return reply({"token": token, "expires_at": int(time.time() + ttl)}, 201)
 
@@ -1074,6 +1124,7 @@ OPERATIONS: list[Op] = [
         (SHA, VIA, RANGE),
         responses={200: BLOB_BYTES, 206: BLOB_BYTES},
         tag="blobs",
+        query_token=True,
     ),
     Op(
         "GET",

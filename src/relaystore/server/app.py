@@ -84,6 +84,8 @@ def create_app(
         file_roots=tuple(Path(r).resolve() for r in file_roots),
         budget=ByteBudget(memory_budget, token_share),
         body_timeout=body_timeout,
+        store_url=store_url,
+        tenant_url=tenant_url,
     )
     stores = StoreSet(store_url, tenant_url, max_open=max_open_tenants)
     metrics = Metrics()
@@ -154,9 +156,15 @@ def authenticate(request: Request, op: Op, config: ServerConfig) -> Principal:
     agent token on an admin route."""
     if op.access == "public":
         return _NOBODY
-    token = bearer(request.headers, request.query_params)
-    principal = verify_token(token, admin_token=config.admin_token, signing_key=config.signing_key)
-    principal.require_tenant(request.scope.get(TENANT_KEY))
+    tenant = request.scope.get(TENANT_KEY)
+    token = bearer(request.headers, request.query_params, query_allowed=op.query_token)
+    principal = verify_token(
+        token,
+        admin_token=config.admin_token,
+        signing_key=config.signing_key,
+        audience=config.audience(tenant),
+    )
+    principal.require_tenant(tenant)
     if op.access == "admin":
         principal.require_admin()
     return principal
@@ -233,6 +241,15 @@ class Metrics:
         )
 
 
+# Label values come from a fixed set, so a client cannot make /metrics grow (route is the matched
+# template or "unmatched"; status is a three-digit code).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -258,8 +275,9 @@ class MetricsMiddleware:
         finally:
             self.metrics.in_flight.dec()
             route = scope.get(ROUTE_KEY, "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            method = method_label(scope["method"])
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
 
 
 def server_operations(metrics: Metrics) -> list[Op]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from relaystore.errors import (
     TooLarge,
     Unauthorized,
 )
-from relaystore.server.tokens import Principal
+from relaystore.server.tokens import Principal, store_id
 from relaystore.stores import Store
 from relaystore.stores._common import validate
 
@@ -45,7 +46,52 @@ STREAM_RESERVE = 2 * MiB
 DEFAULT_BODY_TIMEOUT = 10.0  # seconds a request body may send nothing before it is cut with 408
 DRAIN_LIMIT = 64 * MiB  # bytes read and dropped after a 413, so the client gets to read the answer
 
+DEFAULT_PAGE = 100  # items in a listing that names no limit
+MAX_PAGE = 1000  # a larger limit is cut to this; next_cursor gives the rest
+MAX_JSON_DEPTH = 100  # arrays and objects nested deeper are refused (422), never a RecursionError
+
 Access = Literal["public", "token", "agent", "admin"]
+
+
+# --------------------------------------------------------------------------- JSON in
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInput(f"{name} is not JSON: numbers must be finite")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidInput(f"{text[:40]} is out of range: numbers must be finite")
+    return value
+
+
+def strict_json(raw: bytes | str, what: str) -> Any:
+    """Parse JSON as RFC 8259 has it: no ``NaN``/``Infinity``, no number that overflows to
+    infinity, and at most :data:`MAX_JSON_DEPTH` levels of nesting. :class:`InvalidInput` else."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{what} is not JSON: {exc}") from None
+    check_depth(value, what)
+    return value
+
+
+def check_depth(value: Any, what: str) -> None:
+    """Refuse ``value`` if its arrays and objects nest deeper than :data:`MAX_JSON_DEPTH` (walked
+    with a stack, not recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise InvalidInput(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+                stack.append((child, depth + 1))
 
 
 class ByteBudget:
@@ -144,6 +190,13 @@ class ServerConfig:
     file_roots: tuple[Path, ...] = ()
     budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_MEMORY_BUDGET))
     body_timeout: float = DEFAULT_BODY_TIMEOUT
+    store_url: str = ""
+    tenant_url: str | None = None
+
+    def audience(self, tenant: str | None) -> str:
+        """The store id agent tokens must name (``aud``): the main store's, for tenants too (a
+        tenant token is bound to its tenant by its ``ten`` claim besides)."""
+        return store_id(self.store_url)
 
 
 class HttpError(Exception):
@@ -239,7 +292,11 @@ class Call:
         return raw in {"true", "1"}
 
     def page_args(self) -> dict[str, Any]:
-        return {"limit": self.integer("limit"), "cursor": self.query("cursor")}
+        """``limit`` (default :data:`DEFAULT_PAGE`, at most :data:`MAX_PAGE`) and ``cursor``: a
+        listing never builds more than one bounded page in memory."""
+        limit = self.integer("limit")
+        limit = DEFAULT_PAGE if limit is None else min(limit, MAX_PAGE)
+        return {"limit": limit, "cursor": self.query("cursor")}
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -295,11 +352,7 @@ class Call:
         self.reserved = 0
 
     async def json(self) -> Any:
-        raw = await self.body()
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"the body is not JSON: {exc}") from None
+        return strict_json(await self.body(), "the body")
 
     async def parse(self, adapter: TypeAdapter[Any], what: str) -> Any:
         return validate(adapter, await self.json(), what)
@@ -399,3 +452,4 @@ class Op:
     request: dict[str, Any] | None = None
     responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     tag: str = "server"
+    query_token: bool = False  # may the token come as ?token= (only where no header can be set)
