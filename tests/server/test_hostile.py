@@ -7,6 +7,7 @@ module; every socket has a timeout, so no test can hang.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
 import time
@@ -244,3 +245,241 @@ async def test_stalled_declared_lengths_do_not_freeze_the_admin(tight: RelayServ
         elapsed = time.monotonic() - started
     assert response.status_code == 201, response.text
     assert elapsed < 3.0
+
+
+# --------------------------------------------------------------------------- 5-7. blobs
+
+
+def admin_of(server: RelayServer) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.admin_token}"}
+
+
+def blob_output(task: str, blob: dict[str, object]) -> dict[str, object]:
+    event = {"type": "final", "ok": True, "content": blob}
+    return {"task_id": task, "attempt": 0, "producer_agent": "p", "event": event}
+
+
+def test_an_output_may_not_carry_another_tasks_blob(tight: RelayServer) -> None:
+    secret = httpx.post(f"{tight.url}/v1/blobs", content=b"secret of task A", headers=admin_of(tight)).json()
+    httpx.post(f"{tight.url}/v1/outputs", json=blob_output("task-a", secret), headers=admin_of(tight))
+    thief = {"Authorization": f"Bearer {agent_token(tight, 'task-b')}"}
+    guessed = {**secret, "sha256": "0" * 64}  # a digest nobody stored: the same answer (no oracle)
+    for blob in (secret, guessed):
+        response = httpx.post(f"{tight.url}/v1/outputs", json=blob_output("task-b", blob), headers=thief)
+        assert response.status_code == 403, response.text
+    own = httpx.post(f"{tight.url}/v1/blobs", content=b"mine", headers=thief).json()
+    ok = httpx.post(f"{tight.url}/v1/outputs", json=blob_output("task-b", own), headers=thief)
+    assert ok.status_code == 201, ok.text
+    via = httpx.get(
+        f"{tight.url}/v1/blobs/{own['sha256']}", params={"via": ok.json()["out_id"]}, headers=thief
+    )
+    assert via.content == b"mine"
+
+
+def test_blobs_are_served_inert(tight: RelayServer) -> None:
+    headers = admin_of(tight)
+    html = httpx.post(
+        f"{tight.url}/v1/blobs",
+        params={"mime": "text/html"},
+        content=b"<script>alert(1)</script>",
+        headers=headers,
+    ).json()
+    text = httpx.post(
+        f"{tight.url}/v1/blobs", params={"mime": "text/plain"}, content=b"hi", headers=headers
+    ).json()
+    page = httpx.get(f"{tight.url}/v1/blobs/{html['sha256']}", params={"token": tight.admin_token})
+    plain = httpx.get(f"{tight.url}/v1/blobs/{text['sha256']}", headers=headers)
+    for response in (page, plain):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-security-policy"].startswith("sandbox")
+    assert page.headers["content-disposition"] == "attachment"
+    assert plain.headers["content-disposition"] == "inline"
+
+
+@pytest.mark.parametrize("mime", ["text/html\r\nX-Injected: 1", "text", "a/b;", "/plain", "x" * 300 + "/y"])
+def test_a_bad_mime_type_is_422(tight: RelayServer, mime: str) -> None:
+    response = httpx.post(
+        f"{tight.url}/v1/blobs", params={"mime": mime}, content=b"m", headers=admin_of(tight)
+    )
+    assert response.status_code == 422, response.text
+
+
+def test_the_mime_type_belongs_to_the_reference_not_the_digest(tight: RelayServer) -> None:
+    token = agent_token(tight, "task-mime")
+    agent = {"Authorization": f"Bearer {token}"}
+    content = b"same bytes, two types"
+    first = httpx.post(f"{tight.url}/v1/blobs", params={"mime": "text/html"}, content=content, headers=agent)
+    second = httpx.post(f"{tight.url}/v1/blobs", params={"mime": "image/png"}, content=content, headers=agent)
+    assert (first.json()["mime"], second.json()["mime"]) == ("text/html", "image/png")
+    ref = httpx.post(f"{tight.url}/v1/outputs", json=blob_output("task-mime", second.json()), headers=agent)
+    params = {"via": ref.json()["out_id"]}
+    download = httpx.get(f"{tight.url}/v1/blobs/{second.json()['sha256']}", params=params, headers=agent)
+    assert download.headers["content-type"] == "image/png"
+    stat = httpx.get(f"{tight.url}/v1/blobs/{second.json()['sha256']}/stat", params=params, headers=agent)
+    assert stat.json()["mime"] == "image/png"
+
+
+# --------------------------------------------------------------------------- 8-11
+
+
+def test_a_query_token_never_reaches_the_access_log(tmp_path: Path) -> None:
+    server = start_server(f"sqlite:///{tmp_path}/l.db", tmp_path, "--log-level", "info")
+    try:
+        blob = httpx.post(f"{server.url}/v1/blobs", content=b"logged", headers=admin_of(server)).json()
+        response = httpx.get(f"{server.url}/v1/blobs/{blob['sha256']}", params={"token": server.admin_token})
+        assert response.status_code == 200
+        time.sleep(0.2)
+        log = server.log()
+    finally:
+        server.stop()
+    assert "token=REDACTED" in log
+    assert server.admin_token not in log.split("admin token in")[-1].split("\n", 1)[-1]
+
+
+def test_unknown_methods_share_one_metrics_label(tight: RelayServer) -> None:
+    for index in range(30):
+        httpx.request(f"M{index}X", f"{tight.url}/v1/outputs", timeout=5)
+    text = httpx.get(f"{tight.url}/metrics", headers=admin_of(tight)).text
+    assert 'method="other"' in text
+    assert "M7X" not in text
+
+
+def test_listings_are_paged_by_default(tight: RelayServer) -> None:
+    headers = admin_of(tight)
+    for index in range(120):
+        body = {
+            "task_id": "task-pages",
+            "attempt": 0,
+            "producer_agent": f"p{index}",
+            "event": {"type": "progress", "stage": "s"},
+        }
+        assert httpx.post(f"{tight.url}/v1/outputs", json=body, headers=headers).status_code == 201
+    first = httpx.get(f"{tight.url}/v1/outputs", params={"task_id": "task-pages"}, headers=headers).json()
+    assert len(first["items"]) == 100 and first["next_cursor"]
+    rest = httpx.get(
+        f"{tight.url}/v1/outputs",
+        params={"task_id": "task-pages", "cursor": first["next_cursor"]},
+        headers=headers,
+    ).json()
+    assert (len(rest["items"]), rest["next_cursor"]) == (20, None)
+    huge = httpx.get(
+        f"{tight.url}/v1/outputs", params={"task_id": "task-pages", "limit": 10**9}, headers=headers
+    )
+    assert len(huge.json()["items"]) == 120
+
+
+async def test_the_http_backend_still_lists_everything(tight: RelayServer) -> None:
+    import relaystore
+
+    async with relaystore.connect(tight.url, token=tight.admin_token) as store:
+        await store.checkpoints.put_attachments("many-keys", {f"k{i:03}": b"x" for i in range(105)})
+        keys = list(await store.checkpoints.list_attachments("many-keys"))  # no limit: all of them
+    assert keys == [f"k{i:03}" for i in range(105)]
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [150, 5000])
+def test_deep_json_is_422_on_bodies_and_in_the_metadata_header(tight: RelayServer, depth: int) -> None:
+    headers = {**admin_of(tight), "Content-Type": "application/json"}
+    run = httpx.post(f"{tight.url}/v1/adaptive/runs", content=deep(depth), headers=headers)
+    doc = httpx.put(
+        f"{tight.url}/v1/adaptive/docs/plan", params={"key": "k"}, content=deep(depth), headers=headers
+    )
+    emit = httpx.post(f"{tight.url}/v1/outputs", content=deep(depth), headers=headers)
+    metadata = base64.urlsafe_b64encode(('{"id": "c", "m": ' + deep(depth) + "}").encode()).decode()
+    save = httpx.post(
+        f"{tight.url}/v1/checkpoints",
+        params={"thread_id": "deep"},
+        content=b"state",
+        headers={**admin_of(tight), "Relaystore-Metadata": metadata},
+    )
+    assert [r.status_code for r in (run, doc, emit, save)] == [422] * 4, [
+        r.text[:200] for r in (run, doc, emit, save)
+    ]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_are_422(tight: RelayServer, number: str) -> None:
+    headers = {**admin_of(tight), "Content-Type": "application/json"}
+    doc = httpx.put(
+        f"{tight.url}/v1/adaptive/docs/plan",
+        params={"key": "nan"},
+        content=f'{{"x": {number}}}',
+        headers=headers,
+    )
+    body = '{"task_id": "t", "attempt": 0, "producer_agent": "p", "event": {"type": "final", "ok": true, '
+    body += f'"content": {{"kind": "inline", "value": {number}}}}}}}'
+    emit = httpx.post(f"{tight.url}/v1/outputs", content=body, headers=headers)
+    assert (doc.status_code, emit.status_code) == (422, 422), (doc.text, emit.text)
+
+
+def test_a_ttl_under_a_second_is_refused(tight: RelayServer) -> None:
+    body = {"task": "t", "attempt": 0, "producer": "p", "ttl": 0.5}
+    assert httpx.post(f"{tight.url}/v1/tokens", json=body, headers=admin_of(tight)).status_code == 422
+
+
+# --------------------------------------------------------------------------- 13, 14, 19
+
+
+def test_a_token_of_another_store_sharing_the_state_dir_is_refused(tmp_path: Path) -> None:
+    one = start_server(f"sqlite:///{tmp_path}/one.db", tmp_path)
+    two = start_server(f"sqlite:///{tmp_path}/two.db", tmp_path)  # same state dir, same key
+    try:
+        scope = {"task": "t", "attempt": 0, "producer": "p"}
+        token = httpx.post(f"{one.url}/v1/tokens", json=scope, headers=admin_of(one)).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        assert httpx.post(f"{one.url}/v1/outputs", json=progress("t"), headers=headers).status_code == 201
+        refused = httpx.post(f"{two.url}/v1/outputs", json=progress("t"), headers=headers)
+        assert refused.status_code == 401
+        assert "another store" in refused.json()["detail"]
+    finally:
+        one.stop()
+        two.stop()
+
+
+@pytest.mark.parametrize(
+    "value", ["bytes=\xb2-3", "bytes=0-\xb3", "bytes=" + "9" * 5000 + "-", "bytes=-" + "1" * 5000]
+)
+def test_a_malformed_range_is_ignored(tight: RelayServer, value: str) -> None:
+    blob = httpx.post(f"{tight.url}/v1/blobs", content=b"0123456789", headers=admin_of(tight)).json()
+    with held([connect(tight)]) as (sock,):
+        request = (
+            (
+                f"GET /v1/blobs/{blob['sha256']} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Authorization: Bearer {tight.admin_token}\r\nRange: "
+            ).encode()
+            + value.encode("latin-1")
+            + b"\r\n\r\n"
+        )
+        sock.sendall(request)
+        reply = answer(sock)
+    assert reply.startswith((b"HTTP/1.1 200", b"HTTP/1.1 416")), reply[:200]
+
+
+def test_a_revoked_token_is_refused_by_every_replica(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    replicas = [start_server(url, tmp_path), start_server(url, tmp_path)]
+    try:
+        scope = {"task": "t", "attempt": 0, "producer": "p"}
+        issued = httpx.post(f"{replicas[0].url}/v1/tokens", json=scope, headers=admin_of(replicas[0])).json()
+        headers = {"Authorization": f"Bearer {issued['token']}"}
+        for replica in replicas:
+            assert (
+                httpx.post(f"{replica.url}/v1/outputs", json=progress("t"), headers=headers).status_code
+                == 201
+            )
+        revoked = httpx.post(
+            f"{replicas[0].url}/v1/tokens/revoke", json={"jti": issued["jti"]}, headers=admin_of(replicas[0])
+        )
+        assert revoked.status_code == 200
+        time.sleep(1.2)  # the other replica's cache of "not revoked" lasts a second
+        for replica in replicas:
+            response = httpx.post(f"{replica.url}/v1/outputs", json=progress("t"), headers=headers)
+            assert response.status_code == 401, response.text
+            assert "revoked" in response.json()["detail"]
+    finally:
+        for replica in replicas:
+            replica.stop()

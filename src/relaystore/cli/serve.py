@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,17 @@ def parse_size(text: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise InvalidInput(f"a size is a positive number of bytes with an optional KiB/MiB/GiB, got {text!r}")
     return int(match.group(1)) * _FACTOR[match.group(2)]
+
+
+def parse_umask(text: str) -> int:
+    """The umask from octal text such as ``077`` or ``0o027``; InvalidInput otherwise."""
+    try:
+        value = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise InvalidInput(f"--umask is an octal number such as 077, got {text!r}")
+    return value
 
 
 @app.command()
@@ -90,6 +102,10 @@ def serve(
         float,
         typer.Option("--token-share", min=0.01, max=1.0, help="Part of --memory-budget one token may hold."),
     ] = 0.5,
+    umask: Annotated[
+        str,
+        typer.Option("--umask", help="Octal umask for files the store creates (077: 0600 files, 0700 dirs)."),
+    ] = "077",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the store at --url over HTTP (routes and auth: docs/server.md).
@@ -112,6 +128,7 @@ def serve(
     from relaystore.server.tokens import load_secrets, state_dir_for
 
     async def prepare() -> tuple[object, str, str]:
+        os.umask(parse_umask(umask))  # before the store opens: its database, WAL and dirs
         if not 16 * 1024 <= parse_size(header_limit) <= 64 * 1024:
             raise InvalidInput(f"--header-limit must be between 16KiB and 64KiB, got {header_limit}")
         secrets = load_secrets(state_dir or state_dir_for(url), admin_token_file=admin_token_file)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, 
 from starlette.responses import Response, StreamingResponse
 
 import relaystore
-from relaystore.errors import Conflict, Forbidden, InvalidInput, NotFound, OutputNotFound
+from relaystore.errors import Conflict, CorruptRecord, Forbidden, InvalidInput, NotFound, OutputNotFound
 from relaystore.models.adaptive import RunRecord
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
-from relaystore.server.tokens import issue_token, parse_ttl
+from relaystore.server.revocation import revoke
+from relaystore.server.tokens import issue_token, parse_ttl, unverified_claims
 from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply, strict_json
 from relaystore.stores import ANY, DOC_KINDS
 from relaystore.stores._common import summarize, validate
@@ -136,6 +137,43 @@ def check_file_refs(event: Any, roots: tuple[Path, ...]) -> None:
             raise InvalidInput(f"file_ref path {content.path!r} is not under a --file-root of this server")
 
 
+BLOBS_OF_TASK = "relaystore/blobs-of-task/"  # + a digest of the task id: a reserved thread
+
+
+def blob_digests(event: Any) -> set[str]:
+    return {c.sha256 for c in content_refs(event) if c.kind == "blob"}
+
+
+def task_blobs_thread(task_id: str) -> str:
+    """The reserved thread whose attachment keys are the blobs task ``task_id`` knows (attachments
+    need no checkpoint, so it never shows in ``list_threads``)."""
+    return BLOBS_OF_TASK + hashlib.sha256(task_id.encode()).hexdigest()[:32]
+
+
+async def remember_blobs(call: Call, task_id: str, digests: set[str]) -> None:
+    if digests:
+        await call.store.checkpoints.put_attachments(task_blobs_thread(task_id), dict.fromkeys(digests, b""))
+
+
+async def check_blob_refs(call: Call, task_id: str, event: Any) -> None:
+    """An agent's output may carry only blobs its task knows: uploaded with a token of the task,
+    carried by an output of the task, or carried by an output the token was handed. Otherwise
+    403, whether or not the blob exists, so the answer tells nothing about other tasks' content."""
+    missing = blob_digests(event)
+    if call.principal.admin or not missing:
+        return
+    missing -= set(await call.store.checkpoints.get_attachments(task_blobs_thread(task_id), missing))
+    for ref in sorted(call.principal.reads):
+        if not missing:
+            return
+        try:
+            missing -= blob_digests((await call.store.outputs.get(ref)).event)
+        except (OutputNotFound, CorruptRecord):
+            continue
+    if missing:
+        raise Forbidden(f"blob {min(missing)} was not uploaded by this task nor handed to this token")
+
+
 # --------------------------------------------------------------------------- outputs
 
 
@@ -143,9 +181,11 @@ async def emit(call: Call) -> Response:
     body: EmitRequest = await call.parse(_EMIT, "emit request")
     call.principal.require_writer(body.task_id, body.attempt, body.producer_agent)
     check_file_refs(body.event, call.config.file_roots)
+    await check_blob_refs(call, body.task_id, body.event)
     ref = await call.store.outputs.append(
         body.task_id, body.attempt, body.producer_agent, body.event, body.parent_refs
     )
+    await remember_blobs(call, body.task_id, blob_digests(body.event))
     return reply({"out_id": ref}, 201)
 
 
@@ -153,13 +193,31 @@ async def import_output(call: Call) -> Response:
     record: OutputRecord = await call.parse(_RECORD, "output record")
     call.principal.require_writer(record.task_id, record.attempt, record.producer_agent)
     check_file_refs(record.event, call.config.file_roots)
-    return reply(await call.store.outputs.import_record(record), 201)
+    await check_blob_refs(call, record.task_id, record.event)
+    stored = await call.store.outputs.import_record(record)
+    await remember_blobs(call, record.task_id, blob_digests(record.event))
+    return reply(stored, 201)
+
+
+async def read_record(call: Call, ref: str) -> OutputRecord:
+    """The output at ``ref`` if the caller may read it.
+
+    A record that does not decode has no task to check an agent's scope against, so an agent
+    learns it is corrupt only for a ref it was handed; otherwise it gets the 403 a record of
+    another task would give (the scope is checked before anything about the record is told).
+    """
+    try:
+        record = await call.store.outputs.get(ref)
+    except CorruptRecord:
+        if call.principal.admin or ref in call.principal.reads:
+            raise
+        raise Forbidden(f"output {ref} was not handed to this token") from None
+    call.principal.require_read(record)
+    return record
 
 
 async def get_output(call: Call) -> Response:
-    record = await call.store.outputs.get(call.path("ref"))
-    call.principal.require_read(record)
-    return reply(record)
+    return reply(await read_record(call, call.path("ref")))
 
 
 async def get_many(call: Call) -> Response:
@@ -167,11 +225,9 @@ async def get_many(call: Call) -> Response:
     found = []
     for ref in dict.fromkeys(body.refs):
         try:
-            record = await call.store.outputs.get(ref)
+            found.append(await read_record(call, ref))
         except OutputNotFound:
             continue
-        call.principal.require_read(record)
-        found.append(record)
     return reply({"items": found})
 
 
@@ -510,6 +566,8 @@ async def upload_blob(call: Call) -> Response:
     blob = await call.store.blobs.put(
         call.chunks(call.config.blob_limit), mime=mime, expected_sha256=call.query("sha256")
     )
+    if call.principal.task is not None:  # an agent's upload: its task may now carry the blob
+        await remember_blobs(call, call.principal.task, {blob.sha256})
     return reply(blob, 201, headers={"ETag": f'"{blob.sha256}"'})
 
 
@@ -523,8 +581,7 @@ async def may_read_blob(call: Call, sha256: str) -> Any:
         if call.principal.admin:
             return None
         raise Forbidden("an agent token reads a blob through ?via=<output ref that carries it>")
-    record = await call.store.outputs.get(via)
-    call.principal.require_read(record)
+    record = await read_record(call, via)
     for content in content_refs(record.event):
         if getattr(content, "sha256", None) == sha256:
             return content
@@ -635,7 +692,26 @@ async def issue(call: Call) -> Response:
         tenant=call.tenant,
         audience=call.config.audience(call.tenant),
     )
-    return reply({"token": token, "expires_at": int(time.time() + ttl)}, 201)
+    claims = unverified_claims(token)
+    return reply({"token": token, "jti": claims["jti"], "expires_at": claims["exp"]}, 201)
+
+
+class RevokeRequest(BaseModel):
+    """Body of ``POST /v1/tokens/revoke``: the ``jti`` of the agent token to refuse from now on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jti: str = Field(min_length=1, max_length=256)
+    expires_at: NonNegativeInt | None = None
+
+
+_REVOKE: TypeAdapter[RevokeRequest] = TypeAdapter(RevokeRequest)
+
+
+async def revoke_token(call: Call) -> Response:
+    body: RevokeRequest = await call.parse(_REVOKE, "revoke request")
+    await revoke(call.store, body.jti, body.expires_at)
+    return reply({"revoked": body.jti})
 
 
 # --------------------------------------------------------------------------- the table
@@ -722,7 +798,15 @@ OPERATIONS: list[Op] = [
         issue,
         "Issue an agent token for one (task, attempt, producer).",
         request=json_of(ref("TokenRequest")),
-        responses={201: json_of(obj(token=STR, expires_at={"type": "integer"}))},
+        responses={201: json_of(obj(token=STR, jti=STR, expires_at={"type": "integer"}))},
+    ),
+    Op(
+        "POST",
+        "/v1/tokens/revoke",
+        revoke_token,
+        "Revoke an agent token by its jti, on every server of this store.",
+        request=json_of(ref("RevokeRequest")),
+        responses={200: json_of(obj(revoked=STR))},
     ),
     # outputs
     Op(
@@ -1151,6 +1235,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     EmitRequest,
     RefsRequest,
     TokenRequest,
+    RevokeRequest,
     OutputRecord,
     CheckpointMetadata,
     WritesRequest,

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relaystore.errors import TooLarge
+from relaystore.errors import TooLarge, Unauthorized
 from relaystore.server.api import OPERATIONS, json_of
 from relaystore.server.openapi import build_openapi
 from relaystore.server.stores import StoreSet
@@ -136,6 +136,8 @@ def endpoint(op: Op, config: ServerConfig) -> Callable[[Request], Awaitable[Resp
             tenant = request.scope.get(TENANT_KEY)
             # public routes (liveness) need no store, so they never open a tenant's
             store = None if op.access == "public" else await request.scope[STORE_KEY]()
+            if principal.token_id is not None and store is not None:
+                await refuse_revoked(principal.token_id, store, tenant, config)
             call = Call(request, principal, store, config, tenant)  # type: ignore[arg-type]
             return await op.handler(call)
         except ClientGone:
@@ -168,6 +170,12 @@ def authenticate(request: Request, op: Op, config: ServerConfig) -> Principal:
     if op.access == "admin":
         principal.require_admin()
     return principal
+
+
+async def refuse_revoked(jti: str, store: Store, tenant: str | None, config: ServerConfig) -> None:
+    """401 for an agent token on the store's deny-list (``relaystore token revoke``)."""
+    if await config.revocations.is_revoked(store, jti, tenant):
+        raise Unauthorized("the token has been revoked")
 
 
 async def http_exception(_request: Request, exc: Exception) -> Response:

@@ -34,7 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from relaystore.server.web import ByteBudget
 
-log = logging.getLogger("relaystore.server")
+log = logging.getLogger("relaystore.server.noisy")
 HEADER_OWNER = "headers"  # the budget's owner of every unfinished header block
 FD_RESERVE = 64  # descriptors kept free for the store, logs and the listening socket
 
@@ -185,7 +185,8 @@ class RateLimitedLog(logging.Filter):
 
 
 # Not the access log: its volume follows the request rate, and every line shares one template.
-FLOODABLE_LOGGERS = ("asyncio", "uvicorn.error", "relaystore.server")
+# Nor 500s ("relaystore.server"): each is a bug and is logged with its traceback.
+FLOODABLE_LOGGERS = ("asyncio", "uvicorn.error", "relaystore.server.noisy")
 
 
 def rate_limit_logs(burst: int = 10, window: float = 10.0) -> RateLimitedLog:

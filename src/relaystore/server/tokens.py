@@ -155,6 +155,13 @@ def issue_token(
     return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
 
 
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token this process just signed (not verified: never use on input)."""
+    import jwt
+
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
 def _ref(value: object) -> str:
     try:
         return str(OutputRef(value))  # type: ignore[arg-type]

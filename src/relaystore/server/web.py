@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -31,11 +32,13 @@ from relaystore.errors import (
     TooLarge,
     Unauthorized,
 )
+from relaystore.server.revocation import RevocationCache
 from relaystore.server.tokens import Principal, store_id
 from relaystore.stores import Store
 from relaystore.stores._common import validate
 
 log = logging.getLogger("relaystore.server")
+noisy_log = logging.getLogger("relaystore.server.noisy")  # what a client can repeat at will: rate-limited
 
 MiB = 1024 * 1024
 DEFAULT_MEMORY_BUDGET = 96 * MiB
@@ -192,6 +195,7 @@ class ServerConfig:
     body_timeout: float = DEFAULT_BODY_TIMEOUT
     store_url: str = ""
     tenant_url: str | None = None
+    revocations: RevocationCache = field(default_factory=RevocationCache)
 
     def audience(self, tenant: str | None) -> str:
         """The store id agent tokens must name (``aud``): the main store's, for tenants too (a
@@ -232,15 +236,37 @@ def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, "detail": detail, **extra}
 
 
+_SERVER_PATH = re.compile(r"(?:/[^/\s'\"]+){1,}/(?=[^/\s'\"]+)")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with the directories of every absolute path cut to ``…/`` (the last part, often
+    a record id, is kept): answers never show where the server keeps its files."""
+    return _SERVER_PATH.sub("…/", text)
+
+
 def error_response(exc: BaseException) -> Response:
-    """The JSON answer to a failed call: ``{"error": "<ExceptionClass>", "detail": "..."}``."""
+    """The JSON answer to a failed call: ``{"error": "<ExceptionClass>", "detail": "..."}``.
+
+    A server-side failure (5xx) is logged with its traceback, and its answer has no server paths.
+    """
     if isinstance(exc, HttpError):
         return JSONResponse(error_body(exc.error, exc.detail), exc.status, headers=exc.headers)
     if isinstance(exc, RelayStoreError):
         status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
-        extra = {"key": exc.key, "reason": exc.reason} if isinstance(exc, CorruptRecord) else {}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(error_body(type(exc).__name__, str(exc), **extra), status, headers=headers)
+        if status < 500:
+            return JSONResponse(error_body(type(exc).__name__, str(exc)), status, headers=headers)
+        if status == 500:
+            log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
+        else:  # 503: the database is away; one line each, rate-limited
+            noisy_log.warning("%s: %s", type(exc).__name__, exc)
+        extra = (
+            {"key": scrub_paths(exc.key), "reason": scrub_paths(exc.reason)}
+            if isinstance(exc, CorruptRecord)
+            else {}
+        )
+        return JSONResponse(error_body(type(exc).__name__, scrub_paths(str(exc)), **extra), status)
     log.error("unexpected error", exc_info=exc)  # a bug: keep the trace in the log, not the reply
     return JSONResponse(error_body("InternalError", "the server failed; see its log"), 500)
 
@@ -394,7 +420,7 @@ def page_reply(page: Any) -> Response:
     corrupt records the store skipped (so a remote caller can log them as a local one would)."""
     body = {"items": dump(list(page)), "next_cursor": page.next_cursor}
     if warnings := _warnings.get():
-        body["warnings"] = warnings
+        body["warnings"] = [scrub_paths(w) for w in warnings]
     return reply(body)
 
 
