@@ -483,3 +483,31 @@ def test_a_revoked_token_is_refused_by_every_replica(tmp_path: Path) -> None:
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_a_download_token_opens_one_blob_and_nothing_else(tight: RelayServer) -> None:
+    agent = {"Authorization": f"Bearer {agent_token(tight, 'task-link')}"}
+    blob = httpx.post(
+        f"{tight.url}/v1/blobs", params={"mime": "text/plain"}, content=b"linked", headers=agent
+    )
+    other = httpx.post(f"{tight.url}/v1/blobs", content=b"not linked", headers=agent).json()
+    ref = httpx.post(f"{tight.url}/v1/outputs", json=blob_output("task-link", blob.json()), headers=agent)
+    sha = blob.json()["sha256"]
+    link = httpx.post(
+        f"{tight.url}/v1/blobs/{sha}/download-token", params={"via": ref.json()["out_id"]}, headers=agent
+    )
+    assert link.status_code == 201, link.text
+    token = link.json()["token"]
+    download = httpx.get(tight.url + link.json()["url"])
+    assert (download.status_code, download.content) == (200, b"linked")
+    assert download.headers["content-type"].startswith("text/plain")
+    as_header = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{tight.url}/v1/blobs/{other['sha256']}", params={"token": token}).status_code == 403
+    assert httpx.get(f"{tight.url}/v1/blobs/{sha}/stat", headers=as_header).status_code == 403
+    assert httpx.post(f"{tight.url}/v1/outputs", json=progress("t"), headers=as_header).status_code == 403
+    too_long = httpx.post(
+        f"{tight.url}/v1/blobs/{sha}/download-token",
+        params={"via": ref.json()["out_id"], "ttl": "2h"},
+        headers=agent,
+    )
+    assert too_long.status_code == 422

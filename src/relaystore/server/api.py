@@ -25,7 +25,7 @@ from relaystore.models.adaptive import RunRecord
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
 from relaystore.server.revocation import revoke
-from relaystore.server.tokens import issue_token, parse_ttl, unverified_claims
+from relaystore.server.tokens import issue_download_token, issue_token, parse_ttl, unverified_claims
 from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply, strict_json
 from relaystore.stores import ANY, DOC_KINDS
 from relaystore.stores._common import summarize, validate
@@ -574,8 +574,13 @@ async def upload_blob(call: Call) -> Response:
 async def may_read_blob(call: Call, sha256: str) -> Any:
     """The admin reads any blob; an agent only one carried by an output it may read (``?via=REF``).
 
-    Returns the blob's ContentRef in that output (its mime is the one to serve), or None.
+    A download token reads its one blob. Returns the blob's ContentRef in that output (its mime is
+    the one to serve), or None.
     """
+    if call.principal.blob is not None:
+        if call.principal.blob != sha256:
+            raise Forbidden("this download token opens another blob")
+        return BlobContent(sha256=sha256, size=0, mime=call.principal.blob_mime)
     via = call.query("via")
     if via is None:
         if call.principal.admin:
@@ -656,6 +661,27 @@ async def _logged(stream: AsyncIterator[bytes], sha256: str) -> AsyncIterator[by
     except Exception:
         log.exception("blob %s failed while streaming", sha256)
         raise
+
+
+async def download_token(call: Call) -> Response:
+    """A short-lived token for a browser link to one blob (instead of ``?token=<admin token>``)."""
+    sha256 = call.path("sha256")
+    carried = await may_read_blob(call, sha256)
+    mime = carried.mime if carried is not None else (await call.store.blobs.stat(sha256)).mime
+    ttl = parse_ttl(call.query("ttl") or "5m")
+    token = issue_download_token(
+        call.config.signing_key,
+        sha256=sha256,
+        audience=call.config.audience(call.tenant),
+        mime=safe_mime(mime),
+        ttl=ttl,
+        tenant=call.tenant,
+    )
+    prefix = f"/t/{call.tenant}" if call.tenant else ""
+    expires_at = unverified_claims(token)["exp"]
+    return reply(
+        {"token": token, "url": f"{prefix}/v1/blobs/{sha256}?token={token}", "expires_at": expires_at}, 201
+    )
 
 
 async def delete_blob(call: Call) -> Response:
@@ -1218,6 +1244,16 @@ OPERATIONS: list[Op] = [
         "agent",
         (SHA, VIA),
         responses={200: json_of(ref("BlobContent"))},
+        tag="blobs",
+    ),
+    Op(
+        "POST",
+        "/v1/blobs/{sha256}/download-token",
+        download_token,
+        "A token for a browser link that downloads this one blob (ttl default 5m, at most 1h).",
+        "agent",
+        (SHA, VIA, opt("ttl", description="90s, 5m, 1h (at most 1h).")),
+        responses={201: json_of(obj(token=STR, url=STR, expires_at={"type": "integer"}))},
         tag="blobs",
     ),
     Op(

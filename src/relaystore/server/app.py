@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relaystore.errors import TooLarge, Unauthorized
+from relaystore.errors import Forbidden, TooLarge, Unauthorized
 from relaystore.server.api import OPERATIONS, json_of
 from relaystore.server.openapi import build_openapi
 from relaystore.server.stores import StoreSet
@@ -167,6 +167,8 @@ def authenticate(request: Request, op: Op, config: ServerConfig) -> Principal:
         audience=config.audience(tenant),
     )
     principal.require_tenant(tenant)
+    if principal.blob is not None and not op.query_token:
+        raise Forbidden("a download token opens only GET /v1/blobs/{its blob}")
     if op.access == "admin":
         principal.require_admin()
     return principal

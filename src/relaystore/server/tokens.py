@@ -45,7 +45,8 @@ MIN_TTL_SECONDS = 1.0  # under a second, clock skew alone decides whether the to
 MIN_SECRET_LENGTH = 32  # characters; a new secret has 43 (256 random bits in base64url)
 _TTL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-_CLAIMS = ("exp", "iat", "task", "att", "prd", "aud")
+_CLAIMS = ("exp", "iat", "aud")  # every token; an agent token has task, att, prd, a download token blob
+MAX_DOWNLOAD_TTL_SECONDS = 3600
 
 
 # --------------------------------------------------------------------------- who is asking
@@ -61,12 +62,14 @@ class Principal:
     attempt: int | None = None
     producer: str | None = None
     reads: frozenset[str] = field(default_factory=frozenset)
-    token_id: str | None = None  # the jti of an agent token
+    token_id: str | None = None  # the jti of an agent or download token
+    blob: str | None = None  # a download token: the one blob it may GET
+    blob_mime: str | None = None  # … and the type to serve it as
 
     @property
     def budget_key(self) -> str:
         """Whose share of the server's memory budget this request draws on: one per token."""
-        return "admin" if self.admin else f"agent:{self.token_id or self.task}"
+        return "admin" if self.admin else f"token:{self.token_id or self.task}"
 
     def require_admin(self) -> None:
         if not self.admin:
@@ -193,7 +196,40 @@ def verify_token(token: str, *, admin_token: str, signing_key: str, audience: st
     return _principal(claims)
 
 
+def issue_download_token(
+    signing_key: str,
+    *,
+    sha256: str,
+    audience: str,
+    mime: str | None = None,
+    ttl: float = 300,
+    tenant: str | None = None,
+) -> str:
+    """A token that opens one blob download (``GET /v1/blobs/{sha256}?token=…``) and nothing
+    else, for ``ttl`` seconds (at most an hour): what to put in a browser link instead of a token
+    that can do more. ``mime`` is the type to serve the blob as."""
+    import jwt
+
+    if not MIN_TTL_SECONDS <= ttl <= MAX_DOWNLOAD_TTL_SECONDS:
+        raise InvalidInput(f"a download token lives 1 to {MAX_DOWNLOAD_TTL_SECONDS} seconds")
+    issued = int(time.time())
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + int(ttl),
+        "jti": uuid.uuid4().hex,
+        "aud": audience,
+        "blob": sha256,
+    }
+    if mime is not None:
+        claims["mime"] = mime
+    if tenant is not None:
+        claims["ten"] = tenant
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
+
+
 def _principal(claims: dict[str, Any]) -> Principal:
+    if "blob" in claims:
+        return _download_principal(claims)
     try:
         reads = claims.get("read", [])
         tenant = claims.get("ten")
@@ -208,8 +244,20 @@ def _principal(claims: dict[str, Any]) -> Principal:
             reads=frozenset(reads),
             token_id=str(claims.get("jti") or "") or None,
         )
-    except (AssertionError, InvalidInput) as exc:  # signed by us, but not by this code: refuse
+    except (AssertionError, InvalidInput, KeyError) as exc:  # signed by us, not by this code: refuse
         raise Unauthorized(f"the token's claims are malformed: {exc}") from None
+
+
+def _download_principal(claims: dict[str, Any]) -> Principal:
+    blob, mime, tenant = claims["blob"], claims.get("mime"), claims.get("ten")
+    if not isinstance(blob, str) or not (mime is None or isinstance(mime, str)):
+        raise Unauthorized("the token's claims are malformed")
+    if tenant is not None and not isinstance(tenant, str):
+        raise Unauthorized("the token's claims are malformed")
+    jti = claims.get("jti")
+    return Principal(
+        admin=False, tenant=tenant, blob=blob, blob_mime=mime, token_id=jti if isinstance(jti, str) else None
+    )
 
 
 def store_id(store_url: str) -> str:
