@@ -511,3 +511,66 @@ def test_a_download_token_opens_one_blob_and_nothing_else(tight: RelayServer) ->
         headers=agent,
     )
     assert too_long.status_code == 422
+
+
+# --------------------------------------------------------------------------- deadlines
+
+CALLS = 8
+
+
+async def test_concurrent_sqlite_calls_each_fail_within_their_own_deadline(tmp_path: Path) -> None:
+    """A write lock held by another process: 8 concurrent saves all fail within 1.5 × timeout of
+    when they were made (they used to fail at 1, 2, … 8 × timeout, queued for the one writer)."""
+    import sqlite3
+
+    import relaystore
+    from relaystore.errors import BackendUnavailable
+    from relaystore.models import CheckpointMetadata
+
+    timeout = 1.0
+    path = tmp_path / "held.db"
+    async with relaystore.connect(f"sqlite:///{path}", timeout=timeout) as store:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+
+            async def save(index: int) -> float:
+                started = time.monotonic()
+                with pytest.raises(BackendUnavailable):
+                    await store.checkpoints.save(
+                        f"t{index}", CheckpointMetadata.new(f"t{index}"), b"x" * 300_000
+                    )
+                return time.monotonic() - started
+
+            elapsed = await asyncio.gather(*(save(i) for i in range(CALLS)))
+            holder.execute("ROLLBACK")
+    assert max(elapsed) <= 1.5 * timeout, elapsed
+
+
+def test_concurrent_posts_through_serve_each_fail_within_their_own_deadline(tmp_path: Path) -> None:
+    import sqlite3
+
+    timeout = 1.0
+    path = tmp_path / "held.db"
+    server = start_server(f"sqlite:///{path}?timeout={timeout}", tmp_path)
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+
+            async def post_all() -> list[tuple[int, float]]:
+                async with httpx.AsyncClient(
+                    base_url=server.url, headers=admin_of(server), timeout=30
+                ) as client:
+
+                    async def post(index: int) -> tuple[int, float]:
+                        started = time.monotonic()
+                        response = await client.post("/v1/outputs", json=progress(f"t{index}"))
+                        return response.status_code, time.monotonic() - started
+
+                    return await asyncio.gather(*(post(i) for i in range(CALLS)))
+
+            results = asyncio.run(post_all())
+            holder.execute("ROLLBACK")
+    finally:
+        server.stop()
+    assert {status for status, _ in results} == {503}
+    assert max(elapsed for _, elapsed in results) <= 1.5 * timeout + 0.5, results  # + HTTP round trip

@@ -293,12 +293,17 @@ class SqliteDatabase:
         except RuntimeError as exc:  # executor shut down
             raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
 
-    def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying "database is locked" until the busy timeout has passed."""
-        deadline = time.monotonic() + self.timeout
+    def _retry(self, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``fn`` on the worker, retrying "database is locked" until ``deadline``
+        (``time.monotonic()``, fixed when the call was made: time queued for the worker counts;
+        default: ``timeout`` from now)."""
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
         delay = 0.001
         while True:
+            # SQLite's own busy wait must end at the caller's deadline too, not a fresh timeout
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
             try:
+                self._require().execute(f"PRAGMA busy_timeout = {remaining_ms}")
                 return fn()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
@@ -321,7 +326,8 @@ class SqliteDatabase:
                     raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
             except sqlite3.DatabaseError as exc:
                 raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
-        return await self.call(lambda: self._retry(lambda: fn(self._require())))
+        deadline = time.monotonic() + self.timeout
+        return await self.call(lambda: self._retry(lambda: fn(self._require()), deadline))
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, inline_bytes: int | None = None) -> T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction; roll back if it raises.
@@ -329,11 +335,12 @@ class SqliteDatabase:
         ``inline_bytes`` (the size of what ``fn`` writes) marks a small, bounded write that may
         run on the event loop thread (see the module notes); without it the worker runs ``fn``.
         """
+        deadline = time.monotonic() + self.timeout
         if inline_bytes is not None and self._may_inline(inline_bytes):
             result = self._write_inline(fn)
             if result is not _BUSY:
                 return result
-        return await self.call(lambda: self._retry(lambda: _transaction(self._require(), fn)))
+        return await self.call(lambda: self._retry(lambda: _transaction(self._require(), fn), deadline))
 
     def _may_inline(self, size: int) -> bool:
         if self._inline is None or size > INLINE_MAX_BYTES or self._checkpointing:
