@@ -220,7 +220,24 @@ def test_a_stalled_body_gets_408_within_the_body_timeout(tight: RelayServer) -> 
     assert time.monotonic() - started < BODY_TIMEOUT + 2
 
 
-async def test_one_tokens_stalled_uploads_do_not_delay_another_tokens_emit(tight: RelayServer) -> None:
+@pytest.fixture(scope="module")
+def patient(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
+    """A 12 MiB budget and a body timeout longer than the test: only the token share helps."""
+    directory = tmp_path_factory.mktemp("hostile-patient")
+    running = start_server(
+        f"sqlite:///{directory}/p.db",
+        directory,
+        "--memory-budget",
+        "12MiB",
+        "--body-timeout",
+        "60",
+    )
+    yield running
+    running.stop()
+
+
+async def test_one_tokens_stalled_uploads_do_not_delay_another_tokens_emit(patient: RelayServer) -> None:
+    tight = patient
     hog = agent_token(tight, "hog")
     # 6 stalled uploads reserve 6 × 2 MiB: the whole 12 MiB budget, were it not for the share
     with held([stalled_upload(tight, hog) for _ in range(6)]):
@@ -234,7 +251,8 @@ async def test_one_tokens_stalled_uploads_do_not_delay_another_tokens_emit(tight
     assert elapsed < 3.0
 
 
-async def test_stalled_declared_lengths_do_not_freeze_the_admin(tight: RelayServer) -> None:
+async def test_stalled_declared_lengths_do_not_freeze_the_admin(patient: RelayServer) -> None:
+    tight = patient
     hog = agent_token(tight, "hog")
     with held([stalled_upload(tight, hog, "/v1/outputs", length=8 * MB) for _ in range(4)]):
         await asyncio.sleep(0.3)

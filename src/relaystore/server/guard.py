@@ -32,10 +32,9 @@ from typing import Any
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from relaystore.server.web import ByteBudget
+from relaystore.server.web import HEADER_OWNER, ByteBudget
 
 log = logging.getLogger("relaystore.server.noisy")
-HEADER_OWNER = "headers"  # the budget's owner of every unfinished header block
 FD_RESERVE = 64  # descriptors kept free for the store, logs and the listening socket
 
 

@@ -46,6 +46,8 @@ DEFAULT_MEMORY_BUDGET = 96 * MiB
 JSON_COPIES = 3
 # A streamed upload holds about one 1 MiB chunk in flight plus the one being stored.
 STREAM_RESERVE = 2 * MiB
+HEADER_OWNER = "headers"  # the budget's owner of every unfinished header block
+HEADER_SHARE = 0.125  # the part of the budget kept for unfinished headers
 DEFAULT_BODY_TIMEOUT = 10.0  # seconds a request body may send nothing before it is cut with 408
 DRAIN_LIMIT = 64 * MiB  # bytes read and dropped after a 413, so the client gets to read the answer
 
@@ -106,21 +108,29 @@ class ByteBudget:
 
     Each *owner* (one token) may hold at most ``share`` × ``total`` at once, so one token's
     stalled bodies leave the rest of the budget to the others. Unfinished request headers are
-    counted too, without waiting (:meth:`try_take`): a connection whose headers do not fit is
-    refused instead of queued.
+    counted too, in a slice of their own (``header_share`` × ``total``), without waiting
+    (:meth:`try_take`): a connection whose headers do not fit is refused instead of queued.
     """
 
-    def __init__(self, total: int, share: float = 0.5) -> None:
+    def __init__(self, total: int, share: float = 0.5, header_share: float = HEADER_SHARE) -> None:
         if not 0 < share <= 1:
             raise InvalidInput(f"a token's share of the memory budget is in (0, 1], got {share}")
         self.total = total
         self.free = total
         self.per_owner = max(1, int(total * share))
+        # Unfinished headers have a slice of their own that bodies never take, so stalled bodies
+        # cannot lock every new connection out, nor header floods every body.
+        self.header_slice = max(1, int(total * header_share))
+        self.per_owner = min(self.per_owner, total - self.header_slice)
         self.held: dict[str, int] = {}
         self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
 
     def _fits(self, owner: str, size: int) -> bool:
-        return self.free >= size and self.held.get(owner, 0) + size <= self.per_owner
+        held = self.held.get(owner, 0)
+        if owner == HEADER_OWNER:
+            return self.free >= size and held + size <= self.header_slice
+        header_room = self.header_slice - self.held.get(HEADER_OWNER, 0)
+        return self.free - header_room >= size and held + size <= self.per_owner
 
     def _take(self, owner: str, size: int) -> None:
         self.free -= size
@@ -129,12 +139,10 @@ class ByteBudget:
     async def reserve(self, size: int, owner: str = "") -> int:
         """Wait until ``size`` bytes (at most the owner's share) are free and take them."""
         size = min(size, self.per_owner)
-        if not self._waiters and self._fits(owner, size):
-            self._take(owner, size)
-            return size
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         entry = (owner, size, waiter)
         self._waiters.append(entry)
+        self._grant()  # at once, unless the budget is short and others wait for it first
         try:
             await waiter
         except BaseException:
