@@ -52,9 +52,9 @@ def tight(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
 
 @pytest.fixture(scope="module")
 def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayServer]:
-    """A server with the default limits."""
+    """A server with the default limits (and the access log on)."""
     directory = tmp_path_factory.mktemp("hostile-defaults")
-    running = start_server(f"sqlite:///{directory}/d.db", directory)
+    running = start_server(f"sqlite:///{directory}/d.db", directory, "--log-level", "info")
     yield running
     running.stop()
 
@@ -181,14 +181,14 @@ def test_unfinished_headers_count_in_the_memory_budget(tight: RelayServer) -> No
 def test_tokenless_tenant_requests_create_no_store(tight: RelayServer) -> None:
     tenants = tight.state_dir.parent / "tenants"
     statuses = set()
-    for index in range(30):
-        statuses.add(httpx.get(f"{tight.url}/t/flood{index}/v1/info", timeout=5).status_code)
-        statuses.add(httpx.get(f"{tight.url}/t/flood{index}/v1/nope", timeout=5).status_code)
-        token = agent_token(tight, "t", tenant="other")
-        headers = {"Authorization": f"Bearer {token}"}
-        statuses.add(
-            httpx.get(f"{tight.url}/t/flood{index}/v1/outputs/out-0123456789", headers=headers).status_code
-        )
+    other_tenant = {"Authorization": f"Bearer {agent_token(tight, 't', tenant='other')}"}
+    with httpx.Client(base_url=tight.url, timeout=5) as client:
+        for index in range(30):
+            statuses.add(client.get(f"/t/flood{index}/v1/info").status_code)
+            statuses.add(client.get(f"/t/flood{index}/v1/nope").status_code)
+            statuses.add(
+                client.get(f"/t/flood{index}/v1/outputs/out-0123456789", headers=other_tenant).status_code
+            )
     assert statuses == {401, 403, 404}
     assert list(tenants.iterdir()) == []
     admin = {"Authorization": f"Bearer {tight.admin_token}"}
@@ -340,50 +340,43 @@ def test_the_mime_type_belongs_to_the_reference_not_the_digest(tight: RelayServe
 # --------------------------------------------------------------------------- 8-11
 
 
-def test_a_query_token_never_reaches_the_access_log(tmp_path: Path) -> None:
-    server = start_server(f"sqlite:///{tmp_path}/l.db", tmp_path, "--log-level", "info")
-    try:
-        blob = httpx.post(f"{server.url}/v1/blobs", content=b"logged", headers=admin_of(server)).json()
-        response = httpx.get(f"{server.url}/v1/blobs/{blob['sha256']}", params={"token": server.admin_token})
-        assert response.status_code == 200
-        time.sleep(0.2)
-        log = server.log()
-    finally:
-        server.stop()
+def test_a_query_token_never_reaches_the_access_log(roomy: RelayServer) -> None:
+    server = roomy
+    blob = httpx.post(f"{server.url}/v1/blobs", content=b"logged", headers=admin_of(server)).json()
+    response = httpx.get(f"{server.url}/v1/blobs/{blob['sha256']}", params={"token": server.admin_token})
+    assert response.status_code == 200
+    time.sleep(0.2)
+    log = server.log()
     assert "token=REDACTED" in log
     assert server.admin_token not in log.split("admin token in")[-1].split("\n", 1)[-1]
 
 
 def test_unknown_methods_share_one_metrics_label(tight: RelayServer) -> None:
-    for index in range(30):
-        httpx.request(f"M{index}X", f"{tight.url}/v1/outputs", timeout=5)
+    with httpx.Client(timeout=5) as client:
+        for index in range(30):
+            client.request(f"M{index}X", f"{tight.url}/v1/outputs")
     text = httpx.get(f"{tight.url}/metrics", headers=admin_of(tight)).text
     assert 'method="other"' in text
     assert "M7X" not in text
 
 
-def test_listings_are_paged_by_default(tight: RelayServer) -> None:
+def test_listings_are_paged_by_default_and_capped(tight: RelayServer) -> None:
     headers = admin_of(tight)
-    for index in range(120):
-        body = {
-            "task_id": "task-pages",
-            "attempt": 0,
-            "producer_agent": f"p{index}",
-            "event": {"type": "progress", "stage": "s"},
-        }
-        assert httpx.post(f"{tight.url}/v1/outputs", json=body, headers=headers).status_code == 201
-    first = httpx.get(f"{tight.url}/v1/outputs", params={"task_id": "task-pages"}, headers=headers).json()
-    assert len(first["items"]) == 100 and first["next_cursor"]
-    rest = httpx.get(
-        f"{tight.url}/v1/outputs",
-        params={"task_id": "task-pages", "cursor": first["next_cursor"]},
-        headers=headers,
-    ).json()
-    assert (len(rest["items"]), rest["next_cursor"]) == (20, None)
-    huge = httpx.get(
-        f"{tight.url}/v1/outputs", params={"task_id": "task-pages", "limit": 10**9}, headers=headers
+    keys = {f"k{index:04}": "eA==" for index in range(1001)}
+    thread = {"thread_id": "paged"}
+    stored = httpx.post(
+        f"{tight.url}/v1/threads/attachments", params=thread, json={"attachments": keys}, headers=headers
     )
-    assert len(huge.json()["items"]) == 120
+    assert stored.status_code == 200, stored.text
+    url = f"{tight.url}/v1/threads/attachments"
+    first = httpx.get(url, params=thread, headers=headers).json()
+    assert len(first["items"]) == 100 and first["next_cursor"]  # no limit: one default page
+    huge = httpx.get(url, params={**thread, "limit": 10**9}, headers=headers).json()
+    assert len(huge["items"]) == 1000 and huge["next_cursor"]  # any limit: at most 1,000
+    rest = httpx.get(
+        url, params={**thread, "limit": 10**9, "cursor": huge["next_cursor"]}, headers=headers
+    ).json()
+    assert (rest["items"], rest["next_cursor"]) == (["k1000"], None)
 
 
 async def test_the_http_backend_still_lists_everything(tight: RelayServer) -> None:
@@ -442,9 +435,9 @@ def test_a_ttl_under_a_second_is_refused(tight: RelayServer) -> None:
 # --------------------------------------------------------------------------- 13, 14, 19
 
 
-def test_a_token_of_another_store_sharing_the_state_dir_is_refused(tmp_path: Path) -> None:
-    one = start_server(f"sqlite:///{tmp_path}/one.db", tmp_path)
-    two = start_server(f"sqlite:///{tmp_path}/two.db", tmp_path)  # same state dir, same key
+def test_a_token_of_another_store_sharing_the_state_dir_is_refused(roomy: RelayServer) -> None:
+    one, directory = roomy, roomy.state_dir.parent
+    two = start_server(f"sqlite:///{directory}/two.db", directory)  # same state dir, same key
     try:
         scope = {"task": "t", "attempt": 0, "producer": "p"}
         token = httpx.post(f"{one.url}/v1/tokens", json=scope, headers=admin_of(one)).json()["token"]
@@ -454,7 +447,6 @@ def test_a_token_of_another_store_sharing_the_state_dir_is_refused(tmp_path: Pat
         assert refused.status_code == 401
         assert "another store" in refused.json()["detail"]
     finally:
-        one.stop()
         two.stop()
 
 
@@ -477,9 +469,8 @@ def test_a_malformed_range_is_ignored(tight: RelayServer, value: str) -> None:
     assert reply.startswith((b"HTTP/1.1 200", b"HTTP/1.1 416")), reply[:200]
 
 
-def test_a_revoked_token_is_refused_by_every_replica(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/r.db"
-    replicas = [start_server(url, tmp_path), start_server(url, tmp_path)]
+def test_a_revoked_token_is_refused_by_every_replica(roomy: RelayServer) -> None:
+    replicas = [roomy, start_server(roomy.store_url, roomy.state_dir.parent)]
     try:
         scope = {"task": "t", "attempt": 0, "producer": "p"}
         issued = httpx.post(f"{replicas[0].url}/v1/tokens", json=scope, headers=admin_of(replicas[0])).json()
@@ -499,8 +490,7 @@ def test_a_revoked_token_is_refused_by_every_replica(tmp_path: Path) -> None:
             assert response.status_code == 401, response.text
             assert "revoked" in response.json()["detail"]
     finally:
-        for replica in replicas:
-            replica.stop()
+        replicas[1].stop()
 
 
 def test_a_download_token_opens_one_blob_and_nothing_else(tight: RelayServer) -> None:
