@@ -94,8 +94,11 @@ class GuardedProtocol(H11Protocol):
     # ---------------------------------------------------------------- helpers
 
     def _count_header_bytes(self, size: int) -> bool:
+        # Headers never exceed header_limit (h11 refuses more), so the start of a body that
+        # arrives in the same read is not counted as headers.
+        size = max(0, min(size, self.limits.header_limit - self._header_bytes))
         budget = self.limits.budget
-        if budget is not None and not budget.try_take(size, HEADER_OWNER):
+        if budget is not None and size and not budget.try_take(size, HEADER_OWNER):
             log.warning("refused a connection: unfinished headers do not fit in the memory budget")
             self._refuse(503, "Service Unavailable")
             return False
