@@ -73,7 +73,7 @@ async def test_open_creates_manifest_and_counter(tmp_path: Path) -> None:
         info = await store.info()
     assert json.loads((tmp_path / "s" / "relaystore.json").read_text()) == {
         "format": "relaystore-file",
-        "version": 1,
+        "version": 2,
     }
     assert (tmp_path / "s" / "seq").read_text().strip() == "0"
     assert info["backend"] == "file" and info["last_seq"] == 0
@@ -266,3 +266,23 @@ async def test_deleting_in_a_fresh_store_is_a_no_op(tmp_path: Path) -> None:
         assert await store.checkpoints.delete("t", "c") is False
         assert await store.adaptive.prune_runs("a", 0) == 0
         assert await store.adaptive.delete_document("plan", "a") is False
+
+
+async def test_format_1_writes_are_keyed_by_checkpoint_id_on_open(tmp_path: Path) -> None:
+    """Format 1 named a checkpoint's writes ``writes/<seq>-<id>``; opening renames them to
+    ``writes/<id>`` (format 2, where writes may precede their checkpoint) and keeps them."""
+    from relaystore.models import CheckpointMetadata, PendingWrite
+
+    root = tmp_path / "s"
+    async with relaystore.connect(url_of(root)) as store:
+        await store.checkpoints.save("t", CheckpointMetadata(id="c1", thread_id="t"), b"state")
+        await store.checkpoints.put_writes(
+            "t", "c1", [PendingWrite(task_id="a", idx=0, channel="m", value=b"w")]
+        )
+    writes_dir = root / "checkpoints" / "t" / "writes"
+    (writes_dir / "c1").rename(writes_dir / f"{1:020d}-c1")  # as format 1 laid it out
+    (root / "relaystore.json").write_text('{"format": "relaystore-file", "version": 1}')
+    async with relaystore.connect(url_of(root)) as store:
+        assert [w.value for w in await store.checkpoints.list_writes("t", "c1")] == [b"w"]
+    assert sorted(p.name for p in writes_dir.iterdir()) == ["c1"]
+    assert json.loads((root / "relaystore.json").read_text())["version"] == 2

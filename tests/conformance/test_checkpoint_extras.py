@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from relaystore.errors import CheckpointNotFound, Conflict, InvalidInput, ThreadNotFound
+from relaystore.errors import Conflict, InvalidInput
 from relaystore.models import PendingWrite
 from relaystore.stores import Store
 from tests.conformance.docs import checkpoint
@@ -59,13 +59,42 @@ async def test_writes_belong_to_one_checkpoint(store: Store) -> None:
     assert await store.checkpoints.list_writes("t9", "c9") == []
 
 
-async def test_writes_need_an_existing_checkpoint(store: Store) -> None:
-    with pytest.raises(ThreadNotFound):
-        await store.checkpoints.put_writes("t1", "c1", [write("a", 0)])
+async def test_writes_may_precede_their_checkpoint(store: Store) -> None:
+    # As every LangGraph saver: a step's writes can land before its checkpoint's save.
+    await store.checkpoints.put_writes("t1", "c1", [write("a", 0, value=b"early")])
+    assert await store.checkpoints.count("t1") == 0  # writes alone make no thread
+    assert await store.checkpoints.list_threads() == []
     await saved(store)
-    with pytest.raises(CheckpointNotFound):
-        await store.checkpoints.put_writes("t1", "nope", [write("a", 0)])
-    await store.checkpoints.put_writes("t1", "nope", [])  # nothing to attach: no check, no error
+    assert [w.value for w in await store.checkpoints.list_writes("t1", "c1")] == [b"early"]
+    bundle = await store.checkpoints.load_full("t1")
+    assert bundle is not None and [w.value for w in bundle.writes] == [b"early"]
+    await store.checkpoints.put_writes("t1", "nope", [])  # nothing to attach: no error
+
+
+async def test_orphan_writes_are_garbage_for_prune_and_delete(store: Store) -> None:
+    await saved(store)
+    for checkpoint_id in ("c1", "lost1", "lost2"):
+        await store.checkpoints.put_writes("t1", checkpoint_id, [write("a", 0)])
+    assert await store.checkpoints.delete_orphan_writes("t1") == 2
+    assert await store.checkpoints.list_writes("t1", "lost1") == []
+    assert len(await store.checkpoints.list_writes("t1", "c1")) == 1
+    await store.checkpoints.put_writes("t1", "lost3", [write("a", 0)])
+    await store.checkpoints.prune("t1", keep=5)  # deletes no checkpoint, only the orphan
+    assert await store.checkpoints.list_writes("t1", "lost3") == []
+    assert len(await store.checkpoints.list_writes("t1", "c1")) == 1
+    await store.checkpoints.put_writes("t2", "never", [write("a", 0)])
+    await store.checkpoints.delete_thread("t2")
+    await store.checkpoints.save("t2", checkpoint("t2", "never"), b"state")
+    assert await store.checkpoints.list_writes("t2", "never") == []
+
+
+async def test_repeats_within_one_call_keep_first_or_last(store: Store) -> None:
+    await store.checkpoints.put_writes("t1", "c1", [write("a", 0, value=b"1"), write("a", 0, value=b"2")])
+    assert [w.value for w in await store.checkpoints.list_writes("t1", "c1")] == [b"1"]
+    await store.checkpoints.put_writes(
+        "t1", "c1", [write("a", 0, value=b"3"), write("a", 0, value=b"4")], replace=True
+    )
+    assert [w.value for w in await store.checkpoints.list_writes("t1", "c1")] == [b"4"]
 
 
 @pytest.mark.parametrize(

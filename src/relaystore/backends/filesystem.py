@@ -8,7 +8,7 @@ Layout (every name under the root is lowercase ASCII, see :func:`encode_name`)::
       .lock                                   cross-process write lock (filelock)
       checkpoints/<thread>/<seq>-<id>.json    checkpoint metadata (real ids inside)
       checkpoints/<thread>/<seq>-<id>.state   checkpoint state, the raw bytes
-      checkpoints/<thread>/writes/<seq>-<id>/<n>.json   pending writes of that checkpoint, one batch per call
+      checkpoints/<thread>/writes/<id>/<n>.json   pending writes of that checkpoint id, one batch per call
       checkpoints/<thread>/attachments/<key>  one attachment of the thread, the raw bytes
       outputs/records/<ref>.json              one output record, ``seq`` included
       outputs/records/<ref>.event.json        its event, when the event is over 64 KiB of JSON
@@ -98,7 +98,7 @@ A = TypeVar("A")
 log = logging.getLogger("relaystore")
 
 FORMAT = "relaystore-file"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: pending writes keyed by checkpoint id alone (they may precede it)
 MANIFEST = "relaystore.json"
 COUNTER = "seq"
 LOCK_FILE = ".lock"
@@ -412,10 +412,27 @@ class FileRoot:
             self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
             self.write_file(self.path / COUNTER, b"0\n")
         else:
-            self._check_manifest(manifest, raw)
+            if self._check_manifest(manifest, raw) < 2:
+                self._key_writes_by_id()
+                self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
         self._remove_temp_files()
 
-    def _check_manifest(self, path: Path, raw: bytes) -> None:
+    def _key_writes_by_id(self) -> None:
+        """Format 1 named a checkpoint's writes directory ``<seq>-<id>``; 2 names it ``<id>``,
+        so writes can arrive before their checkpoint. Renames are atomic; a rerun after a crash
+        finds only the ones left. Where both exist the seq-named one is older: it goes."""
+        for writes_dir in (self.path / CHECKPOINTS_DIR).glob(f"*/{WRITES_DIR}"):
+            for name in self.names(writes_dir):
+                if (match := _SEQ_PREFIX.match(name)) is None:
+                    continue
+                target = writes_dir / name[match.end() :]
+                if target.exists():
+                    self.remove_dir(writes_dir / name)
+                else:
+                    os.replace(writes_dir / name, target)
+            self.sync_dir(writes_dir)
+
+    def _check_manifest(self, path: Path, raw: bytes) -> int:
         try:
             manifest = json.loads(raw)
             version = manifest["version"]
@@ -427,6 +444,7 @@ class FileRoot:
                 f"{self.path} has format version {version}; this relaystore knows up to "
                 f"{FORMAT_VERSION}. Upgrade relaystore."
             )
+        return version
 
     def _remove_temp_files(self) -> None:
         # Safe only under the lock: every writer holds it while its temp files exist.
@@ -460,8 +478,9 @@ def _read_text(root: FileRoot, path: Path) -> str | None:
 class FileCheckpointStore(CheckpointStore):
     """``checkpoints/<thread>/<seq>-<id>.json`` plus ``.state``; the thread head is the last name.
 
-    Pending writes live in ``writes/<seq>-<id>/``, named after their checkpoint's files, so a
-    checkpoint saved again under the same id (a new seq) never inherits the writes of the old one.
+    Pending writes live in ``writes/<id>/``, keyed by the checkpoint id alone because they may
+    arrive before the checkpoint; deleting a checkpoint deletes its writes, and ``prune`` removes
+    writes whose checkpoint does not exist.
     Attachments live in ``attachments/`` and outlive the thread's checkpoints until
     ``delete_thread``; a thread directory holding only attachments is not a thread.
     """
@@ -502,7 +521,7 @@ class FileCheckpointStore(CheckpointStore):
         rename is the commit point: a crash before it may leave attachments no checkpoint names
         (overwritten by a retry, removed by their owner's cleanup), never a checkpoint without them.
         """
-        doc = metadata.model_dump_json().encode()
+        doc = metadata.json_text().encode()
         thread_dir = self._thread_dir(thread_id)
 
         def save() -> None:
@@ -626,8 +645,8 @@ class FileCheckpointStore(CheckpointStore):
         """Remove one checkpoint and its pending writes (caller holds the lock)."""
         self._root.remove(thread_dir / name)  # metadata first: the checkpoint is gone at once
         self._root.remove(thread_dir / f"{name[: -len('.json')]}.state")
-        # A crash before this line leaves writes nobody can reach: they are keyed by the old seq.
-        self._root.remove_dir(self._writes_dir(thread_dir, name))
+        # A crash before this line leaves orphan writes: prune and delete_orphan_writes take them.
+        self._root.remove_dir(thread_dir / WRITES_DIR / _stem(name))
 
     def _drop_if_empty(self, thread_dir: Path) -> None:
         """Remove the thread directory once it holds no checkpoint and no attachment."""
@@ -685,28 +704,37 @@ class FileCheckpointStore(CheckpointStore):
             doomed = files[: max(0, len(files) - keep)]
             for _, name in doomed:
                 self._remove_checkpoint(thread_dir, name)
+            self._drop_orphans(thread_dir)
             if doomed:
                 self._drop_if_empty(thread_dir)
             return len(doomed)
 
         return await self._root.write(prune)
 
+    def _drop_orphans(self, thread_dir: Path) -> int:
+        """Remove writes directories whose checkpoint is not in the thread (caller holds the lock)."""
+        saved = {_stem(name) for _, name in self._root.seq_files(thread_dir)}
+        orphans = [n for n in self._root.names(thread_dir / WRITES_DIR) if n not in saved]
+        for name in orphans:
+            self._root.remove_dir(thread_dir / WRITES_DIR / name)
+        return len(orphans)
+
+    async def _delete_orphan_writes(self, thread_id: str) -> int:
+        thread_dir = self._thread_dir(thread_id)
+        return await self._root.write(lambda: self._drop_orphans(thread_dir))
+
     # ---------------------------------------------------------------- pending writes
 
-    def _writes_dir(self, thread_dir: Path, name: str) -> Path:
-        """The pending writes directory of the checkpoint whose metadata file is ``name``."""
-        return thread_dir / WRITES_DIR / name[: -len(".json")]
+    def _writes_dir(self, thread_id: str, checkpoint_id: str) -> Path:
+        """The pending writes directory of a checkpoint id (saved or not)."""
+        return self._thread_dir(thread_id) / WRITES_DIR / encode_name(checkpoint_id)
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
-    ) -> bool:
-        thread_dir = self._thread_dir(thread_id)
+    ) -> None:
+        directory = self._writes_dir(thread_id, checkpoint_id)
 
-        def put_writes() -> bool:
-            name = self._find(thread_dir, checkpoint_id)
-            if name is None:  # checked under the lock: no delete can slip in before the write
-                return False
-            directory = self._writes_dir(thread_dir, name)
+        def put_writes() -> None:
             batches = _batch_files(self._root, directory)
             merged = self._merge_batches(directory, batches)
             if merged is None:  # batches vanish only under the lock, so something else did it
@@ -714,9 +742,8 @@ class FileCheckpointStore(CheckpointStore):
             added = _add_writes(merged, writes, replace)
             if added:
                 self._append_batch(directory, batches, added, merged)
-            return True
 
-        return await self._root.write(put_writes)
+        await self._root.write(put_writes)
 
     def _merge_batches(
         self, directory: Path, batches: list[tuple[int, str]]
@@ -752,14 +779,10 @@ class FileCheckpointStore(CheckpointStore):
             self._root.sync_dir(directory)
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
-        thread_dir = self._thread_dir(thread_id)
+        directory = self._writes_dir(thread_id, checkpoint_id)
 
         def list_writes() -> list[PendingWrite]:
             while True:  # a batch vanishes only when a newer one holds it: list again
-                name = self._find(thread_dir, checkpoint_id)
-                if name is None:
-                    return []
-                directory = self._writes_dir(thread_dir, name)
                 merged = self._merge_batches(directory, _batch_files(self._root, directory))
                 if merged is not None:
                     return list(merged.values())
@@ -1170,6 +1193,8 @@ async def open_store(url: str, **options: Any) -> Store:
     (default true). Raises :class:`InvalidInput` for a bad URL or a directory that is not a
     store, :class:`BackendUnavailable` if the directory cannot be created, written or locked.
     """
+    from relaystore.backends.filesystem_items import FileItemStore  # it builds on this module
+
     path, timeout, fsync = parse_url(url, options)
     root = FileRoot(path, timeout=timeout, fsync=fsync)
     await asyncio.to_thread(root.guard, root.open_sync)
@@ -1190,6 +1215,7 @@ async def open_store(url: str, **options: Any) -> Store:
         FileOutputStore(root),
         FileAdaptiveStore(root),
         blobs=blobs,
+        items=FileItemStore(root),
         close=close,
         info=info,
     )

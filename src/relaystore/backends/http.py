@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import os
 import random
@@ -41,29 +42,38 @@ import httpx
 from pydantic import ConfigDict, TypeAdapter
 
 from relaystore import errors
+from relaystore.backends.http_items import HttpItemStore
 from relaystore.errors import (
     BackendUnavailable,
-    CheckpointNotFound,
     Conflict,
     CorruptRecord,
     InvalidInput,
+    NotFound,
     RelayStoreError,
-    ThreadNotFound,
 )
 from relaystore.models.adaptive import RunRecord
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
+from relaystore.models.checkpoints import (
+    BundlePageWire,
+    BundleWire,
+    Checkpoint,
+    CheckpointBundle,
+    CheckpointMetadata,
+    PendingWrite,
+)
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
-from relaystore.stores._common import ANY, decode_seq_cursor, encode_cursor, parse_json
+from relaystore.stores._common import ANY, Skipped, decode_seq_cursor, encode_cursor, parse_json
 from relaystore.stores.adaptive import run_json
 from relaystore.stores.blobs import CHUNK_SIZE, BlobStore
-from relaystore.stores.checkpoints import SeqRow
+from relaystore.stores.checkpoints import FullQuery, SeqRow
 
 log = logging.getLogger("relaystore")
 METADATA_HEADER = "Relaystore-Metadata"
 BATCH = 500  # refs per batch request, below the server's 1000
 UPDATE_ATTEMPTS = 200  # compare-and-set rounds before giving up on a hot document
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
+_FULL_ONE: TypeAdapter[BundleWire] = TypeAdapter(BundleWire)
+_FULL_PAGE: TypeAdapter[BundlePageWire] = TypeAdapter(BundlePageWire)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
 _WRITES: TypeAdapter[dict[str, list[PendingWrite]]] = TypeAdapter(dict[str, list[PendingWrite]])
 _BASE64 = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
@@ -227,7 +237,7 @@ def _unb64(text: str) -> str:
 
 def _save_headers(metadata: CheckpointMetadata, expected_head: Any, content_type: str) -> dict[str, str]:
     """Metadata and compare-and-set headers of a checkpoint save (``If-None-Match: *`` = empty thread)."""
-    headers = {METADATA_HEADER: _b64(metadata.model_dump_json()), "Content-Type": content_type}
+    headers = {METADATA_HEADER: _b64(metadata.json_text()), "Content-Type": content_type}
     if expected_head is None:
         headers["If-None-Match"] = "*"
     elif expected_head is not ANY:
@@ -300,6 +310,49 @@ class HttpCheckpointStore(CheckpointStore):
         items, cursor = await _fill(fetch, _after_seq(after), limit)
         return _positions([CheckpointMetadata.model_validate(i) for i in items], cursor)
 
+    async def _load_full(self, thread_id: str, checkpoint_id: str | None) -> CheckpointBundle | None:
+        params = {"thread_id": thread_id} | (
+            {} if checkpoint_id is None else {"checkpoint_id": checkpoint_id}
+        )
+        try:
+            response = await self._c.send("GET", "/v1/checkpoints/full/one", params=params)
+        except NotFound:
+            return None
+        assert response is not None
+        return parse_json(_FULL_ONE, response.content, f"checkpoint {params} from {self._c.base}").bundle()
+
+    async def _list_full(self, thread_id: str, query: FullQuery) -> list[tuple[int, Any]]:
+        """One server page (its own full read) as rows whose last position is the server's cursor."""
+        params: dict[str, Any] = {
+            "thread_id": thread_id,
+            "newest_first": str(query.newest_first).lower(),
+            "values": str(query.values).lower(),
+        }
+        if query.limit is not None:
+            params["limit"] = query.limit - 1  # the contract asked for one extra row; the server adds it
+        if query.after is not None:
+            params["cursor"] = encode_cursor(query.after)
+        if query.before is not None:
+            params["before"] = query.before
+        if query.filter:
+            params["filter"] = json.dumps(query.filter)
+        items: list[Any] = []
+        while True:  # the server cuts pages (100 without a limit, 1,000 at most): follow its cursor
+            response = await self._c.send("GET", "/v1/checkpoints/full", params=params)
+            assert response is not None
+            what = f"checkpoints of {thread_id!r} from {self._c.base}"
+            page = parse_json(_FULL_PAGE, response.content, what)
+            items.extend(item.bundle() for item in page.items)
+            wanted = None if query.limit is None else query.limit - 1
+            if page.next_cursor is None or (wanted is not None and len(items) >= wanted):
+                break
+            params["cursor"] = page.next_cursor
+            if wanted is not None:
+                params["limit"] = wanted - len(items)
+        if not items and page.next_cursor is not None:  # a page of skipped records still goes on
+            items = [Skipped(0, "skipped by the server")]
+        return _positions(items, page.next_cursor)
+
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
         params = {"thread_id": thread_id, "checkpoint_id": checkpoint_id}
         return bool((await self._c.json("DELETE", "/v1/checkpoint", params=params))["deleted"])
@@ -320,14 +373,14 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
-    ) -> bool:
+    ) -> None:
         params = {"thread_id": thread_id, "checkpoint_id": checkpoint_id, "replace": str(replace).lower()}
         body = _WRITES.dump_json({"writes": writes})
-        try:
-            await self._c.send("POST", "/v1/checkpoints/writes", params=params, content=body, headers=_JSON)
-        except (ThreadNotFound, CheckpointNotFound):
-            return False  # the contract's answer: the public method names what is missing
-        return True
+        await self._c.send("POST", "/v1/checkpoints/writes", params=params, content=body, headers=_JSON)
+
+    async def _delete_orphan_writes(self, thread_id: str) -> int:
+        path = "/v1/threads/orphan-writes/delete"
+        return int((await self._c.json("POST", path, params={"thread_id": thread_id}))["deleted"])
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
         params = {"thread_id": thread_id, "checkpoint_id": checkpoint_id}
@@ -645,6 +698,7 @@ async def open_store(url: str, **options: Any) -> Store:
         HttpOutputStore(client),
         HttpAdaptiveStore(client),
         blobs=HttpBlobStore(client),
+        items=HttpItemStore(client),
         close=client.http.aclose,
         info=info,
         concurrent_calls=True,

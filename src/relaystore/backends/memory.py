@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from relaystore.backends.memory_items import MemoryItemStore
 from relaystore.errors import Conflict
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -37,8 +38,8 @@ class _State:
         self.children: dict[str, list[str]] = {}  # parent ref -> child refs
         self.runs: dict[str, dict[str, tuple[int, str]]] = {}  # agent -> run id -> (seq, json)
         self.docs: dict[str, dict[str, str]] = {kind: {} for kind in _KINDS}
-        # (thread, checkpoint id) -> {(task_id, idx): write}; thread -> {key: bytes}
-        self.writes: dict[tuple[str, str], dict[tuple[str, int], PendingWrite]] = {}
+        # thread -> checkpoint id -> {(task_id, idx): write}; thread -> {key: bytes}
+        self.writes: dict[str, dict[str, dict[tuple[str, int], PendingWrite]]] = {}
         self.attachments: dict[str, dict[str, bytes]] = {}
         self.blobs: dict[str, tuple[BlobContent, list[bytes]]] = {}
         self.uploads: dict[str, list[bytes]] = {}
@@ -116,7 +117,7 @@ class MemoryCheckpointStore(CheckpointStore):
         with self._s.lock:
             thread = self._s.threads.get(thread_id, {})
             existed = thread.pop(checkpoint_id, None) is not None
-            self._s.writes.pop((thread_id, checkpoint_id), None)
+            self._s.writes.get(thread_id, {}).pop(checkpoint_id, None)
             if not thread:
                 self._s.threads.pop(thread_id, None)
             return existed
@@ -124,8 +125,7 @@ class MemoryCheckpointStore(CheckpointStore):
     async def _delete_thread(self, thread_id: str) -> int:
         with self._s.lock:
             checkpoints = self._s.threads.pop(thread_id, {})
-            for checkpoint_id in checkpoints:
-                self._s.writes.pop((thread_id, checkpoint_id), None)
+            self._s.writes.pop(thread_id, None)
             self._s.attachments.pop(thread_id, None)
             return len(checkpoints)
 
@@ -143,26 +143,34 @@ class MemoryCheckpointStore(CheckpointStore):
             doomed = list(thread)[: max(0, len(thread) - keep)]
             for checkpoint_id in doomed:
                 del thread[checkpoint_id]
-                self._s.writes.pop((thread_id, checkpoint_id), None)
+            self._drop_orphans(thread_id, thread)
             if not thread:
                 self._s.threads.pop(thread_id, None)
             return len(doomed)
 
+    def _drop_orphans(self, thread_id: str, thread: dict[str, Any]) -> int:
+        attached = self._s.writes.get(thread_id, {})
+        orphans = [checkpoint_id for checkpoint_id in attached if checkpoint_id not in thread]
+        for checkpoint_id in orphans:
+            del attached[checkpoint_id]
+        return len(orphans)
+
+    async def _delete_orphan_writes(self, thread_id: str) -> int:
+        with self._s.lock:
+            return self._drop_orphans(thread_id, self._s.threads.get(thread_id, {}))
+
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
-    ) -> bool:
+    ) -> None:
         with self._s.lock:
-            if checkpoint_id not in self._s.threads.get(thread_id, {}):
-                return False
-            attached = self._s.writes.setdefault((thread_id, checkpoint_id), {})
+            attached = self._s.writes.setdefault(thread_id, {}).setdefault(checkpoint_id, {})
             for write in writes:
                 if replace or (write.task_id, write.idx) not in attached:
                     attached[(write.task_id, write.idx)] = write
-            return True
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
         with self._s.lock:
-            return list(self._s.writes.get((thread_id, checkpoint_id), {}).values())
+            return list(self._s.writes.get(thread_id, {}).get(checkpoint_id, {}).values())
 
     async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
         with self._s.lock:
@@ -338,5 +346,6 @@ async def open_store(url: str, **_options: object) -> Store:
         MemoryOutputStore(state),
         MemoryAdaptiveStore(state),
         blobs=MemoryBlobStore(state),
+        items=MemoryItemStore.for_state(state),
         info=info,
     )

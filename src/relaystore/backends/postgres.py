@@ -23,6 +23,7 @@ Design (details and the reasons in ``docs/backends/postgres.md``):
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -40,15 +41,17 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 from pydantic import TypeAdapter
 
+from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._options import flag, number
+from relaystore.backends.postgres_items import PgItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
+from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores._common import ANY, parse_json, parse_rows, prefix_upper_bound
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
 from relaystore.stores.blobs import BlobStore
-from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
+from relaystore.stores.checkpoints import FullQuery, SeqRow, check_head, duplicate_conflict
 
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _RECORD: TypeAdapter[OutputRecord] = TypeAdapter(OutputRecord)
@@ -566,8 +569,10 @@ PRUNE_CHECKPOINTS = """
             (SELECT seq FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC OFFSET %s LIMIT 1)
         RETURNING checkpoint_id
     ), writes AS (
-        DELETE FROM {s}.checkpoint_writes w USING gone
-        WHERE w.thread_id = %s AND w.checkpoint_id = gone.checkpoint_id
+        DELETE FROM {s}.checkpoint_writes w
+        WHERE w.thread_id = %s AND (w.checkpoint_id IN (SELECT checkpoint_id FROM gone) OR NOT EXISTS
+            (SELECT 1 FROM {s}.checkpoints c
+             WHERE c.thread_id = w.thread_id AND c.checkpoint_id = w.checkpoint_id))
     )
     SELECT COUNT(*) FROM gone"""
 INSERT_WRITE = (
@@ -575,6 +580,38 @@ INSERT_WRITE = (
     "(thread_id, checkpoint_id, task_id, idx, channel, type, task_path, value) "
     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (thread_id, checkpoint_id, task_id, idx) "
 )
+PUT_WRITES = (
+    "INSERT INTO {s}.checkpoint_writes "
+    "(thread_id, checkpoint_id, task_id, idx, channel, type, task_path, value) "
+    "SELECT %s, %s, * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[], %s::text[], "
+    "%b::bytea[]) ON CONFLICT (thread_id, checkpoint_id, task_id, idx) "
+)
+DELETE_ORPHAN_WRITES = (
+    "WITH gone AS (DELETE FROM {s}.checkpoint_writes w WHERE w.thread_id = %s AND NOT EXISTS (SELECT 1 "
+    "FROM {s}.checkpoints c WHERE c.thread_id = w.thread_id AND c.checkpoint_id = w.checkpoint_id) "
+    "RETURNING checkpoint_id) SELECT COUNT(DISTINCT checkpoint_id) FROM gone"
+)
+
+
+def full_read_query(where: str, direction: str) -> str:
+    """One page of checkpoints with their refs' attachments and writes (see ``_full_reads``).
+
+    MATERIALIZED: the page is chosen once, not once per branch that reads it.
+    """
+    return (
+        "WITH c AS MATERIALIZED (SELECT seq, checkpoint_id, metadata, "
+        "CASE WHEN %(values)s THEN state ELSE ''::bytea END AS state FROM {s}.checkpoints "
+        f"WHERE thread_id = %(thread)s{where} ORDER BY seq {direction} LIMIT %(limit)s) "
+        "SELECT 0, seq, checkpoint_id, metadata::text, state, NULL::text, NULL::text, NULL::text FROM c "
+        "UNION ALL SELECT 1, NULL, NULL, a.key, a.value, NULL, NULL, NULL FROM {s}.thread_attachments a "
+        "WHERE %(values)s AND a.thread_id = %(thread)s AND a.key IN (SELECT jsonb_array_elements_text("
+        "c.metadata -> 'refs') FROM c WHERE jsonb_typeof(c.metadata -> 'refs') = 'array') "
+        "UNION ALL SELECT 2, w.idx, w.checkpoint_id, w.task_id, w.value, w.channel, w.type, w.task_path "
+        "FROM {s}.checkpoint_writes w WHERE w.thread_id = %(thread)s "
+        "AND w.checkpoint_id IN (SELECT checkpoint_id FROM c)"
+    )
+
+
 UPSERT_WRITE = (
     "DO UPDATE SET channel = EXCLUDED.channel, type = EXCLUDED.type, "
     "task_path = EXCLUDED.task_path, value = EXCLUDED.value"
@@ -640,7 +677,7 @@ class PgCheckpointStore(CheckpointStore):
             "lock": self._db.lock_key("thread", thread_id),
             "thread": thread_id,
             "id": metadata.id,
-            "metadata": metadata.model_dump_json(),
+            "metadata": metadata.json_text(),
             "state": state,
             "expected": expected_head if cas else None,
             "keys": list(attachments),
@@ -730,21 +767,16 @@ class PgCheckpointStore(CheckpointStore):
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
-    ) -> bool:
+    ) -> None:
+        # One autocommit statement, no lock and no existence check: the checkpoint may still be
+        # on its way (see CheckpointStore.put_writes). Keys are unique (the contract dedupes),
+        # which DO UPDATE needs: it cannot touch one row twice in a statement.
+        columns = list(zip(*(_write_row(thread_id, checkpoint_id, w)[2:] for w in writes), strict=True))
         conflict = UPSERT_WRITE if replace else "DO NOTHING"
-        rows = [_write_row(thread_id, checkpoint_id, w) for w in writes]
-        async with self._thread_transaction(thread_id) as conn:
-            cur = await conn.execute(
-                self._db.sql("SELECT 1 FROM {s}.checkpoints WHERE thread_id = %s AND checkpoint_id = %s"),
-                (thread_id, checkpoint_id),
-            )
-            if await cur.fetchone() is None:
-                return False
-            # One statement per write, in order (psycopg pipelines them): a repeated (task_id, idx)
-            # within the batch then keeps the first (ignore) or the last (replace), as elsewhere.
-            async with conn.cursor() as many:
-                await many.executemany(self._db.sql(INSERT_WRITE + conflict), rows)
-            return True
+        await self._db.rowcount(PUT_WRITES + conflict, (thread_id, checkpoint_id, *map(list, columns)))
+
+    async def _delete_orphan_writes(self, thread_id: str) -> int:
+        return int(await self._db.scalar(DELETE_ORPHAN_WRITES, (thread_id,)))
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
         rows = await self._db.all(
@@ -756,6 +788,36 @@ class PgCheckpointStore(CheckpointStore):
             PendingWrite(task_id=t, idx=i, channel=c, type=ty, task_path=p, value=bytes(v))
             for t, i, c, ty, p, v in rows
         ]
+
+    async def _load_full(self, thread_id: str, checkpoint_id: str | None) -> CheckpointBundle | None:
+        where = "" if checkpoint_id is None else " AND checkpoint_id = %(id)s"
+        params = {"thread": thread_id, "id": checkpoint_id, "limit": 1, "values": True}
+        rows = await self._full_rows(full_read_query(where, "DESC"), params)
+        found = full_reads.bundles(rows, full_reads.SINGLE, f"{self._db.schema}.checkpoints", strict=True)
+        return found[0][1] if found else None
+
+    async def _list_full(self, thread_id: str, query: FullQuery) -> list[tuple[int, Any]]:
+        clauses, params = [], {"thread": thread_id, "limit": query.limit, "values": query.values}
+        if query.after is not None:
+            clauses.append(f" AND seq {'<' if query.newest_first else '>'} %(after)s")
+            params["after"] = query.after
+        if query.before is not None:
+            clauses.append(" AND checkpoint_id < %(before)s")
+            params["before"] = query.before
+        pushed = full_reads.pushed_filter(query)
+        if pushed:
+            clauses.append(" AND metadata -> 'attributes' @> %(filter)s::jsonb")
+            params["filter"] = json.dumps(dict(pushed))
+        rows = await self._full_rows(
+            full_read_query("".join(clauses), "DESC" if query.newest_first else "ASC"), params
+        )
+        return full_reads.bundles(rows, query, f"{self._db.schema}.checkpoints")
+
+    async def _full_rows(self, template: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        # Binary results: a 200 KB value arrives as its bytes, not as hex text to decode.
+        async with self._db.connection() as conn:
+            cur = await conn.execute(self._db.sql(template), params, binary=True)
+            return await cur.fetchall()
 
     async def _put_attachments(self, thread_id: str, items: dict[str, bytes]) -> None:
         # One statement: the whole mapping lands or none of it. Keys are a dict's, so unique,
@@ -1127,6 +1189,7 @@ async def open_store(url: str, **options: Any) -> Store:
         PgOutputStore(db),
         PgAdaptiveStore(db),
         blobs=blobs,
+        items=PgItemStore(db),
         close=db.close,
         info=info,
         concurrent_calls=True,

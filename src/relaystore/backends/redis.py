@@ -51,6 +51,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from relaystore.backends._options import flag, merge_options, number
+from relaystore.backends.redis_items import RedisItemStore
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -187,18 +188,20 @@ local function encode(text)
 end
 """
 
-# KEYS: order, meta, state, threads, the checkpoint's writes. ARGV: thread, id.
+# KEYS: order, meta, state, threads, the checkpoint's writes, write ids. ARGV: thread, id.
 _DELETE_CHECKPOINT = """
+redis.call('DEL', KEYS[5])
+redis.call('SREM', KEYS[6], ARGV[2])
 if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('DEL', KEYS[5])
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[1]) end
 return 1
 """
 
-# KEYS: order, meta, state, threads, attachments, attachment keys. ARGV: thread, writes stem.
-# Writes keys are built here, not declared: they carry the same {cp} tag, so the same slot.
+# KEYS: order, meta, state, threads, attachments, attachment keys, write ids. ARGV: thread,
+# writes stem. Writes keys are built here, not declared: they carry the same {cp} tag, so the
+# same slot. Stores written before the write-ids set existed have writes only under saved ids.
 _DELETE_THREAD = (
     _LUA_ENCODE
     + """
@@ -206,17 +209,40 @@ local n = redis.call('ZCARD', KEYS[1])
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   redis.call('DEL', ARGV[2] .. encode(id))
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6])
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[7])) do
+  redis.call('DEL', ARGV[2] .. encode(id))
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[7])
 redis.call('ZREM', KEYS[4], ARGV[1])
 return n
 """
 )
 
-# KEYS: order, meta, state, threads. ARGV: thread, keep, writes stem.
+# Pending writes whose checkpoint is not in the thread (sent ahead of a save that never came).
+_DROP_ORPHAN_WRITES = """
+local function drop_orphans(order, ids, stem)
+  local n = 0
+  for _, id in ipairs(redis.call('SMEMBERS', ids)) do
+    if not redis.call('ZSCORE', order, id) then
+      redis.call('DEL', stem .. encode(id))
+      redis.call('SREM', ids, id)
+      n = n + 1
+    end
+  end
+  return n
+end
+"""
+
+# KEYS: order, write ids. ARGV: writes stem.
+_DELETE_ORPHAN_WRITES = _LUA_ENCODE + _DROP_ORPHAN_WRITES + "return drop_orphans(KEYS[1], KEYS[2], ARGV[1])"
+
+# KEYS: order, meta, state, threads, write ids. ARGV: thread, keep, writes stem.
 _PRUNE_CHECKPOINTS = (
     _LUA_ENCODE
+    + _DROP_ORPHAN_WRITES
     + """
 local drop = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
+if drop <= 0 then drop_orphans(KEYS[1], KEYS[5], ARGV[3]) return 0 end
 if drop <= 0 then return 0 end
 local ids = redis.call('ZRANGE', KEYS[1], 0, drop - 1)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, drop - 1)
@@ -224,16 +250,19 @@ for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[2], id)
   redis.call('HDEL', KEYS[3], id)
   redis.call('DEL', ARGV[3] .. encode(id))
+  redis.call('SREM', KEYS[5], id)
 end
+drop_orphans(KEYS[1], KEYS[5], ARGV[3])
 if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[4], ARGV[1]) end
 return drop
 """
 )
 
-# KEYS: order, the checkpoint's writes. ARGV: checkpoint id, replace flag, field, JSON, field, ...
-# HSETNX keeps the first write of a (task_id, idx); HSET replaces it.
+# KEYS: write ids, the checkpoint's writes. ARGV: checkpoint id, replace flag, field, JSON, ...
+# HSETNX keeps the first write of a (task_id, idx); HSET replaces it. The checkpoint need not
+# exist yet; the write-ids set lets delete_thread and prune find writes of unsaved ids.
 _PUT_WRITES = """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
 local verb = 'HSETNX'
 if ARGV[2] == '1' then verb = 'HSET' end
 for i = 3, #ARGV, 2 do redis.call(verb, KEYS[2], ARGV[i], ARGV[i + 1]) end
@@ -353,6 +382,7 @@ _SCRIPTS = {
     "_DELETE_THREAD": _DELETE_THREAD,
     "_PRUNE_CHECKPOINTS": _PRUNE_CHECKPOINTS,
     "_PUT_WRITES": _PUT_WRITES,
+    "_DELETE_ORPHAN_WRITES": _DELETE_ORPHAN_WRITES,
     "_PUT_ATTACHMENTS": _PUT_ATTACHMENTS,
     "_DELETE_ATTACHMENTS": _DELETE_ATTACHMENTS,
     "_INSERT_OUTPUT": _INSERT_OUTPUT,
@@ -468,6 +498,7 @@ class _ThreadKeys:
     writes_stem: str  # + enc(checkpoint id): HASH enc(task_id)|idx -> PendingWrite JSON
     attachments: str  # HASH attachment key -> bytes
     attachment_keys: str  # ZSET attachment keys, all scored 0: sorted pages by ZRANGEBYLEX
+    write_ids: str  # SET of checkpoint ids that have pending writes (saved or not)
 
     def writes(self, checkpoint_id: str) -> str:
         """The key of one checkpoint's pending writes."""
@@ -486,7 +517,13 @@ class RedisCheckpointStore(CheckpointStore):
     def _keys(self, thread_id: str) -> _ThreadKeys:
         stem = f"{self._base}t:{_encode(thread_id)}:"
         return _ThreadKeys(
-            stem + "order", stem + "meta", stem + "state", stem + "w:", stem + "att", stem + "attkeys"
+            stem + "order",
+            stem + "meta",
+            stem + "state",
+            stem + "w:",
+            stem + "att",
+            stem + "attkeys",
+            stem + "wids",
         )
 
     def _checkpoint(
@@ -513,7 +550,7 @@ class RedisCheckpointStore(CheckpointStore):
             metadata.id,
             "1" if cas else "0",
             (expected_head or "") if cas else "",
-            metadata.model_dump_json(),
+            metadata.json_text(),
             state,
         ]
         args += [part for key, value in attachments.items() for part in (key, value)]
@@ -557,12 +594,12 @@ class RedisCheckpointStore(CheckpointStore):
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
         k = self._keys(thread_id)
-        keys = [k.order, k.meta, k.state, self._threads, k.writes(checkpoint_id)]
+        keys = [k.order, k.meta, k.state, self._threads, k.writes(checkpoint_id), k.write_ids]
         return bool(await self._c.script("_DELETE_CHECKPOINT", keys, [thread_id, checkpoint_id]))
 
     async def _delete_thread(self, thread_id: str) -> int:
         k = self._keys(thread_id)
-        keys = [k.order, k.meta, k.state, self._threads, k.attachments, k.attachment_keys]
+        keys = [k.order, k.meta, k.state, self._threads, k.attachments, k.attachment_keys, k.write_ids]
         return int(await self._c.script("_DELETE_THREAD", keys, [thread_id, k.writes_stem]))
 
     async def _count(self, thread_id: str) -> int:
@@ -581,20 +618,23 @@ class RedisCheckpointStore(CheckpointStore):
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         k = self._keys(thread_id)
-        keys = [k.order, k.meta, k.state, self._threads]
+        keys = [k.order, k.meta, k.state, self._threads, k.write_ids]
         return int(await self._c.script("_PRUNE_CHECKPOINTS", keys, [thread_id, keep, k.writes_stem]))
 
     # ------------------------------------------------------------------ pending writes
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: list[PendingWrite], replace: bool
-    ) -> bool:
+    ) -> None:
         k = self._keys(thread_id)
         args: list[Any] = [checkpoint_id, "1" if replace else "0"]
         for write in writes:
             args += [_write_field(write), write.model_dump_json()]
-        keys = [k.order, k.writes(checkpoint_id)]
-        return bool(await self._c.script("_PUT_WRITES", keys, args))
+        await self._c.script("_PUT_WRITES", [k.write_ids, k.writes(checkpoint_id)], args)
+
+    async def _delete_orphan_writes(self, thread_id: str) -> int:
+        k = self._keys(thread_id)
+        return int(await self._c.script("_DELETE_ORPHAN_WRITES", [k.order, k.write_ids], [k.writes_stem]))
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> list[PendingWrite]:
         key = self._keys(thread_id).writes(checkpoint_id)
@@ -1055,6 +1095,7 @@ async def open_store(url: str, **options: Any) -> Store:
         RedisOutputStore(conn, config.prefix),
         RedisAdaptiveStore(conn, AdaptiveKeys(config.prefix, config.cluster), config.ttl),
         blobs=blobs,
+        items=RedisItemStore(conn, config.prefix),
         close=conn.close,
         info=info,
         concurrent_calls=True,

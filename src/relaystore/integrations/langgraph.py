@@ -6,12 +6,16 @@ LangGraph-only tables, so every backend (memory, sqlite, file, redis, postgres, 
 - one relaystore **thread** per LangGraph ``(thread_id, checkpoint_ns)``:
   ``thread_prefix + thread_id + "\\x1f" + checkpoint_ns``;
 - one relaystore **checkpoint** per LangGraph checkpoint, with the same id and parent; its state
-  is the serde-typed checkpoint *without* ``channel_values``, and its ``custom`` holds the
-  LangGraph metadata as JSON (``lg_metadata``) plus the attachment keys it needs (``lg_blobs``),
-  so listings filter and retention collects garbage without decoding states;
+  is the serde-typed checkpoint *without* ``channel_values``, its ``attributes`` hold the
+  LangGraph metadata as JSON and its ``refs`` the attachment keys of its channel values,
+  so listings filter and retention collects garbage without decoding states. (Records written
+  before relaystore 0.2 keep the metadata as JSON text in ``custom``; they are still read.)
 - channel values are **attachments** keyed ``channel + "\\x1f" + version``, written only for
   ``new_versions``, so an unchanged channel is stored once however many checkpoints share it;
-- pending writes are the contract's **pending writes** (``put_writes``/``list_writes``).
+- pending writes are the contract's **pending writes**, stored as they come, before their
+  checkpoint if LangGraph sends them first (``durability="async"`` does);
+- ``get_tuple`` is one ``load_full`` and each page of ``list`` one ``list_full``: one round trip
+  on sqlite and postgres, metadata filters included.
 
 Use it from async code (``async with RelaySaver.from_url(url) as saver``) or from scripts
 (``with RelaySaver.from_url_sync(url) as saver``). See ``docs/langgraph.md``.
@@ -23,7 +27,8 @@ import asyncio
 import functools
 import json
 import random
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
@@ -35,6 +40,7 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
+    DeltaChannelHistory,
     get_checkpoint_id,
     get_checkpoint_metadata,
 )
@@ -42,19 +48,21 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 import relaystore
 from relaystore.connect import _LoopThread
-from relaystore.errors import Conflict, CorruptRecord, InvalidInput, NotFound
+from relaystore.errors import Conflict, CorruptRecord, InvalidInput
+from relaystore.integrations.langgraph_store import RelayStore
+from relaystore.models.checkpoints import CheckpointBundle, PendingWrite
 from relaystore.models.checkpoints import CheckpointMetadata as RelayMetadata
-from relaystore.models.checkpoints import PendingWrite
 from relaystore.stores import Store
 
-__all__ = ["SEPARATOR", "RelaySaver"]
+__all__ = ["SEPARATOR", "RelaySaver", "RelayStore"]
 
 SEPARATOR = "\x1f"
 """Joins thread id and namespace (and channel and version); refused inside ids for that reason."""
 
 _STATE_FORMAT = 1  # first byte of every packed value, so a later layout can be told apart
 _PAGE = 500  # rows per listing round trip when scanning a whole thread
-_PUT_WAIT = 60.0  # seconds aput_writes waits for its checkpoint's put, still in flight
+_LIST_PAGE = 100  # checkpoints (with values) per list_full round trip
+_DELTA_KEYS = ("counters_since_delta_snapshot", "delta_writes_versioned")  # a thread uses a DeltaChannel
 _METADATA_KEY = "lg_metadata"
 _BLOBS_KEY = "lg_blobs"
 # One encoder for every dump: json.dumps with options builds a new encoder per call.
@@ -120,12 +128,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
             raise InvalidInput("thread_prefix must be a string without NUL")
         self.store = store
         self.thread_prefix = thread_prefix
-        # Independent reads go out together only where calls wait on the network (Store.concurrent_calls);
-        # elsewhere tasks would only add overhead.
-        self._parallel_reads = store.concurrent_calls
         self._loop: asyncio.AbstractEventLoop | None = _running_loop()
-        # (thread key, checkpoint id) -> set once that checkpoint is saved; see aput_writes
-        self._saved: dict[tuple[str, str], asyncio.Event] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -236,30 +239,37 @@ class RelaySaver(BaseCheckpointSaver[str]):
             for channel, version in new_versions.items()
             if channel in values
         }
-        record = self._record(key, config, stripped, metadata)
+        record = self._record(key, config, stripped, metadata, values)
         await self._save(key, record, pack(self.serde.dumps_typed(stripped)), blobs)
-        waiting = self._saved.pop((key, record.id), None)
-        if waiting is not None:
-            waiting.set()
         return _config(thread_id, namespace, checkpoint["id"])
 
     def _record(
-        self, key: str, config: RunnableConfig, checkpoint: dict[str, Any], metadata: CheckpointMetadata
+        self,
+        key: str,
+        config: RunnableConfig,
+        checkpoint: dict[str, Any],
+        metadata: CheckpointMetadata,
+        values: Mapping[str, Any],
     ) -> RelayMetadata:
-        """relaystore metadata of a checkpoint: ids, parent, step, LangGraph metadata as JSON."""
+        """relaystore metadata of a checkpoint: ids, parent, step, LangGraph metadata as JSON
+        attributes, and as refs the attachment keys of the channels that have a value (a
+        DeltaChannel between snapshots has none: its value is rebuilt from ancestors' writes)."""
         merged = get_checkpoint_metadata(config, metadata)
         step = merged.get("step")
         versions = checkpoint.get("channel_versions") or {}
-        return RelayMetadata(
+        return RelayMetadata.model_construct(
             id=checkpoint["id"],
             thread_id=key,
+            created_at=int(time.time()),
             parent_id=get_checkpoint_id(config),
             # relaystore steps are >= 0; LangGraph's input checkpoint is step -1
             step=step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else 0,
-            custom={
-                _METADATA_KEY: _dump_json(merged),
-                _BLOBS_KEY: _dump_json(sorted(attachment_key(c, v) for c, v in versions.items())),
-            },
+            label=None,
+            tags=[],
+            state_size=0,
+            custom={},
+            attributes=_json_safe(merged),
+            refs=[attachment_key(c, v) for c, v in versions.items() if c in values],
         )
 
     async def _save(self, key: str, record: RelayMetadata, state: bytes, blobs: dict[str, bytes]) -> None:
@@ -309,96 +319,33 @@ class RelaySaver(BaseCheckpointSaver[str]):
                 )
             )
         replace = all(channel in WRITES_IDX_MAP for channel, _ in writes)
-        checkpoint_id = configurable["checkpoint_id"]
-        try:
-            await self.store.checkpoints.put_writes(key, checkpoint_id, pending, replace=replace)
-        except NotFound:
-            # LangGraph runs a step's writes concurrently with the put of the checkpoint they
-            # belong to (durability="async"), while the contract attaches writes only to a saved
-            # checkpoint: wait for that put, then attach. A checkpoint that never comes re-raises.
-            if not await self._checkpoint_saved(key, checkpoint_id):
-                raise
-            await self.store.checkpoints.put_writes(key, checkpoint_id, pending, replace=replace)
-
-    async def _checkpoint_saved(self, key: str, checkpoint_id: str) -> bool:
-        """Wait (up to ``_PUT_WAIT`` s) until this saver has saved the checkpoint; False if not."""
-        event = self._saved.setdefault((key, checkpoint_id), asyncio.Event())
-        if await self._has(key, checkpoint_id):  # saved between the failed write and now
-            self._saved.pop((key, checkpoint_id), None)
-            return True
-        try:
-            await asyncio.wait_for(event.wait(), _PUT_WAIT)
-        except TimeoutError:
-            self._saved.pop((key, checkpoint_id), None)
-            return False
-        return True
+        # With durability="async" these often arrive before the checkpoint's put: the store takes
+        # them as they come (one statement), as LangGraph's own savers do.
+        await self.store.checkpoints.put_writes(key, configurable["checkpoint_id"], pending, replace=replace)
 
     # ------------------------------------------------------------------ read
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        """The checkpoint named by ``config`` (the latest of its namespace without an id), or None."""
+        """The checkpoint named by ``config`` (the latest of its namespace without an id), or None.
+
+        One ``load_full``: checkpoint, channel values and pending writes in one round trip.
+        """
         self._bind_loop()
         configurable = config["configurable"]
         thread_id, namespace = str(configurable["thread_id"]), configurable.get("checkpoint_ns", "")
         key = self._thread_key(thread_id, namespace)
-        checkpoint_id = get_checkpoint_id(config)
-        try:
-            if checkpoint_id:
-                record, state = await self.store.checkpoints.load(key, checkpoint_id)
-            else:
-                record, state = await self.store.checkpoints.load_latest(key)
-        except NotFound:
-            return None
-        return await self._tuple(key, record, state)
+        bundle = await self.store.checkpoints.load_full(key, get_checkpoint_id(config))
+        return None if bundle is None else await self._tuple(key, bundle)
 
-    async def _tuple(self, key: str, record: RelayMetadata, state: bytes) -> CheckpointTuple:
-        """Rebuild LangGraph's tuple: checkpoint, its channel values, metadata and pending writes
-        (the values and the writes are independent reads, sent together where that helps)."""
-        checkpoint, channels = self._decode(key, record, state)
-        blobs, writes = await self._read_together(
-            self._attachments(key, channels), self.store.checkpoints.list_writes(key, record.id)
-        )
-        return self._assemble(key, record, checkpoint, channels, blobs, writes)
-
-    async def _listed_tuple(self, key: str, record: RelayMetadata) -> CheckpointTuple:
-        """The tuple of a listed record, whose state is still to load (NotFound if it is gone).
-
-        On a parallel backend one round of reads does it: the record's ``lg_blobs`` names the
-        attachments before the state is decoded (those it misses are asked for after).
-        """
-        if not self._parallel_reads:
-            _, state = await self.store.checkpoints.load(key, record.id)
-            return await self._tuple(key, record, state)
-        listed = _listed_blob_keys(record)
-        (_, state), blobs, writes = await self._read_together(
-            self.store.checkpoints.load(key, record.id),
-            self._attachments(key, listed),
-            self.store.checkpoints.list_writes(key, record.id),
-        )
-        checkpoint, channels = self._decode(key, record, state)
-        unlisted = [k for k in channels if k not in listed]
-        if unlisted:
-            blobs = {**blobs, **await self._attachments(key, unlisted)}
-        return self._assemble(key, record, checkpoint, channels, blobs, writes)
-
-    def _decode(self, key: str, record: RelayMetadata, state: bytes) -> tuple[Checkpoint, dict[str, str]]:
-        """The checkpoint without its values, and the channel of each attachment key it needs."""
-        checkpoint: Checkpoint = self.serde.loads_typed(unpack(state, f"{key}/{record.id}"))
+    async def _tuple(self, key: str, bundle: CheckpointBundle) -> CheckpointTuple:
+        """Rebuild LangGraph's tuple: checkpoint, its channel values, metadata and pending writes."""
+        record = bundle.metadata
+        checkpoint: Checkpoint = self.serde.loads_typed(unpack(bundle.state, f"{key}/{record.id}"))
         versions = checkpoint.get("channel_versions") or {}
-        return checkpoint, {attachment_key(c, v): c for c, v in versions.items()}
-
-    async def _attachments(self, key: str, keys: Collection[str]) -> dict[str, bytes]:
-        return await self.store.checkpoints.get_attachments(key, keys) if keys else {}
-
-    def _assemble(
-        self,
-        key: str,
-        record: RelayMetadata,
-        checkpoint: Checkpoint,
-        channels: dict[str, str],
-        blobs: dict[str, bytes],
-        writes: Sequence[PendingWrite],
-    ) -> CheckpointTuple:
+        channels = {attachment_key(c, v): c for c, v in versions.items()}
+        blobs = bundle.attachments
+        if not record.refs and channels:  # written before refs existed: ask by channel key
+            blobs = await self.store.checkpoints.get_attachments(key, channels)
         checkpoint["channel_values"] = {
             channel: self.serde.loads_typed(unpack(blobs[k], f"{key}/{k}"))
             for k, channel in channels.items()
@@ -411,28 +358,10 @@ class RelaySaver(BaseCheckpointSaver[str]):
             metadata=_metadata_of(record),
             parent_config=_config(thread_id, namespace, record.parent_id) if record.parent_id else None,
             pending_writes=[
-                (w.task_id, w.channel, self.serde.loads_typed((w.type or "null", w.value))) for w in writes
+                (w.task_id, w.channel, self.serde.loads_typed((w.type or "null", w.value)))
+                for w in bundle.writes
             ],
         )
-
-    async def _read_together(self, *reads: Coroutine[Any, Any, Any]) -> list[Any]:
-        """Results of independent reads: sent concurrently where the backend serves calls in
-        parallel, else one after another. The first failure is raised, after every read ended."""
-        if not self._parallel_reads:
-            results = []
-            try:
-                for read in reads:
-                    results.append(await read)
-            except BaseException:
-                for read in reads:  # the ones left unstarted (a no-op on the others)
-                    read.close()
-                raise
-            return results
-        results = await asyncio.gather(*reads, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
 
     async def alist(
         self,
@@ -446,26 +375,21 @@ class RelaySaver(BaseCheckpointSaver[str]):
         (``""`` is the root only), of every namespace of the thread when it does not, of every
         thread under ``thread_prefix`` when ``config`` is None.
 
-        ``filter`` matches metadata keys by equality; ``before`` keeps checkpoints older than the
-        given one; ``limit`` caps the count.
+        ``filter`` matches metadata keys by equality (inside the backend on sqlite and
+        postgres); ``before`` keeps checkpoints whose id sorts below the given one (LangGraph
+        ids are time-ordered, as its SQL savers compare them); ``limit`` caps the count. Each
+        page of up to 100 checkpoints is one ``list_full`` round trip.
         """
         self._bind_loop()
         if limit is not None and limit <= 0:
             return
         keys = await self._listed_threads(config)
         before_id = get_checkpoint_id(before) if before else None
-        # Without a filter, a page of `limit` rows is all a bounded listing needs.
-        page = min(limit, _PAGE) if limit and not filter and not before_id else _PAGE
-        streams = [self._older_than(k, before_id, page) for k in keys]
+        page = min(limit, _LIST_PAGE) if limit else _LIST_PAGE
+        streams = [self._bundles(k, page, before=before_id, filter=filter) for k in keys]
         produced = 0
-        async for key, record in _merge_newest_first(streams):
-            if filter and not _matches(_metadata_of(record), filter):
-                continue
-            try:
-                found = await self._listed_tuple(key, record)
-            except NotFound:
-                continue  # deleted while we listed
-            yield found
+        async for key, bundle in _merge_newest_first(streams):
+            yield await self._tuple(key, bundle)
             produced += 1
             if limit is not None and produced >= limit:
                 return
@@ -479,26 +403,92 @@ class RelaySaver(BaseCheckpointSaver[str]):
             return [self._thread_key(configurable["thread_id"], configurable["checkpoint_ns"])]
         return await self._namespaces(configurable["thread_id"])
 
-    async def _older_than(
-        self, key: str, before_id: str | None, page: int
-    ) -> AsyncIterator[tuple[str, RelayMetadata]]:
-        """One thread's checkpoints newest first, after ``before_id`` when it is in this thread
-        (store order), else with an id sorting below it (LangGraph ids are time-ordered uuid6)."""
-        in_thread = before_id is not None and await self._has(key, before_id)
-        skipping = in_thread
-        async for record in self._records(key, page, newest_first=True):
-            if skipping:
-                skipping = record.id != before_id
-                continue
-            if before_id is None or in_thread or record.id < before_id:
-                yield key, record
+    async def _bundles(
+        self, key: str, page: int, *, values: bool = True, newest_first: bool = True, **options: Any
+    ) -> AsyncIterator[tuple[str, CheckpointBundle]]:
+        """One thread's checkpoints with values and writes, a ``list_full`` page at a time."""
+        cursor: str | None = None
+        while True:
+            rows = await self.store.checkpoints.list_full(
+                key, limit=page, cursor=cursor, values=values, newest_first=newest_first, **options
+            )
+            for bundle in rows:
+                yield key, bundle
+            cursor = rows.next_cursor
+            if cursor is None:
+                return
 
-    async def _has(self, key: str, checkpoint_id: str) -> bool:
-        try:
-            await self.store.checkpoints.load(key, checkpoint_id)
-        except NotFound:
-            return False
-        return True
+    # ------------------------------------------------------------------ DeltaChannel
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """For each channel, the ancestors' writes oldest first and the value at the nearest
+        ancestor that has one (``seed``), as the base class defines it, but batched: the
+        ancestor chain comes from ``list_full`` pages without values (one round trip per 100
+        checkpoints) and every seed from one ``get_attachments``. The writes stored at the
+        target checkpoint itself are left out.
+        """
+        self._bind_loop()
+        if not channels:
+            return {}
+        configurable = config["configurable"]
+        key = self._thread_key(configurable["thread_id"], configurable.get("checkpoint_ns", ""))
+        remaining = set(channels)
+        writes: dict[str, list[Any]] = {c: [] for c in channels}
+        seeds: dict[str, str] = {}
+        async for bundle in self._ancestors(key, get_checkpoint_id(config)):
+            if _is_legacy(bundle.metadata):  # values not named in its metadata: walk the slow way
+                return await super().aget_delta_channel_history(config=config, channels=channels)
+            for write in reversed(bundle.writes):
+                if write.channel in remaining:
+                    writes[write.channel].append(write)
+            for ref in bundle.metadata.refs:
+                channel = ref.partition(SEPARATOR)[0]
+                if channel in remaining:
+                    seeds[channel] = ref
+                    remaining.discard(channel)
+            if not remaining:
+                break
+        values = await self.store.checkpoints.get_attachments(key, seeds.values()) if seeds else {}
+        return {c: self._history(key, writes[c], seeds.get(c), values) for c in channels}
+
+    def _history(
+        self, key: str, writes: list[PendingWrite], seed: str | None, values: dict[str, bytes]
+    ) -> DeltaChannelHistory:
+        entry: DeltaChannelHistory = {
+            "writes": [
+                (w.task_id, w.channel, self.serde.loads_typed((w.type or "null", w.value)))
+                for w in reversed(writes)
+            ]
+        }
+        if seed is not None and seed in values:
+            entry["seed"] = self.serde.loads_typed(unpack(values[seed], f"{key}/{seed}"))
+        return entry
+
+    async def _ancestors(self, key: str, checkpoint_id: str | None) -> AsyncIterator[CheckpointBundle]:
+        """The target's ancestors nearest first, as metadata and writes, read lazily from pages
+        of the thread newest first (an ancestor is always older than its child)."""
+        pages = self._bundles(key, _PAGE, values=False)
+        known: dict[str, CheckpointBundle] = {}
+        wanted: str | None = checkpoint_id
+        is_target = True
+        while True:
+            if wanted is not None and wanted in known:
+                bundle = known.pop(wanted)
+                if not is_target:
+                    yield bundle
+                is_target, wanted = False, bundle.metadata.parent_id
+                if wanted is None:
+                    return
+                continue
+            item = await anext(pages, None)
+            if item is None:
+                return  # the target or an ancestor is gone
+            bundle = item[1]
+            if wanted is None:  # no id: the target is the newest
+                wanted = bundle.metadata.id
+            known[bundle.metadata.id] = bundle
 
     async def _records(
         self, key: str, page: int = _PAGE, *, newest_first: bool = False
@@ -525,20 +515,38 @@ class RelaySaver(BaseCheckpointSaver[str]):
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Delete the checkpoints (and their writes) whose metadata ``run_id`` is in ``run_ids``,
-        then the channel values no remaining checkpoint needs. Scans every thread."""
+        then writes whose checkpoint never came and the channel values no remaining checkpoint
+        needs. Scans every thread.
+
+        Raises ``TypeError`` for a plain string (a list of ids is expected), and
+        ``NotImplementedError``, before deleting anything, if a thread that uses a DeltaChannel
+        would keep some of its checkpoints: their values are rebuilt from the ancestors' writes,
+        which would go (LangGraph's base class allows refusing; AsyncPostgresSaver refuses prune).
+        """
         self._bind_loop()
-        doomed_runs = {str(r) for r in run_ids}
+        doomed_runs = {str(r) for r in _id_list(run_ids, "run_ids")}
         if not doomed_runs:
             return
+        plan: list[tuple[str, list[str]]] = []
         for key in await self._threads(self.thread_prefix):
-            doomed = [r.id async for r in self._records(key) if _metadata_of(r).get("run_id") in doomed_runs]
+            records = [r async for r in self._records(key)]
+            doomed = [r.id for r in records if _metadata_of(r).get("run_id") in doomed_runs]
+            if doomed and len(doomed) < len(records) and any(_uses_delta(r) for r in records):
+                raise NotImplementedError(
+                    f"delete_for_runs can't delete part of thread {self._split_key(key)[0]!r}: it uses a "
+                    "DeltaChannel, whose kept checkpoints need the deleted ones' writes"
+                )
+            plan.append((key, doomed))
+        for key, doomed in plan:
             for checkpoint_id in doomed:
                 await self.store.checkpoints.delete(key, checkpoint_id)
+            await self.store.checkpoints.delete_orphan_writes(key)
             if doomed:
                 await self._collect_garbage(key)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Copy every namespace of a thread, in store order, with writes and channel values.
+        """Copy every namespace of a thread, in store order, with writes and channel values
+        (so a DeltaChannel's history comes along whole).
 
         Raises :class:`Conflict` if the target already holds a checkpoint id being copied.
         """
@@ -549,12 +557,11 @@ class RelaySaver(BaseCheckpointSaver[str]):
 
     async def _copy_namespace(self, source: str, target: str) -> None:
         await self._copy_attachments(source, target)
-        async for record in self._records(source):
-            _, state = await self.store.checkpoints.load(source, record.id)
-            await self.store.checkpoints.save(target, record.model_copy(update={"thread_id": target}), state)
-            writes = await self.store.checkpoints.list_writes(source, record.id)
-            if writes:
-                await self.store.checkpoints.put_writes(target, record.id, writes, replace=True)
+        async for _, bundle in self._bundles(source, _LIST_PAGE, newest_first=False):
+            record = bundle.metadata.model_copy(update={"thread_id": target})
+            await self.store.checkpoints.save(target, record, bundle.state)
+            if bundle.writes:
+                await self.store.checkpoints.put_writes(target, record.id, bundle.writes, replace=True)
 
     async def _copy_attachments(self, source: str, target: str) -> None:
         """Copy a thread's attachments a page at a time, so memory stays bounded."""
@@ -570,17 +577,42 @@ class RelaySaver(BaseCheckpointSaver[str]):
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Retention. ``keep_latest``: per namespace keep the newest checkpoint (with its writes)
-        and the channel values it needs; ``delete``: delete the threads."""
+        and the channel values it needs, and clear its parent pointer (its parent is gone, as
+        PostgresSaver does); ``delete``: delete the threads.
+
+        Raises ``TypeError`` for a plain string, ``ValueError`` (:class:`InvalidInput`) for an
+        unknown strategy, and ``NotImplementedError`` for ``keep_latest`` on a thread that uses a
+        DeltaChannel, as AsyncPostgresSaver does: its head is rebuilt from its ancestors' writes.
+        """
         self._bind_loop()
+        threads = _id_list(thread_ids, "thread_ids")
         if strategy not in ("keep_latest", "delete"):
             raise InvalidInput(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
-        for thread_id in thread_ids:
+        for thread_id in threads:
             if strategy == "delete":
                 await self.adelete_thread(thread_id)
                 continue
-            for key in await self._namespaces(thread_id):
+            keys = await self._namespaces(thread_id)
+            for key in keys:
+                if any([_uses_delta(r) async for r in self._records(key)]):
+                    raise NotImplementedError(
+                        f"keep_latest can't prune thread {str(thread_id)!r}: it uses a DeltaChannel"
+                    )
+            for key in keys:
                 if await self.store.checkpoints.prune(key, keep=1):
+                    await self._orphan_head(key)
                     await self._collect_garbage(key)
+
+    async def _orphan_head(self, key: str) -> None:
+        """After a prune to one checkpoint, save the head again without its (deleted) parent."""
+        head = await self.store.checkpoints.load_full(key)
+        if head is None or head.metadata.parent_id is None:
+            return
+        record = head.metadata.model_copy(update={"parent_id": None})
+        await self.store.checkpoints.delete(key, record.id)
+        await self.store.checkpoints.save(key, record, head.state)
+        if head.writes:
+            await self.store.checkpoints.put_writes(key, record.id, head.writes, replace=True)
 
     async def _collect_garbage(self, key: str) -> int:
         """Delete attachments of ``key`` that no remaining checkpoint references; return how many.
@@ -666,15 +698,21 @@ class RelaySaver(BaseCheckpointSaver[str]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Blocking :meth:`adelete_for_runs`."""
-        self._run_sync(self.adelete_for_runs(run_ids))
+        self._run_sync(self.adelete_for_runs(_id_list(run_ids, "run_ids")))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Blocking :meth:`acopy_thread`."""
         self._run_sync(self.acopy_thread(source_thread_id, target_thread_id))
 
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        """Blocking :meth:`aget_delta_channel_history`."""
+        return self._run_sync(self.aget_delta_channel_history(config=config, channels=channels))
+
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Blocking :meth:`aprune`."""
-        self._run_sync(self.aprune(thread_ids, strategy=strategy))
+        self._run_sync(self.aprune(_id_list(thread_ids, "thread_ids"), strategy=strategy))
 
     def _bind_loop(self) -> None:
         """Remember the loop the store is used on, for the sync twins (first async call wins)."""
@@ -723,8 +761,49 @@ def _dump_json(value: Any) -> str:
     return _JSON.encode(value)
 
 
+def _json_safe(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """LangGraph metadata as JSON values: as is when it already is (the usual case), else
+    through JSON with ``str`` for what JSON cannot hold (a datetime in user metadata)."""
+    if _is_json(metadata):
+        return dict(metadata)
+    return json.loads(_dump_json(metadata))  # type: ignore[no-any-return]
+
+
+def _is_json(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    if depth > 32:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_is_json(v, depth + 1) for v in value)
+    return False
+
+
+def _id_list(ids: Sequence[str], name: str) -> Sequence[str]:
+    """``ids`` if it is a collection of ids; a plain string is refused, not split into letters."""
+    if isinstance(ids, str | bytes):
+        raise TypeError(f"{name} must be a list of ids, not a single string: use [{ids!r}]")
+    return ids
+
+
+def _uses_delta(record: RelayMetadata) -> bool:
+    metadata = _metadata_of(record)
+    return any(key in metadata for key in _DELTA_KEYS)
+
+
+def _is_legacy(record: RelayMetadata) -> bool:
+    """Written before refs and attributes: LangGraph metadata and value keys are in ``custom``."""
+    return not record.refs and _METADATA_KEY in record.custom
+
+
 def _metadata_of(record: RelayMetadata) -> CheckpointMetadata:
-    """The LangGraph metadata kept in a record's ``custom``."""
+    """The LangGraph metadata: the record's ``attributes`` (or, for older records, ``custom``)."""
+    if record.attributes:
+        return record.attributes  # type: ignore[return-value]
     text = record.custom.get(_METADATA_KEY)
     if text is None:
         return {}
@@ -735,28 +814,16 @@ def _metadata_of(record: RelayMetadata) -> CheckpointMetadata:
 
 
 def _blob_keys_of(record: RelayMetadata) -> Iterable[str]:
+    """The attachment keys the checkpoint needs (for older records, those named in ``custom``)."""
+    if record.refs:
+        return record.refs
     text = record.custom.get(_BLOBS_KEY)
     return json.loads(text) if text else ()
 
 
-def _listed_blob_keys(record: RelayMetadata) -> set[str]:
-    """The attachment keys ``aput`` listed for the checkpoint; none if unreadable (a reader then
-    asks for the keys its state names; garbage collection, which must not guess, reads them
-    strictly with :func:`_blob_keys_of`)."""
-    try:
-        keys = _blob_keys_of(record)
-    except ValueError:
-        return set()
-    return {k for k in keys if isinstance(k, str)} if isinstance(keys, list) else set()
-
-
-def _matches(metadata: CheckpointMetadata, wanted: dict[str, Any]) -> bool:
-    return all(key in metadata and metadata[key] == value for key, value in wanted.items())  # type: ignore[literal-required]
-
-
 async def _merge_newest_first(
-    streams: list[AsyncIterator[tuple[str, RelayMetadata]]],
-) -> AsyncIterator[tuple[str, RelayMetadata]]:
+    streams: list[AsyncIterator[tuple[str, CheckpointBundle]]],
+) -> AsyncIterator[tuple[str, CheckpointBundle]]:
     """Merge per-thread newest-first streams into one, newest (highest uuid6 id) first, lazily."""
     if len(streams) == 1:
         async for item in streams[0]:
@@ -767,6 +834,6 @@ async def _merge_newest_first(
         live = [i for i, head in enumerate(heads) if head is not None]
         if not live:
             return
-        best = max(live, key=lambda i: heads[i][1].id)  # type: ignore[index]
+        best = max(live, key=lambda i: heads[i][1].metadata.id)  # type: ignore[index]
         yield heads[best]  # type: ignore[misc]
         heads[best] = await anext(streams[best], None)

@@ -23,7 +23,7 @@ from relaystore.models.adaptive import (
     TrieEnvelope,
     TrieNode,
 )
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
+from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.common import Page, Timestamp, WireModel, now_rfc3339, ns_to_rfc3339, timestamp_to_ns
 from relaystore.models.outputs import (
     ArtifactEvent,
@@ -48,6 +48,7 @@ __all__ = [
     "CallRecord",
     "Centroid",
     "Checkpoint",
+    "CheckpointBundle",
     "CheckpointMetadata",
     "ContentRef",
     "Digest",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple, Self
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PrivateAttr
 
 
 class CheckpointMetadata(BaseModel):
@@ -14,6 +15,14 @@ class CheckpointMetadata(BaseModel):
 
     ``created_at`` is Unix seconds. ``state_size`` is set by the store to the stored state's
     length in bytes. ``custom`` maps strings to strings.
+
+    Past the reference (both left out of the JSON while empty, so a plain record is unchanged):
+
+    - ``attributes``: arbitrary JSON metadata of the runtime (LangGraph's checkpoint metadata),
+      stored as JSON, not as a string in ``custom``, so listings can filter on it inside the
+      backend (``list_full(..., filter=...)``);
+    - ``refs``: the attachment keys this checkpoint reads. ``load_full`` / ``list_full`` return
+      exactly those attachments with the checkpoint, in one round trip where the backend can.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -27,6 +36,27 @@ class CheckpointMetadata(BaseModel):
     tags: list[str] = Field(default_factory=list)
     state_size: NonNegativeInt = 0
     custom: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict, exclude_if=lambda value: not value)
+    refs: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
+    # The JSON text ``CheckpointStore.save`` already made (and checked) of this exact object, so
+    # a backend does not encode it again; a copy starts without it.
+    _json: str | None = PrivateAttr(default=None)
+
+    def json_text(self) -> str:
+        """This metadata as JSON text (encoded once per save)."""
+        return self._json if self._json is not None else self.model_dump_json()
+
+    def __eq__(self, other: object) -> bool:  # the cached text is not part of the value
+        if not isinstance(other, CheckpointMetadata):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        copied._json = None
+        return copied
 
     @classmethod
     def new(cls, thread_id: str, step: int = 0, **fields: object) -> CheckpointMetadata:
@@ -68,3 +98,46 @@ class Checkpoint(NamedTuple):
 
     metadata: CheckpointMetadata
     state: bytes
+
+
+class CheckpointBundle(NamedTuple):
+    """A checkpoint with everything a runtime reads with it (``load_full`` / ``list_full``).
+
+    ``attachments`` holds those of ``metadata.refs`` that exist (``{}`` when the caller asked for
+    metadata only); ``writes`` its pending writes sorted by ``(task_path, task_id, idx)``.
+    ``state`` is ``b""`` when the caller asked for metadata only.
+    """
+
+    metadata: CheckpointMetadata
+    state: bytes
+    attachments: dict[str, bytes]
+    writes: list[PendingWrite]
+
+
+class BundleWire(BaseModel):
+    """A :class:`CheckpointBundle` as JSON (bytes as base64): the HTTP service's full reads."""
+
+    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
+
+    metadata: CheckpointMetadata
+    state: bytes
+    attachments: dict[str, bytes]
+    writes: list[PendingWrite]
+
+    @classmethod
+    def of(cls, bundle: CheckpointBundle) -> BundleWire:
+        return cls(
+            metadata=bundle.metadata, state=bundle.state, attachments=bundle.attachments, writes=bundle.writes
+        )
+
+    def bundle(self) -> CheckpointBundle:
+        return CheckpointBundle(self.metadata, self.state, self.attachments, self.writes)
+
+
+class BundlePageWire(BaseModel):
+    """A page of :class:`BundleWire` as the HTTP service sends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[BundleWire]
+    next_cursor: str | None = None

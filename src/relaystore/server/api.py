@@ -20,7 +20,13 @@ from starlette.responses import Response, StreamingResponse
 import relaystore
 from relaystore.errors import Conflict, CorruptRecord, Forbidden, InvalidInput, NotFound, OutputNotFound
 from relaystore.models.adaptive import RunRecord
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
+from relaystore.models.checkpoints import (
+    BundlePageWire,
+    BundleWire,
+    Checkpoint,
+    CheckpointMetadata,
+    PendingWrite,
+)
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
 from relaystore.server.blob_rules import (
     blob_digests,
@@ -31,6 +37,7 @@ from relaystore.server.blob_rules import (
     remember_blobs,
     safe_mime,
 )
+from relaystore.server.items_api import ITEM_OPERATIONS, ITEM_REQUEST_MODELS
 from relaystore.server.revocation import revoke
 from relaystore.server.tokens import issue_download_token, issue_token, parse_ttl, unverified_claims
 from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply, strict_json
@@ -336,6 +343,31 @@ async def list_checkpoints(call: Call) -> Response:
     return page_reply(page)
 
 
+async def list_full(call: Call) -> Response:
+    page = await call.store.checkpoints.list_full(
+        call.need("thread_id"),
+        newest_first=call.flag("newest_first", default=True),
+        before=call.query("before"),
+        filter=_json_param(call, "filter"),
+        values=call.flag("values", default=True),
+        **call.page_args(),
+    )
+    body = BundlePageWire(items=[BundleWire.of(b) for b in page], next_cursor=page.next_cursor)
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+async def load_full(call: Call) -> Response:
+    found = await call.store.checkpoints.load_full(call.need("thread_id"), call.query("checkpoint_id"))
+    if found is None:
+        raise NotFound("no such checkpoint")
+    return Response(BundleWire.of(found).model_dump_json(), media_type="application/json")
+
+
+def _json_param(call: Call, name: str) -> Any:
+    raw = call.query(name)
+    return None if raw is None else strict_json(raw, f"query parameter {name!r}")
+
+
 async def delete_checkpoint(call: Call) -> Response:
     deleted = await call.store.checkpoints.delete(call.need("thread_id"), call.need("checkpoint_id"))
     return reply({"deleted": deleted})
@@ -356,6 +388,11 @@ async def delete_thread(call: Call) -> Response:
 
 async def prune_thread(call: Call) -> Response:
     deleted = await call.store.checkpoints.prune(call.need("thread_id"), call.need_int("keep"))
+    return reply({"deleted": deleted})
+
+
+async def delete_orphan_writes(call: Call) -> Response:
+    deleted = await call.store.checkpoints.delete_orphan_writes(call.need("thread_id"))
     return reply({"deleted": deleted})
 
 
@@ -690,6 +727,13 @@ def items_of(item: dict[str, Any]) -> dict[str, Any]:
 
 
 STR = {"type": "string"}
+BASE64 = {"type": "string", "contentEncoding": "base64"}
+BUNDLE = obj(
+    metadata=ref("CheckpointMetadata"),
+    state=BASE64,
+    attachments={"type": "object", "additionalProperties": BASE64},
+    writes={"type": "array", "items": ref("PendingWrite")},
+)
 U32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
 OCTETS = {"application/octet-stream": {"type": "string", "format": "binary"}}
 REF_PATTERN = "^out-[0-9a-f]{10,64}$"
@@ -919,6 +963,31 @@ OPERATIONS: list[Op] = [
     ),
     Op(
         "GET",
+        "/v1/checkpoints/full",
+        list_full,
+        "A page of checkpoints with their referenced attachments and pending writes (bytes as base64).",
+        params=(
+            q("thread_id"),
+            opt("newest_first", {"type": "boolean"}),
+            opt("before", STR),
+            opt("filter", STR),
+            opt("values", {"type": "boolean"}),
+            *PAGE,
+        ),
+        responses={200: page_of(BUNDLE)},
+        tag="checkpoints",
+    ),
+    Op(
+        "GET",
+        "/v1/checkpoints/full/one",
+        load_full,
+        "One checkpoint (the latest without checkpoint_id) with its attachments and pending writes.",
+        params=(q("thread_id"), opt("checkpoint_id", STR)),
+        responses={200: json_of(BUNDLE)},
+        tag="checkpoints",
+    ),
+    Op(
+        "GET",
         "/v1/checkpoints/latest",
         load_latest,
         "The last saved checkpoint's state.",
@@ -991,9 +1060,18 @@ OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
+        "/v1/threads/orphan-writes/delete",
+        delete_orphan_writes,
+        "Delete the thread's pending writes whose checkpoint does not exist.",
+        params=(q("thread_id"),),
+        responses={200: DELETED_INT},
+        tag="checkpoints",
+    ),
+    Op(
+        "POST",
         "/v1/checkpoints/writes",
         put_writes,
-        "Attach pending writes to a checkpoint; repeats ignored unless `replace`.",
+        "Attach pending writes to a checkpoint (saved or not yet); repeats ignored unless `replace`.",
         params=(*THREAD_CHECKPOINT, opt("replace", {"type": "boolean"})),
         request=json_of(ref("WritesRequest")),
         responses={200: STORED_INT},
@@ -1208,5 +1286,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     RunRecord,
     BlobContent,
 ]
+OPERATIONS += ITEM_OPERATIONS
+REQUEST_MODELS += ITEM_REQUEST_MODELS
 
 __all__ = ["OPERATIONS", "REQUEST_MODELS"]

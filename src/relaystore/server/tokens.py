@@ -26,7 +26,7 @@ import secrets
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,9 @@ MIN_TTL_SECONDS = 1.0  # under a second, clock skew alone decides whether the to
 MIN_SECRET_LENGTH = 32  # characters; a new secret has 43 (256 random bits in base64url)
 _TTL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-_CLAIMS = ("exp", "iat", "aud")  # every token; an agent token has task, att, prd, a download token blob
+_CLAIMS = ("exp", "iat", "aud")  # plus task/att/prd (agent), ns (memory) or blob (download token)
 MAX_DOWNLOAD_TTL_SECONDS = 3600
+MAX_LABELS_CLAIM = 100
 
 
 # --------------------------------------------------------------------------- who is asking
@@ -62,6 +63,8 @@ class Principal:
     attempt: int | None = None
     producer: str | None = None
     reads: frozenset[str] = field(default_factory=frozenset)
+    namespaces: tuple[tuple[str, ...], ...] | None = None
+    """Namespace prefixes of a memory token (``/v1/store/...`` routes); None for other tokens."""
     token_id: str | None = None  # the jti of an agent or download token
     blob: str | None = None  # a download token: the one blob it may GET
     blob_mime: str | None = None  # … and the type to serve it as
@@ -93,11 +96,13 @@ class Principal:
 
     def require_task(self, task_id: str | None) -> None:
         """Raise :class:`Forbidden` unless the token may list ``task_id``'s outputs."""
-        if not self.admin and task_id != self.task:
+        if not self.admin and (self.task is None or task_id != self.task):
             raise Forbidden(f"the token may list outputs of task {self.task!r} only")
 
     def may_read(self, record: Any) -> bool:
-        return self.admin or record.task_id == self.task or str(record.id) in self.reads
+        if self.admin:
+            return True
+        return (self.task is not None and record.task_id == self.task) or str(record.id) in self.reads
 
     def require_read(self, record: Any) -> None:
         if not self.may_read(record):
@@ -163,6 +168,47 @@ def unverified_claims(token: str) -> dict[str, Any]:
     import jwt
 
     return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
+def issue_memory_token(
+    signing_key: str,
+    *,
+    namespaces: Iterable[Sequence[str]],
+    audience: str,
+    ttl: str | float = "1h",
+    tenant: str | None = None,
+    now: float | None = None,
+) -> str:
+    """A signed memory token (JWT, HS256) for the ``/v1/store/...`` routes: it may use only items
+    whose namespace starts with one of ``namespaces`` (each a non-empty list of labels).
+    ``audience`` is the store id, as for :func:`issue_token`.
+    Raises :class:`InvalidInput` for a bad prefix or ttl."""
+    import jwt
+
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + int(parse_ttl(ttl)),
+        "jti": uuid.uuid4().hex,
+        "ns": [list(_prefix(p)) for p in namespaces],
+        "aud": audience,
+    }
+    if not claims["ns"]:
+        raise InvalidInput("a memory token needs at least one namespace prefix")
+    if tenant is not None:
+        claims["ten"] = tenant
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
+
+
+def _prefix(labels: object) -> tuple[str, ...]:
+    from relaystore.stores.items import check_namespace
+
+    if isinstance(labels, str):
+        raise InvalidInput(f"a namespace prefix is a list of labels, got the string {labels!r}")
+    prefix = check_namespace(labels)  # type: ignore[arg-type]
+    if "*" in prefix or len(prefix) > MAX_LABELS_CLAIM:
+        raise InvalidInput(f"a token's namespace prefix is literal labels, got {prefix!r}")
+    return prefix
 
 
 def _ref(value: object) -> str:
@@ -235,6 +281,11 @@ def _principal(claims: dict[str, Any]) -> Principal:
         tenant = claims.get("ten")
         assert isinstance(reads, list) and all(isinstance(r, str) for r in reads)
         assert tenant is None or isinstance(tenant, str)
+        if "ns" in claims:
+            assert isinstance(claims["ns"], list) and claims["ns"]
+            scopes = tuple(_prefix(p) for p in claims["ns"])
+            jti = str(claims.get("jti") or "") or None
+            return Principal(admin=False, tenant=tenant, namespaces=scopes, token_id=jti)
         return Principal(
             admin=False,
             tenant=tenant,

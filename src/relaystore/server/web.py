@@ -319,8 +319,8 @@ class Call:
         except ValueError:
             raise InvalidInput(f"query parameter {name!r} must be an integer, got {raw!r}") from None
 
-    def flag(self, name: str) -> bool:
-        raw = (self.query(name) or "false").lower()
+    def flag(self, name: str, *, default: bool = False) -> bool:
+        raw = (self.query(name) or str(default)).lower()
         if raw not in {"true", "false", "1", "0"}:
             raise InvalidInput(f"query parameter {name!r} must be true or false, got {raw!r}")
         return raw in {"true", "1"}

@@ -11,6 +11,7 @@ from relaystore.stores._common import ANY
 from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind
 from relaystore.stores.blobs import BlobNotFound, BlobStore
 from relaystore.stores.checkpoints import CheckpointStore
+from relaystore.stores.items import ItemStore
 from relaystore.stores.outputs import OutputFilter, OutputStore
 
 
@@ -29,6 +30,7 @@ class Store:
         adaptive: AdaptiveStore,
         *,
         blobs: BlobStore | None = None,
+        items: ItemStore | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
         info: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         concurrent_calls: bool = False,
@@ -44,6 +46,7 @@ class Store:
         self.adaptive = adaptive
         adaptive.database = (backend, url)
         self._blobs = blobs
+        self._items = items
         self._close = close
         self._info = info
         self.closed = False
@@ -54,6 +57,13 @@ class Store:
         if self._blobs is None:
             raise InvalidInput(f"the {self.backend} backend does not store blobs yet")
         return self._blobs
+
+    @property
+    def items(self) -> ItemStore:
+        """Namespaced JSON items with expiry (see :mod:`relaystore.stores.items`)."""
+        if self._items is None:
+            raise InvalidInput(f"the {self.backend} backend does not store items yet")
+        return self._items
 
     async def info(self) -> dict[str, Any]:
         """Backend facts for display: the backend name, the URL (no password) and more."""
@@ -98,6 +108,7 @@ __all__ = [
     "BlobStore",
     "CheckpointStore",
     "DocKind",
+    "ItemStore",
     "OutputFilter",
     "OutputStore",
     "Store",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import TypeAdapter
 
@@ -35,7 +35,7 @@ from relaystore.errors import (
     InvalidInput,
     ThreadNotFound,
 )
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
+from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.common import Page
 from relaystore.stores._common import (
     ANY,
@@ -97,7 +97,7 @@ class CheckpointStore(ABC):
             check_id(expected_head, "expected_head")
         state = bytes(state)
         metadata = metadata.model_copy(update={"state_size": len(state)})
-        storable_json(_METADATA, metadata, "checkpoint metadata")
+        metadata._json = storable_json(_METADATA, metadata, "checkpoint metadata")
         items = {check_id(k, "attachment key"): _as_bytes(v) for k, v in (attachments or {}).items()}
         if items:
             await self._save_with_attachments(thread_id, metadata, state, expected_head, items)
@@ -184,10 +184,53 @@ class CheckpointStore(ABC):
         return make_page([(t, t) for t in threads], limit)
 
     async def prune(self, thread_id: str, keep: int) -> int:
-        """Retention: delete all but the newest ``keep`` checkpoints (and their pending writes);
-        return how many checkpoints went."""
+        """Retention: delete all but the newest ``keep`` checkpoints, their pending writes and
+        writes whose checkpoint does not exist; return how many checkpoints went."""
         check_id(thread_id, "thread_id")
         return await self._prune(thread_id, check_keep(keep))
+
+    # ------------------------------------------------------------------ full reads
+
+    async def load_full(self, thread_id: str, checkpoint_id: str | None = None) -> CheckpointBundle | None:
+        """One checkpoint (the latest when ``checkpoint_id`` is None) with the attachments its
+        ``metadata.refs`` name and its pending writes, or None if there is no such checkpoint.
+
+        One round trip (one statement) on sqlite and postgres; what LangGraph's ``get_tuple`` needs.
+        Raises :class:`CorruptRecord` if the checkpoint cannot be decoded.
+        """
+        check_id(thread_id, "thread_id")
+        if checkpoint_id is not None:
+            check_id(checkpoint_id, "checkpoint_id")
+        return await self._load_full(thread_id, checkpoint_id)
+
+    async def list_full(
+        self,
+        thread_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        newest_first: bool = True,
+        before: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        values: bool = True,
+    ) -> Page[CheckpointBundle]:
+        """A page of the thread's checkpoints as :meth:`load_full` returns them, newest first
+        unless ``newest_first`` is False.
+
+        ``before`` keeps checkpoints whose id sorts below it (code point order: time order for
+        uuid6 and uuid7 ids, as LangGraph's ``before``). ``filter`` keeps those whose
+        ``metadata.attributes`` has each key with an equal JSON value (sqlite and postgres test
+        it in SQL; other backends in Python). ``values=False`` leaves state and attachments out
+        (``b""`` and ``{}``): metadata and writes only, for walking lineage.
+        A page costs one round trip on sqlite and postgres. Unreadable records are skipped.
+        """
+        check_id(thread_id, "thread_id")
+        limit = check_limit(limit)
+        if before is not None:
+            check_id(before, "before")
+        wanted = _check_filter(filter)
+        query = FullQuery(fetch_size(limit), decode_seq_cursor(cursor), newest_first, before, wanted, values)
+        return make_page(await self._list_full(thread_id, query), limit)
 
     # ------------------------------------------------------------------ pending writes
 
@@ -199,28 +242,42 @@ class CheckpointStore(ABC):
         *,
         replace: bool = False,
     ) -> None:
-        """Attach ``writes`` to a checkpoint, atomically.
+        """Attach ``writes`` to a checkpoint, atomically, whether or not it is saved yet.
 
         A write whose ``(task_id, idx)`` is already attached is ignored, or replaces the old one
         when ``replace`` is true (LangGraph ignores repeats of ordinary writes and upserts its
-        special negative-``idx`` channels). Raises :class:`ThreadNotFound` /
-        :class:`CheckpointNotFound` if the checkpoint does not exist, :class:`InvalidInput` for a
-        malformed write.
+        special negative-``idx`` channels); within one call the first (ignore) or last (replace)
+        of a repeated key wins.
+
+        As every LangGraph saver does, writes may arrive before their checkpoint (a graph with
+        ``durability="async"`` sends a step's writes while its checkpoint is still being saved):
+        they are stored at once, in one statement or script, and read with the checkpoint once it
+        exists. Writes whose checkpoint never arrives are garbage: ``prune``,
+        ``delete_orphan_writes`` and ``delete_thread`` remove them. Raises :class:`InvalidInput`
+        for a malformed write.
         """
         check_id(thread_id, "thread_id")
         check_id(checkpoint_id, "checkpoint_id")
         parsed = [_check_write(validate(_WRITE, w, "pending write")) for w in writes]
-        if parsed and not await self._put_writes(thread_id, checkpoint_id, parsed, bool(replace)):
-            await self.load(thread_id, checkpoint_id)  # raises the precise NotFound
-            raise CheckpointNotFound(checkpoint_id)  # deleted in between
+        if parsed:
+            await self._put_writes(thread_id, checkpoint_id, _dedupe(parsed, bool(replace)), bool(replace))
+
+    async def delete_orphan_writes(self, thread_id: str) -> int:
+        """Delete the thread's pending writes whose checkpoint does not exist; return the number
+        of checkpoint ids whose writes went.
+
+        Run it on an idle thread: writes sent ahead of a checkpoint still being saved are orphans
+        until that save lands.
+        """
+        check_id(thread_id, "thread_id")
+        return await self._delete_orphan_writes(thread_id)
 
     async def list_writes(self, thread_id: str, checkpoint_id: str) -> builtins.list[PendingWrite]:
         """The checkpoint's pending writes sorted by ``(task_path, task_id, idx)``; [] if none
         (or if the checkpoint does not exist)."""
         check_id(thread_id, "thread_id")
         check_id(checkpoint_id, "checkpoint_id")
-        writes = await self._list_writes(thread_id, checkpoint_id)
-        return sorted(writes, key=lambda w: (w.task_path, w.task_id, w.idx))
+        return sort_writes(await self._list_writes(thread_id, checkpoint_id))
 
     # ------------------------------------------------------------------ attachments
 
@@ -322,9 +379,55 @@ class CheckpointStore(ABC):
 
     async def _put_writes(
         self, thread_id: str, checkpoint_id: str, writes: builtins.list[PendingWrite], replace: bool
-    ) -> bool:
-        """Attach writes atomically; return False (writing nothing) if the checkpoint is missing."""
+    ) -> None:
+        """Attach writes atomically, whether or not the checkpoint exists (keys are unique)."""
         raise self._unsupported("pending writes")
+
+    async def _delete_orphan_writes(self, thread_id: str) -> int:
+        raise self._unsupported("pending writes")
+
+    async def _load_full(self, thread_id: str, checkpoint_id: str | None) -> CheckpointBundle | None:
+        """Composed from the single reads; backends with a cheaper path override it."""
+        if checkpoint_id is None:
+            found = await self._load_latest(thread_id)
+        else:
+            found = await self._load(thread_id, checkpoint_id)
+        return None if found is None else await self._complete(thread_id, found.metadata, found.state, True)
+
+    async def _list_full(self, thread_id: str, query: FullQuery) -> builtins.list[tuple[int, Any]]:
+        """``(seq, bundle or Skipped)`` rows after ``query.after``; composed from ``_list`` here
+        (filters tested in Python), overridden where one statement can do it."""
+        rows: builtins.list[tuple[int, Any]] = []
+        after = query.after
+        while query.limit is None or len(rows) < query.limit:
+            listed = await self._list(thread_id, _SCAN_PAGE, after, query.newest_first)
+            for seq, record in listed:
+                if isinstance(record, Skipped) or query.matches(record):
+                    rows.append((seq, record))
+            if len(listed) < _SCAN_PAGE:
+                break
+            after = listed[-1][0]
+        if query.limit is not None:
+            rows = rows[: query.limit]
+        return [(seq, await self._listed_bundle(thread_id, record, query.values)) for seq, record in rows]
+
+    async def _listed_bundle(self, thread_id: str, record: Any, values: bool) -> Any:
+        if isinstance(record, Skipped):
+            return record
+        if not values:
+            return await self._complete(thread_id, record, b"", False)
+        found = await self._load(thread_id, record.id)
+        if found is None:  # deleted while we listed
+            return Skipped(record.id, f"{thread_id}/{record.id}")
+        return await self._complete(thread_id, found.metadata, found.state, True)
+
+    async def _complete(
+        self, thread_id: str, metadata: CheckpointMetadata, state: bytes, values: bool
+    ) -> CheckpointBundle:
+        refs = list(dict.fromkeys(metadata.refs)) if values else []
+        attachments = await self._get_attachments(thread_id, refs) if refs else {}
+        writes = sort_writes(await self._list_writes(thread_id, metadata.id))
+        return CheckpointBundle(metadata, state, attachments, writes)
 
     async def _list_writes(self, thread_id: str, checkpoint_id: str) -> builtins.list[PendingWrite]:
         raise self._unsupported("pending writes")
@@ -348,6 +451,57 @@ class CheckpointStore(ABC):
 
 
 _WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
+_SCAN_PAGE = 200  # records per listing step when a filter is tested in Python
+
+
+class FullQuery(NamedTuple):
+    """What one :meth:`CheckpointStore.list_full` page asks a backend for.
+
+    ``limit`` already holds the one extra row that tells whether another page exists.
+    """
+
+    limit: int | None
+    after: int | None
+    newest_first: bool
+    before: str | None
+    filter: dict[str, Any]
+    values: bool
+
+    def matches(self, metadata: CheckpointMetadata) -> bool:
+        """The ``before`` and ``filter`` test, for backends that apply it in Python."""
+        if self.before is not None and not metadata.id < self.before:
+            return False
+        attributes = metadata.attributes
+        return all(key in attributes and attributes[key] == value for key, value in self.filter.items())
+
+
+def _check_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
+    if filter is None:
+        return {}
+    if not isinstance(filter, Mapping) or not all(isinstance(k, str) for k in filter):
+        raise InvalidInput("filter must map attribute names (strings) to JSON values")
+    wanted = dict(filter)
+    storable_json(_FILTER, wanted, "filter")
+    return wanted
+
+
+_FILTER: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+
+
+def sort_writes(writes: Iterable[PendingWrite]) -> builtins.list[PendingWrite]:
+    """Pending writes in LangGraph's ``writes_sort_key`` order: ``(task_path, task_id, idx)``."""
+    return sorted(writes, key=lambda w: (w.task_path, w.task_id, w.idx))
+
+
+def _dedupe(writes: builtins.list[PendingWrite], replace: bool) -> builtins.list[PendingWrite]:
+    """One write per ``(task_id, idx)``: the last when replacing, else the first (so a backend can
+    send them in one statement, which may touch each row once)."""
+    kept: dict[tuple[str, int], PendingWrite] = {}
+    for write in writes:
+        key = (write.task_id, write.idx)
+        if replace or key not in kept:
+            kept[key] = write
+    return builtins.list(kept.values())
 
 
 def _check_write(write: PendingWrite) -> PendingWrite:

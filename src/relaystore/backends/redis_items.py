@@ -1,0 +1,214 @@
+"""The item face (:mod:`relaystore.stores.items`) of the Redis backend (no modules needed).
+
+Layout under ``{prefix}rs:{it}:`` (one hash tag, so one cluster slot and atomic scripts):
+
+- ``ns``: ZSET of encoded namespaces, all scored 0, so a namespace prefix is a ``ZRANGEBYLEX``;
+- ``n:<base64url(namespace)>``: HASH key -> ``created|updated|expires|ttl`` + newline + value JSON;
+  ``…:v`` beside it: HASH key -> packed vectors;
+- ``exp``: ZSET ``namespace NUL key`` scored by ``expires_at``, for the sweep.
+
+Every write is one Lua script (touches, puts and deletes of a batch together). Expiry is kept in
+the record, not as Redis key expiry: items of one namespace share a hash, and the store's clock
+(:attr:`ItemStore.clock`) decides. Filters run in Python over the namespaces in range
+(O(items under the prefix)).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING
+
+from relaystore.errors import CorruptRecord
+from relaystore.stores.items import (
+    Condition,
+    ItemStore,
+    ItemWrite,
+    StoredItem,
+    decode_namespace,
+    encode_namespace,
+    is_live,
+    matches,
+    pack_vectors,
+    unpack_vectors,
+    value_json,
+)
+
+if TYPE_CHECKING:
+    from relaystore.backends.redis import RedisConnection
+
+_HEADER = "local function header(r) return string.match(r, '^([^|]*)|([^|]*)|([^|]*)|([^\\n]*)\\n') end\n"
+_WRITE = (
+    _HEADER
+    + """
+local now = tonumber(ARGV[1])
+local function fmt(x) return string.format('%.6f', x) end
+local a, removed = 2, 0
+for k = 3, #KEYS do
+  local h, kind, ns, key = KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  local member = ns .. '\\0' .. key
+  local old = redis.call('HGET', h, key)
+  local c, u, e, t
+  if old then c, u, e, t = header(old) end
+  local live = old and (e == '' or tonumber(e) > now)
+  if kind == 't' then
+    if live and t ~= '' then
+      local expires = fmt(now + tonumber(t))
+      local body = string.sub(old, string.find(old, '\\n', 1, true) + 1)
+      redis.call('HSET', h, key, c .. '|' .. u .. '|' .. expires .. '|' .. t .. '\\n' .. body)
+      redis.call('ZADD', KEYS[2], expires, member)
+    end
+    a = a + 3
+  elseif kind == 'd' or kind == 'x' then
+    if old and (kind == 'd' or not live) then
+      redis.call('HDEL', h, key)
+      redis.call('HDEL', h .. ':v', key)
+      redis.call('ZREM', KEYS[2], member)
+      if redis.call('HLEN', h) == 0 then redis.call('ZREM', KEYS[1], ns) end
+      removed = removed + 1
+    end
+    a = a + 3
+  else
+    local value, ttl, vectors = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    local created, updated = fmt(now), fmt(now)
+    if live then created = c end
+    if old then updated = fmt(math.max(now, tonumber(u) + 0.000001)) end
+    local expires = ''
+    if ttl ~= '' then expires = fmt(now + tonumber(ttl)) end
+    redis.call('HSET', h, key, created .. '|' .. updated .. '|' .. expires .. '|' .. ttl .. '\\n' .. value)
+    if vectors ~= '' then redis.call('HSET', h .. ':v', key, vectors)
+    else redis.call('HDEL', h .. ':v', key) end
+    if expires ~= '' then redis.call('ZADD', KEYS[2], expires, member)
+    else redis.call('ZREM', KEYS[2], member) end
+    redis.call('ZADD', KEYS[1], 0, ns)
+    a = a + 6
+  end
+end
+return removed
+"""
+)
+_GET = """
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) or false end
+return out
+"""
+
+
+def _number(text: str) -> float | None:
+    return float(text) if text else None
+
+
+class RedisItemStore(ItemStore):
+    def __init__(self, conn: RedisConnection, prefix: str) -> None:
+        self._conn = conn
+        self._base = f"{prefix}rs:{{it}}:"
+        self._ns = self._base + "ns"
+        self._exp = self._base + "exp"
+        self._write_script = conn.client.register_script(_WRITE)
+        self._get_script = conn.client.register_script(_GET)
+
+    def _hash(self, space: str) -> str:
+        return self._base + "n:" + base64.urlsafe_b64encode(space.encode()).decode()
+
+    def _parse(self, space: str, key: str, record: bytes, vectors: bytes | None) -> StoredItem:
+        where = f"{self._hash(space)}[{key}]"
+        try:
+            head, _, body = record.partition(b"\n")
+            created, updated, expires, ttl = head.decode().split("|")
+            return StoredItem(
+                decode_namespace(space),
+                key,
+                json.loads(body),
+                float(created),
+                float(updated),
+                _number(expires),
+                _number(ttl),
+                unpack_vectors(vectors) if vectors is not None else None,
+            )
+        except ValueError as exc:
+            raise CorruptRecord(where, f"not an item record: {exc}") from exc
+
+    async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
+        script = self._get_script
+        hashes = [self._hash(space) for space, _ in keys]
+        records = await self._conn.call(hashes[0], lambda: script(keys=hashes, args=[key for _, key in keys]))
+        found: list[StoredItem | None] = []
+        for (space, key), record in zip(keys, records, strict=True):
+            item = self._parse(space, key, record, None) if record else None
+            found.append(item if item is not None and is_live(item.expires_at, now) else None)
+        return found
+
+    async def _spaces(self, low: str | None, high: str | None) -> list[str]:
+        start = "-" if low is None else "[" + low
+        stop = "+" if high is None else "(" + high
+        names = await self._conn.do(self._ns, "ZRANGEBYLEX", self._ns, start, stop)
+        return [name.decode() for name in names]
+
+    async def _live_items(
+        self, low: str | None, high: str | None, now: float | None, vectors: bool = False
+    ) -> list[StoredItem]:
+        items = []
+        for space in await self._spaces(low, high):
+            h = self._hash(space)
+            rows = await self._conn.do(h, "HGETALL", h)
+            packed = await self._conn.do(h, "HGETALL", h + ":v") if vectors else {}
+            for key, record in rows.items():
+                item = self._parse(space, key.decode(), record, packed.get(key, b"") if vectors else None)
+                if now is None or is_live(item.expires_at, now):
+                    items.append(item)
+        return items
+
+    async def _search(
+        self,
+        low: str | None,
+        high: str | None,
+        conditions: list[Condition],
+        limit: int | None,
+        offset: int,
+        now: float,
+        vectors: bool,
+        newest_first: bool,
+        values: bool = True,
+    ) -> list[StoredItem]:
+        items = [i for i in await self._live_items(low, high, now, vectors) if matches(i.value, conditions)]
+        items.sort(key=lambda i: (encode_namespace(i.namespace), i.key))
+        if newest_first:
+            items.sort(key=lambda i: i.updated_at, reverse=True)
+        return items[offset : None if limit is None else offset + limit]
+
+    async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
+        return sorted({encode_namespace(i.namespace) for i in await self._live_items(low, high, now)})
+
+    async def _write(self, puts: list[ItemWrite], touch: list[tuple[str, str]], now: float) -> None:
+        keys = [self._ns, self._exp]
+        args: list[str | bytes] = [repr(now)]
+        for space, key in touch:
+            keys.append(self._hash(space))
+            args += ["t", space, key]
+        for put in puts:
+            space = encode_namespace(put.namespace)
+            keys.append(self._hash(space))
+            if put.value is None:
+                args += ["d", space, put.key]
+            else:
+                ttl = "" if put.ttl is None else repr(put.ttl)
+                args += ["p", space, put.key, value_json(put.value), ttl, pack_vectors(put.vectors) or ""]
+        await self._run(keys, args)
+
+    async def _run(self, keys: list[str], args: list[str | bytes]) -> int:
+        """Run the write script; return how many items it removed."""
+        script = self._write_script
+        return int(await self._conn.call(self._ns, lambda: script(keys=keys, args=args)))
+
+    async def _sweep(self, now: float) -> int:
+        members = await self._conn.do(self._exp, "ZRANGEBYSCORE", self._exp, "-inf", repr(now))
+        keys = [self._ns, self._exp]
+        args: list[str | bytes] = [repr(now)]
+        for member in members:
+            space, _, key = member.decode().partition("\x00")
+            keys.append(self._hash(space))
+            args += ["x", space, key]
+        return await self._run(keys, args) if members else 0
+
+    async def _count(self, low: str | None, high: str | None, now: float | None) -> int:
+        return len(await self._live_items(low, high, now))
