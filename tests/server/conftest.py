@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.support.relay_server import RelayServer, start_server
@@ -37,6 +38,18 @@ def signing_key(server: RelayServer) -> str:
 def files(server: RelayServer) -> Path:
     """The server's one --file-root."""
     return server.state_dir.parent / "files"
+
+
+@pytest.fixture(scope="session")
+def audience(server: RelayServer) -> str:
+    """The store id the server's agent tokens must carry (``aud``)."""
+    return server_audience(server)
+
+
+def server_audience(server: RelayServer, tenant: str | None = None) -> str:
+    prefix = f"/t/{tenant}" if tenant else ""
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    return str(httpx.get(f"{server.url}{prefix}/v1/info", headers=headers, timeout=10).json()["store_id"])
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import stat
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,8 +33,13 @@ def bearer(token: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def agent_token(signing_key: str) -> str:
-    return issue_token(signing_key, task=TASK, attempt=ATTEMPT, producer=PRODUCER, ttl="10m")
+def key(signing_key: str, audience: str) -> Key:
+    return Key(signing_key, audience)
+
+
+@pytest.fixture(scope="module")
+def agent_token(key: Key) -> str:
+    return key.mint(ttl="10m")
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +52,20 @@ def other_ref(server: RelayServer) -> str:
     return str(response.json()["out_id"])
 
 
-def expired(key: str) -> str:
-    return issue_token(key, task=TASK, attempt=ATTEMPT, producer=PRODUCER, ttl=60, now=time.time() - 3600)
+@dataclass(frozen=True)
+class Key:
+    """The test server's signing key and store id: mints tokens it accepts."""
+
+    secret: str
+    audience: str
+
+    def mint(self, **claims: Any) -> str:
+        scope = {"task": TASK, "attempt": ATTEMPT, "producer": PRODUCER, **claims}
+        return issue_token(self.secret, audience=self.audience, **scope)
+
+
+def expired(key: Key) -> str:
+    return key.mint(ttl=60, now=time.time() - 3600)
 
 
 def mangle_signature(token: str) -> str:
@@ -62,11 +80,7 @@ EMIT_CASES = {
     "expired": (lambda key, tok: bearer(expired(key)), emit_body(), 401),
     "bad signature": (lambda key, tok: bearer(mangle_signature(tok)), emit_body(), 401),
     "other key": (
-        lambda key, tok: bearer(
-            issue_token(
-                "another-signing-key-of-32-bytes-or-more", task=TASK, attempt=ATTEMPT, producer=PRODUCER
-            )
-        ),
+        lambda key, tok: bearer(Key("another-signing-key-of-32-bytes-or-more", key.audience).mint()),
         emit_body(),
         401,
     ),
@@ -89,9 +103,9 @@ EMIT_CASES = {
 
 
 @pytest.mark.parametrize("case", list(EMIT_CASES))
-def test_emit_matrix(server: RelayServer, signing_key: str, agent_token: str, case: str) -> None:
+def test_emit_matrix(server: RelayServer, key: Key, agent_token: str, case: str) -> None:
     headers, body, status = EMIT_CASES[case]
-    response = httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers(signing_key, agent_token))
+    response = httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers(key, agent_token))
     assert response.status_code == status, response.text
     if status >= 400:
         error = response.json()["error"]
@@ -103,16 +117,20 @@ def test_admin_may_emit_as_anyone(server: RelayServer, admin: dict[str, str]) ->
     assert response.status_code == 201
 
 
-def test_token_in_the_query_string(server: RelayServer, agent_token: str) -> None:
+def test_token_in_the_query_string_only_for_blob_downloads(server: RelayServer, agent_token: str) -> None:
     response = httpx.post(f"{server.url}/v1/outputs", params={"token": agent_token}, json=emit_body())
-    assert response.status_code == 201
+    assert response.status_code == 401  # a header is possible here: the query string is not read
+    admin = {"token": server.admin_token}
+    blob = httpx.post(f"{server.url}/v1/blobs", content=b"q", headers=bearer(server.admin_token)).json()
+    assert httpx.get(f"{server.url}/v1/blobs/{blob['sha256']}", params=admin).status_code == 200
+    assert httpx.get(f"{server.url}/v1/blobs/{blob['sha256']}/stat", params=admin).status_code == 401
 
 
-def test_reads_are_scoped(server: RelayServer, signing_key: str, agent_token: str, other_ref: str) -> None:
+def test_reads_are_scoped(server: RelayServer, key: Key, agent_token: str, other_ref: str) -> None:
     own = httpx.post(f"{server.url}/v1/outputs", json=emit_body(), headers=bearer(agent_token)).json()[
         "out_id"
     ]
-    handed = issue_token(signing_key, task=TASK, attempt=ATTEMPT, producer=PRODUCER, reads=[other_ref])
+    handed = key.mint(reads=[other_ref])
 
     def get(ref: str, token: str) -> int:
         return httpx.get(f"{server.url}/v1/outputs/{ref}", headers=bearer(token)).status_code
@@ -180,7 +198,7 @@ def test_cli_issues_tokens_locally_and_over_http(server: RelayServer) -> None:
             "issue",
             *scope,
             "--url",
-            "sqlite:///unused.db",
+            server.store_url,
             "--state-dir",
             str(server.state_dir),
         ],

@@ -97,7 +97,7 @@ def test_ranged_download(server: RelayServer, admin: dict[str, str]) -> None:
 
 
 def test_agent_reads_a_blob_only_through_an_output_it_may_read(
-    server: RelayServer, admin: dict[str, str], signing_key: str
+    server: RelayServer, admin: dict[str, str], signing_key: str, audience: str
 ) -> None:
     blob = httpx.post(f"{server.url}/v1/blobs", content=b"agent blob", headers=admin).json()
     ref = httpx.post(f"{server.url}/v1/outputs", json=final(blob, task="task-blob"), headers=admin).json()[
@@ -106,7 +106,7 @@ def test_agent_reads_a_blob_only_through_an_output_it_may_read(
     url = f"{server.url}/v1/blobs/{blob['sha256']}"
 
     def status(task: str, **params: str) -> int:
-        token = issue_token(signing_key, task=task, attempt=0, producer="p")
+        token = issue_token(signing_key, task=task, attempt=0, producer="p", audience=audience)
         return httpx.get(url, params=params, headers={"Authorization": f"Bearer {token}"}).status_code
 
     assert status("task-blob", via=ref) == 200

@@ -26,6 +26,7 @@ class RelayServer:
     state_dir: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    store_url: str = ""
 
     @property
     def pid(self) -> int:
@@ -70,7 +71,7 @@ def start_server(
     ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = RelayServer(f"http://127.0.0.1:{port}", admin_token, state_dir, process, log_path)
+    server = RelayServer(f"http://127.0.0.1:{port}", admin_token, state_dir, process, log_path, store_url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -164,6 +164,21 @@ class Client:
             log.warning("%s (on %s)", warning, self.base)
         return body["items"], body["next_cursor"]
 
+    async def rows(
+        self, path: str, params: dict[str, Any], after: str | None, limit: int | None
+    ) -> list[Any]:
+        """Up to ``limit`` items of a key listing (all of them for None), across as many server
+        pages as that takes: the server cuts a page at its maximum and names no limit as 100."""
+        items: list[Any] = []
+        cursor = after
+        while True:
+            page, cursor = await self.page(
+                path, params, cursor, None if limit is None else limit - len(items)
+            )
+            items.extend(page)
+            if cursor is None or (limit is not None and len(items) >= limit):
+                return items
+
 
 # --------------------------------------------------------------------------- listings
 
@@ -321,10 +336,19 @@ class HttpCheckpointStore(CheckpointStore):
             params["before"] = query.before
         if query.filter:
             params["filter"] = json.dumps(query.filter)
-        response = await self._c.send("GET", "/v1/checkpoints/full", params=params)
-        assert response is not None
-        page = parse_json(_FULL_PAGE, response.content, f"checkpoints of {thread_id!r} from {self._c.base}")
-        items: list[Any] = [item.bundle() for item in page.items]
+        items: list[Any] = []
+        while True:  # the server cuts pages (100 without a limit, 1,000 at most): follow its cursor
+            response = await self._c.send("GET", "/v1/checkpoints/full", params=params)
+            assert response is not None
+            what = f"checkpoints of {thread_id!r} from {self._c.base}"
+            page = parse_json(_FULL_PAGE, response.content, what)
+            items.extend(item.bundle() for item in page.items)
+            wanted = None if query.limit is None else query.limit - 1
+            if page.next_cursor is None or (wanted is not None and len(items) >= wanted):
+                break
+            params["cursor"] = page.next_cursor
+            if wanted is not None:
+                params["limit"] = wanted - len(items)
         if not items and page.next_cursor is not None:  # a page of skipped records still goes on
             items = [Skipped(0, "skipped by the server")]
         return _positions(items, page.next_cursor)
@@ -341,8 +365,7 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _list_threads(self, limit: int | None, after: str | None, prefix: str | None) -> list[str]:
         query = {} if prefix is None else {"prefix": prefix}
-        items, _ = await self._c.page("/v1/threads", query, _after_key(after), limit)
-        return items
+        return await self._c.rows("/v1/threads", query, _after_key(after), limit)
 
     async def _prune(self, thread_id: str, keep: int) -> int:
         body = await self._c.json("POST", "/v1/threads/prune", params={"thread_id": thread_id, "keep": keep})
@@ -394,8 +417,7 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
         params = {"thread_id": thread_id}
-        items, _ = await self._c.page("/v1/threads/attachments", params, _after_key(after), limit)
-        return items
+        return await self._c.rows("/v1/threads/attachments", params, _after_key(after), limit)
 
 
 _JSON = {"Content-Type": "application/json"}
@@ -498,12 +520,10 @@ class HttpAdaptiveStore(AdaptiveStore):
         return int((await self._c.json("POST", "/v1/adaptive/runs/prune", params=params))["deleted"])
 
     async def _list_agents(self, after: str | None, limit: int | None) -> list[str]:
-        items, _ = await self._c.page("/v1/adaptive/agents", {}, _after_key(after), limit)
-        return items
+        return await self._c.rows("/v1/adaptive/agents", {}, _after_key(after), limit)
 
     async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
-        items, _ = await self._c.page(f"/v1/adaptive/keys/{kind}", {}, _after_key(after), limit)
-        return items
+        return await self._c.rows(f"/v1/adaptive/keys/{kind}", {}, _after_key(after), limit)
 
     async def _versioned(self, kind: DocKind, key: str) -> tuple[str, str] | None:
         """``(text, etag)`` of the stored document, or None."""
@@ -621,7 +641,7 @@ class HttpBlobStore(BlobStore):
         return bool((await self._c.json("DELETE", f"/v1/blobs/{sha256}"))["deleted"])
 
     async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
-        items, _ = await self._c.page("/v1/blobs", {}, _after_key(after), limit)
+        items = await self._c.rows("/v1/blobs", {}, _after_key(after), limit)
         return [BlobContent.model_validate(item) for item in items]
 
 

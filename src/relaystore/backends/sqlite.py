@@ -219,6 +219,7 @@ class SqliteDatabase:
         self._reader: sqlite3.Connection | None = None
         self._inline: sqlite3.Connection | None = None
         self._inline_pause = 0  # writes left to send to the worker after slow inline ones
+        self._busy_ms = int(timeout * 1000)  # the busy_timeout the worker connection has now
         self._inline_average_s = 0.0
         self._inline_commits = 0
         self._checkpointing = False  # while True, writes queue on the worker behind the checkpoint
@@ -258,6 +259,7 @@ class SqliteDatabase:
             raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        self._busy_ms = int(self.timeout * 1000)
         self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
         conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         self._retry(self._migrate)
@@ -318,12 +320,16 @@ class SqliteDatabase:
         except RuntimeError as exc:  # executor shut down
             raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
 
-    def _retry(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying "database is locked" until the busy timeout has passed."""
-        deadline = time.monotonic() + self.timeout
+    def _retry(self, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``fn`` on the worker, retrying "database is locked" until ``deadline``
+        (``time.monotonic()``, fixed when the call was made: time queued for the worker counts;
+        default: ``timeout`` from now)."""
+        deadline = time.monotonic() + self.timeout if deadline is None else deadline
         delay = 0.001
         while True:
+            # SQLite's own busy wait must end at the caller's deadline too, not a fresh timeout
             try:
+                self._busy_until(deadline)
                 return fn()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
@@ -334,6 +340,14 @@ class SqliteDatabase:
                 delay = min(delay * 2, 0.05)
             except sqlite3.DatabaseError as exc:  # e.g. "file is not a database", disk full
                 raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+
+    def _busy_until(self, deadline: float) -> None:
+        """Make the worker connection's busy wait end at ``deadline`` (set only when it changes
+        by more than 50 ms, so an unqueued call runs no extra statement)."""
+        wanted = max(0, int((deadline - time.monotonic()) * 1000))
+        if abs(wanted - self._busy_ms) > 50:
+            self._require().execute(f"PRAGMA busy_timeout = {wanted}")
+            self._busy_ms = wanted
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a read-only ``fn(conn)`` in autocommit mode (WAL gives it a consistent snapshot
@@ -346,7 +360,8 @@ class SqliteDatabase:
                     raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
             except sqlite3.DatabaseError as exc:
                 raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
-        return await self.call(lambda: self._retry(lambda: fn(self._require())))
+        deadline = time.monotonic() + self.timeout
+        return await self.call(lambda: self._retry(lambda: fn(self._require()), deadline))
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, inline_bytes: int | None = None) -> T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction; roll back if it raises.
@@ -354,20 +369,23 @@ class SqliteDatabase:
         ``inline_bytes`` (the size of what ``fn`` writes) marks a small, bounded write that may
         run on the event loop thread (see the module notes); without it the worker runs ``fn``.
         """
+        deadline = time.monotonic() + self.timeout
         if inline_bytes is not None and self._may_inline(inline_bytes):
             result = self._write_inline(fn)
             if result is not _BUSY:
                 return result
-        return await self.call(lambda: self._retry(lambda: _transaction(self._require(), fn)))
+        return await self.call(lambda: self._retry(lambda: _transaction(self._require(), fn), deadline))
 
     async def execute(self, sql: str, params: Sequence[Any], *, inline_bytes: int) -> int:
         """One data statement in autocommit mode, its own atomic transaction (no BEGIN/COMMIT
         round): inline when small and the lock is free, else on the worker. Returns rowcount."""
+        deadline = time.monotonic() + self.timeout
         if self._may_inline(inline_bytes):
             result = self._write_inline(lambda c: c.execute(sql, params).rowcount, wrap=False)
             if result is not _BUSY:
                 return int(result)
-        return await self.call(lambda: self._retry(lambda: self._require().execute(sql, params).rowcount))
+        statement = lambda: self._require().execute(sql, params).rowcount  # noqa: E731
+        return await self.call(lambda: self._retry(statement, deadline))
 
     def _may_inline(self, size: int) -> bool:
         if self._inline is None or size > INLINE_MAX_BYTES or self._checkpointing:
@@ -418,6 +436,7 @@ class SqliteDatabase:
                         conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
                     finally:
                         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+                        self._busy_ms = int(self.timeout * 1000)
             except BackendUnavailable:
                 pass  # closed meanwhile
             finally:

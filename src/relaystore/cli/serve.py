@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,17 @@ def parse_size(text: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise InvalidInput(f"a size is a positive number of bytes with an optional KiB/MiB/GiB, got {text!r}")
     return int(match.group(1)) * _FACTOR[match.group(2)]
+
+
+def parse_umask(text: str) -> int:
+    """The umask from octal text such as ``077`` or ``0o027``; InvalidInput otherwise."""
+    try:
+        value = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 0o777:
+        raise InvalidInput(f"--umask is an octal number such as 077, got {text!r}")
+    return value
 
 
 @app.command()
@@ -71,6 +83,29 @@ def serve(
         int,
         typer.Option("--graceful-timeout", min=1, help="Seconds to let in-flight requests finish on stop."),
     ] = 30,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, help="Open connections at once; more get 503.")
+    ] = 1000,
+    header_timeout: Annotated[
+        float, typer.Option("--header-timeout", min=0.1, help="Seconds to send complete headers (408).")
+    ] = 10.0,
+    header_limit: Annotated[
+        str, typer.Option("--header-limit", help="Largest request line + headers (16KiB to 64KiB).")
+    ] = "64KiB",
+    body_timeout: Annotated[
+        float, typer.Option("--body-timeout", min=0.1, help="Seconds a body may send nothing (408).")
+    ] = 10.0,
+    keep_alive: Annotated[
+        int, typer.Option("--keep-alive-timeout", min=1, help="Seconds an idle kept-alive connection lives.")
+    ] = 5,
+    token_share: Annotated[
+        float,
+        typer.Option("--token-share", min=0.01, max=1.0, help="Part of --memory-budget one token may hold."),
+    ] = 0.5,
+    umask: Annotated[
+        str,
+        typer.Option("--umask", help="Octal umask for files the store creates (077: 0600 files, 0700 dirs)."),
+    ] = "077",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the store at --url over HTTP (routes and auth: docs/server.md).
@@ -82,9 +117,20 @@ def serve(
     import uvicorn
 
     from relaystore.server import create_app
+    from relaystore.server.guard import (
+        ConnectionLimits,
+        guarded_protocol,
+        log_to_stderr,
+        raise_fd_limit,
+        rate_limit_logs,
+        redact_access_log,
+    )
     from relaystore.server.tokens import load_secrets, state_dir_for
 
     async def prepare() -> tuple[object, str, str]:
+        os.umask(parse_umask(umask))  # before the store opens: its database, WAL and dirs
+        if not 16 * 1024 <= parse_size(header_limit) <= 64 * 1024:
+            raise InvalidInput(f"--header-limit must be between 16KiB and 64KiB, got {header_limit}")
         secrets = load_secrets(state_dir or state_dir_for(url), admin_token_file=admin_token_file)
         application = create_app(
             url,
@@ -95,18 +141,31 @@ def serve(
             memory_budget=parse_size(memory_budget),
             file_roots=file_roots or (),
             tenant_url=tenant_url,
+            body_timeout=body_timeout,
+            token_share=token_share,
         )
         return application, secrets.admin_token_source, secrets.signing_key_source
 
     application, admin_source, key_source = run(prepare)
     err_console.print(Text(f"relaystore: serving {url} on http://{host}:{port}"))
     err_console.print(Text(f"relaystore: admin token in {admin_source}; signing key in {key_source}"))
+    limits = ConnectionLimits(
+        max_connections=raise_fd_limit(max_connections),
+        header_timeout=header_timeout,
+        header_limit=parse_size(header_limit),
+        budget=application.state.config.budget,  # type: ignore[attr-defined]
+    )
     config = uvicorn.Config(
         application,  # type: ignore[arg-type]
         host=host,
         port=port,
         log_level=log_level,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=keep_alive,
         timeout_graceful_shutdown=graceful_timeout,
-        h11_max_incomplete_event_size=256 * 1024,  # ids travel in query strings and headers
+        h11_max_incomplete_event_size=parse_size(header_limit),
     )
+    rate_limit_logs()  # after uvicorn.Config, which (re)configures logging
+    redact_access_log()
+    log_to_stderr(log_level)
     uvicorn.Server(config).run()

@@ -47,6 +47,7 @@ def issue(
         parse_ttl,
         request_token,
         state_dir_for,
+        store_id,
     )
 
     async def work() -> str:
@@ -68,12 +69,73 @@ def issue(
             producer=producer,
             ttl=parse_ttl(ttl),
             reads=reads or (),
+            audience=store_id(url),
         )
 
     token = run(work)
     if as_json:
+        from relaystore.server.tokens import unverified_claims
+
+        claims = unverified_claims(token)
         print_json(
-            {"token": token, "task": task, "attempt": attempt, "producer": producer, "read": reads or []}
+            {
+                "token": token,
+                "jti": claims["jti"],
+                "expires_at": claims["exp"],
+                "task": task,
+                "attempt": attempt,
+                "producer": producer,
+                "read": reads or [],
+            }
         )
     else:
         typer.echo(token)
+
+
+@token_app.command("revoke")
+def revoke_command(
+    jti: Annotated[
+        str, typer.Argument(help="The token's id (its jti claim; `token issue --json` shows it).")
+    ],
+    url: UrlOption = DEFAULT_URL,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-token", envvar="RELAYSTORE_TOKEN", help="For an http:// --url: the admin token."
+        ),
+    ] = None,
+) -> None:
+    """Refuse the agent token JTI from now on, on every server of the store at --url.
+
+    The deny-list lives in the store, so a server revokes it for all its replicas; a local --url
+    writes it straight into the store (servers notice within a second).
+    """
+    import relaystore
+    from relaystore.errors import Unauthorized
+    from relaystore.server.revocation import revoke
+
+    async def work() -> None:
+        if scheme_of(url) not in ("http", "https"):
+            async with relaystore.connect(url) as store:
+                await revoke(store, jti)
+            return
+        if not admin_token:
+            raise Unauthorized("an http:// --url needs the admin token (--admin-token or RELAYSTORE_TOKEN)")
+        import httpx
+
+        from relaystore.backends.http import raise_for_response, unavailable
+        from relaystore.server.tokens import base_url
+
+        try:
+            response = httpx.post(
+                base_url(url) + "/v1/tokens/revoke",
+                json={"jti": jti},
+                headers={"Authorization": f"Bearer {admin_token}"},
+                timeout=10,
+            )
+        except httpx.HTTPError as exc:
+            raise unavailable(url, exc) from exc
+        raise_for_response(response)
+
+    run(work)
+    typer.echo(f"revoked {jti}")

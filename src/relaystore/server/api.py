@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, 
 from starlette.responses import Response, StreamingResponse
 
 import relaystore
-from relaystore.errors import Conflict, Forbidden, InvalidInput, NotFound, OutputNotFound
+from relaystore.errors import Conflict, CorruptRecord, Forbidden, InvalidInput, NotFound, OutputNotFound
 from relaystore.models.adaptive import RunRecord
 from relaystore.models.checkpoints import (
     BundlePageWire,
@@ -30,9 +28,19 @@ from relaystore.models.checkpoints import (
     PendingWrite,
 )
 from relaystore.models.outputs import BlobContent, OutputEvent, OutputRecord, OutputRef
+from relaystore.server.blob_rules import (
+    blob_digests,
+    blob_headers,
+    check_blob_refs,
+    check_mime,
+    content_refs,
+    remember_blobs,
+    safe_mime,
+)
 from relaystore.server.items_api import ITEM_OPERATIONS, ITEM_REQUEST_MODELS
-from relaystore.server.tokens import issue_token, parse_ttl
-from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply
+from relaystore.server.revocation import revoke
+from relaystore.server.tokens import issue_download_token, issue_token, parse_ttl, unverified_claims
+from relaystore.server.web import Call, HttpError, Op, Param, log, page_reply, reply, strict_json
 from relaystore.stores import ANY, DOC_KINDS
 from relaystore.stores._common import summarize, validate
 
@@ -123,11 +131,6 @@ _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 # --------------------------------------------------------------------------- content checks
 
 
-def content_refs(event: Any) -> list[Any]:
-    """The ContentRefs an output event carries (none for ``progress``)."""
-    return [c for c in (getattr(event, "chunk", None), getattr(event, "content", None)) if c is not None]
-
-
 def check_file_refs(event: Any, roots: tuple[Path, ...]) -> None:
     """Refuse a ``file_ref`` whose path is not under a configured root (mlua-swarm stores any path).
 
@@ -150,9 +153,11 @@ async def emit(call: Call) -> Response:
     body: EmitRequest = await call.parse(_EMIT, "emit request")
     call.principal.require_writer(body.task_id, body.attempt, body.producer_agent)
     check_file_refs(body.event, call.config.file_roots)
+    await check_blob_refs(call, body.task_id, body.event)
     ref = await call.store.outputs.append(
         body.task_id, body.attempt, body.producer_agent, body.event, body.parent_refs
     )
+    await remember_blobs(call, body.task_id, blob_digests(body.event))
     return reply({"out_id": ref}, 201)
 
 
@@ -160,13 +165,31 @@ async def import_output(call: Call) -> Response:
     record: OutputRecord = await call.parse(_RECORD, "output record")
     call.principal.require_writer(record.task_id, record.attempt, record.producer_agent)
     check_file_refs(record.event, call.config.file_roots)
-    return reply(await call.store.outputs.import_record(record), 201)
+    await check_blob_refs(call, record.task_id, record.event)
+    stored = await call.store.outputs.import_record(record)
+    await remember_blobs(call, record.task_id, blob_digests(record.event))
+    return reply(stored, 201)
+
+
+async def read_record(call: Call, ref: str) -> OutputRecord:
+    """The output at ``ref`` if the caller may read it.
+
+    A record that does not decode has no task to check an agent's scope against, so an agent
+    learns it is corrupt only for a ref it was handed; otherwise it gets the 403 a record of
+    another task would give (the scope is checked before anything about the record is told).
+    """
+    try:
+        record = await call.store.outputs.get(ref)
+    except CorruptRecord:
+        if call.principal.admin or ref in call.principal.reads:
+            raise
+        raise Forbidden(f"output {ref} was not handed to this token") from None
+    call.principal.require_read(record)
+    return record
 
 
 async def get_output(call: Call) -> Response:
-    record = await call.store.outputs.get(call.path("ref"))
-    call.principal.require_read(record)
-    return reply(record)
+    return reply(await read_record(call, call.path("ref")))
 
 
 async def get_many(call: Call) -> Response:
@@ -174,11 +197,9 @@ async def get_many(call: Call) -> Response:
     found = []
     for ref in dict.fromkeys(body.refs):
         try:
-            record = await call.store.outputs.get(ref)
+            found.append(await read_record(call, ref))
         except OutputNotFound:
             continue
-        call.principal.require_read(record)
-        found.append(record)
     return reply({"items": found})
 
 
@@ -274,10 +295,7 @@ def metadata_header(call: Call) -> CheckpointMetadata:
     header = call.request.headers.get(METADATA_HEADER)
     if header is None:
         raise InvalidInput(f"the {METADATA_HEADER} header (base64url of the metadata JSON) is required")
-    try:
-        metadata_json = json.loads(unb64(header, METADATA_HEADER))
-    except ValueError:
-        raise InvalidInput(f"{METADATA_HEADER} does not hold JSON") from None
+    metadata_json = strict_json(unb64(header, METADATA_HEADER), METADATA_HEADER)
     return validate(_METADATA, metadata_json, "checkpoint metadata")
 
 
@@ -347,12 +365,7 @@ async def load_full(call: Call) -> Response:
 
 def _json_param(call: Call, name: str) -> Any:
     raw = call.query(name)
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise InvalidInput(f"query parameter {name!r} must be JSON") from None
+    return None if raw is None else strict_json(raw, f"query parameter {name!r}")
 
 
 async def delete_checkpoint(call: Call) -> Response:
@@ -511,31 +524,43 @@ async def delete_document(call: Call) -> Response:
 
 async def upload_blob(call: Call) -> Response:
     mime = call.query("mime") or call.request.headers.get("content-type") or None
-    if mime is not None and len(mime) > 255:
-        raise InvalidInput("mime type is longer than 255 characters")
+    if mime is not None:
+        check_mime(mime)
     blob = await call.store.blobs.put(
         call.chunks(call.config.blob_limit), mime=mime, expected_sha256=call.query("sha256")
     )
+    if call.principal.task is not None:  # an agent's upload: its task may now carry the blob
+        await remember_blobs(call, call.principal.task, {blob.sha256})
     return reply(blob, 201, headers={"ETag": f'"{blob.sha256}"'})
 
 
-async def may_read_blob(call: Call, sha256: str) -> None:
-    """The admin reads any blob; an agent only one carried by an output it may read (``?via=REF``)."""
-    if call.principal.admin:
-        return
+async def may_read_blob(call: Call, sha256: str) -> Any:
+    """The admin reads any blob; an agent only one carried by an output it may read (``?via=REF``).
+
+    A download token reads its one blob. Returns the blob's ContentRef in that output (its mime is
+    the one to serve), or None.
+    """
+    if call.principal.blob is not None:
+        if call.principal.blob != sha256:
+            raise Forbidden("this download token opens another blob")
+        return BlobContent(sha256=sha256, size=0, mime=call.principal.blob_mime)
     via = call.query("via")
     if via is None:
+        if call.principal.admin:
+            return None
         raise Forbidden("an agent token reads a blob through ?via=<output ref that carries it>")
-    record = await call.store.outputs.get(via)
-    call.principal.require_read(record)
-    if not any(getattr(c, "sha256", None) == sha256 for c in content_refs(record.event)):
-        raise Forbidden(f"output {via} does not carry blob {sha256}")
+    record = await read_record(call, via)
+    for content in content_refs(record.event):
+        if getattr(content, "sha256", None) == sha256:
+            return content
+    raise Forbidden(f"output {via} does not carry blob {sha256}")
 
 
 async def stat_blob(call: Call) -> Response:
     sha256 = call.path("sha256")
-    await may_read_blob(call, sha256)
-    return reply(await call.store.blobs.stat(sha256))
+    carried = await may_read_blob(call, sha256)
+    blob = await call.store.blobs.stat(sha256)
+    return reply(blob if carried is None else blob.model_copy(update={"mime": carried.mime}))
 
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -546,7 +571,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not header or not header.startswith("bytes=") or "," in header:
         return None
     first, dash, last = header[6:].strip().partition("-")
-    if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not dash or not _position(first) or not _position(last):
         return None
     if first == "":
         if last == "" or int(last) == 0:
@@ -557,6 +582,11 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     if start >= size or end <= start:
         raise _unsatisfiable(size)
     return start, end
+
+
+def _position(text: str) -> bool:
+    """An empty or ASCII-decimal byte position of at most 19 digits (``isdigit`` alone takes '²')."""
+    return text == "" or (len(text) <= 19 and text.isascii() and text.isdigit())
 
 
 def _unsatisfiable(size: int) -> HttpError:
@@ -570,15 +600,16 @@ def _unsatisfiable(size: int) -> HttpError:
 
 async def download_blob(call: Call) -> Response:
     sha256 = call.path("sha256")
-    await may_read_blob(call, sha256)
+    carried = await may_read_blob(call, sha256)
     blob = await call.store.blobs.stat(sha256)
     wanted = byte_range(call.request.headers.get("range"), blob.size)
     start, end = wanted or (0, blob.size)
+    media_type = safe_mime(blob.mime if carried is None else carried.mime)
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{sha256}"', "Content-Length": str(end - start)}
+    headers.update(blob_headers(media_type))
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{blob.size}"
     status = 206 if wanted is not None else 200
-    media_type = blob.mime or "application/octet-stream"
     if call.request.method == "HEAD":
         return Response(None, status, headers=headers, media_type=media_type)
     stream = await call.store.blobs.read(sha256, start, end)
@@ -593,6 +624,27 @@ async def _logged(stream: AsyncIterator[bytes], sha256: str) -> AsyncIterator[by
     except Exception:
         log.exception("blob %s failed while streaming", sha256)
         raise
+
+
+async def download_token(call: Call) -> Response:
+    """A short-lived token for a browser link to one blob (instead of ``?token=<admin token>``)."""
+    sha256 = call.path("sha256")
+    carried = await may_read_blob(call, sha256)
+    mime = carried.mime if carried is not None else (await call.store.blobs.stat(sha256)).mime
+    ttl = parse_ttl(call.query("ttl") or "5m")
+    token = issue_download_token(
+        call.config.signing_key,
+        sha256=sha256,
+        audience=call.config.audience(call.tenant),
+        mime=safe_mime(mime),
+        ttl=ttl,
+        tenant=call.tenant,
+    )
+    prefix = f"/t/{call.tenant}" if call.tenant else ""
+    expires_at = unverified_claims(token)["exp"]
+    return reply(
+        {"token": token, "url": f"{prefix}/v1/blobs/{sha256}?token={token}", "expires_at": expires_at}, 201
+    )
 
 
 async def delete_blob(call: Call) -> Response:
@@ -612,7 +664,8 @@ async def healthz(call: Call) -> Response:
 
 async def info(call: Call) -> Response:
     details = await call.store.info()
-    return reply({"relaystore_version": relaystore.__version__, "tenant": call.tenant, **details})
+    store = {"store_id": call.config.audience(call.tenant)}
+    return reply({"relaystore_version": relaystore.__version__, "tenant": call.tenant, **store, **details})
 
 
 async def issue(call: Call) -> Response:
@@ -626,8 +679,28 @@ async def issue(call: Call) -> Response:
         ttl=ttl,
         reads=body.read,
         tenant=call.tenant,
+        audience=call.config.audience(call.tenant),
     )
-    return reply({"token": token, "expires_at": int(time.time() + ttl)}, 201)
+    claims = unverified_claims(token)
+    return reply({"token": token, "jti": claims["jti"], "expires_at": claims["exp"]}, 201)
+
+
+class RevokeRequest(BaseModel):
+    """Body of ``POST /v1/tokens/revoke``: the ``jti`` of the agent token to refuse from now on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jti: str = Field(min_length=1, max_length=256)
+    expires_at: NonNegativeInt | None = None
+
+
+_REVOKE: TypeAdapter[RevokeRequest] = TypeAdapter(RevokeRequest)
+
+
+async def revoke_token(call: Call) -> Response:
+    body: RevokeRequest = await call.parse(_REVOKE, "revoke request")
+    await revoke(call.store, body.jti, body.expires_at)
+    return reply({"revoked": body.jti})
 
 
 # --------------------------------------------------------------------------- the table
@@ -721,7 +794,15 @@ OPERATIONS: list[Op] = [
         issue,
         "Issue an agent token for one (task, attempt, producer).",
         request=json_of(ref("TokenRequest")),
-        responses={201: json_of(obj(token=STR, expires_at={"type": "integer"}))},
+        responses={201: json_of(obj(token=STR, jti=STR, expires_at={"type": "integer"}))},
+    ),
+    Op(
+        "POST",
+        "/v1/tokens/revoke",
+        revoke_token,
+        "Revoke an agent token by its jti, on every server of this store.",
+        request=json_of(ref("RevokeRequest")),
+        responses={200: json_of(obj(revoked=STR))},
     ),
     # outputs
     Op(
@@ -1157,6 +1238,7 @@ OPERATIONS: list[Op] = [
         (SHA, VIA, RANGE),
         responses={200: BLOB_BYTES, 206: BLOB_BYTES},
         tag="blobs",
+        query_token=True,
     ),
     Op(
         "GET",
@@ -1166,6 +1248,16 @@ OPERATIONS: list[Op] = [
         "agent",
         (SHA, VIA),
         responses={200: json_of(ref("BlobContent"))},
+        tag="blobs",
+    ),
+    Op(
+        "POST",
+        "/v1/blobs/{sha256}/download-token",
+        download_token,
+        "A token for a browser link that downloads this one blob (ttl default 5m, at most 1h).",
+        "agent",
+        (SHA, VIA, opt("ttl", description="90s, 5m, 1h (at most 1h).")),
+        responses={201: json_of(obj(token=STR, url=STR, expires_at={"type": "integer"}))},
         tag="blobs",
     ),
     Op(
@@ -1183,6 +1275,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [
     EmitRequest,
     RefsRequest,
     TokenRequest,
+    RevokeRequest,
     OutputRecord,
     CheckpointMetadata,
     WritesRequest,

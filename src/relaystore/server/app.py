@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from relaystore.errors import TooLarge
+from relaystore.errors import Forbidden, TooLarge, Unauthorized
 from relaystore.server.api import OPERATIONS, json_of
 from relaystore.server.openapi import build_openapi
 from relaystore.server.stores import StoreSet
 from relaystore.server.tokens import Principal, bearer, verify_token
 from relaystore.server.web import (
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_MEMORY_BUDGET,
     ByteBudget,
     Call,
@@ -40,6 +41,7 @@ from relaystore.server.web import (
     error_body,
     error_response,
 )
+from relaystore.stores import Store
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -60,6 +62,8 @@ def create_app(
     tenant_url: str | None = None,
     max_open_tenants: int = 32,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    token_share: float = 0.5,
 ) -> Starlette:
     """The relaystore HTTP server for the store at ``store_url``.
 
@@ -67,7 +71,9 @@ def create_app(
     (bytes; 413 past them). ``file_roots`` are the directories a ``file_ref`` may point into.
     ``tenant_url`` (a store URL with ``{tenant}``) serves one more store per ``/t/NAME`` prefix.
     ``memory_budget`` (bytes) bounds the request data held at once across all requests: a
-    request waits, unread, until its worst case fits (3 × a JSON body, 2 MiB for a stream).
+    request waits, unread, until its worst case fits (3 × a JSON body, 2 MiB for a stream), and
+    one token holds at most ``token_share`` of it. A body that sends nothing for
+    ``body_timeout`` seconds is answered 408.
     The store opens at startup and closes at shutdown, after in-flight requests have finished.
     """
     config = ServerConfig(
@@ -76,7 +82,10 @@ def create_app(
         body_limit=body_limit,
         blob_limit=blob_limit,
         file_roots=tuple(Path(r).resolve() for r in file_roots),
-        budget=ByteBudget(memory_budget),
+        budget=ByteBudget(memory_budget, token_share),
+        body_timeout=body_timeout,
+        store_url=store_url,
+        tenant_url=tenant_url,
     )
     stores = StoreSet(store_url, tenant_url, max_open=max_open_tenants)
     metrics = Metrics()
@@ -124,7 +133,12 @@ def endpoint(op: Op, config: ServerConfig) -> Callable[[Request], Awaitable[Resp
         call: Call | None = None
         try:
             principal = authenticate(request, op, config)
-            call = Call(request, principal, request.scope[STORE_KEY], config, request.scope.get(TENANT_KEY))
+            tenant = request.scope.get(TENANT_KEY)
+            # public routes (liveness) need no store, so they never open a tenant's
+            store = None if op.access == "public" else await request.scope[STORE_KEY]()
+            if principal.token_id is not None and store is not None:
+                await refuse_revoked(principal.token_id, store, tenant, config)
+            call = Call(request, principal, store, config, tenant)  # type: ignore[arg-type]
             return await op.handler(call)
         except ClientGone:
             return JSONResponse(error_body("InvalidInput", "the client went away"), 400)
@@ -144,12 +158,26 @@ def authenticate(request: Request, op: Op, config: ServerConfig) -> Principal:
     agent token on an admin route."""
     if op.access == "public":
         return _NOBODY
-    token = bearer(request.headers, request.query_params)
-    principal = verify_token(token, admin_token=config.admin_token, signing_key=config.signing_key)
-    principal.require_tenant(request.scope.get(TENANT_KEY))
+    tenant = request.scope.get(TENANT_KEY)
+    token = bearer(request.headers, request.query_params, query_allowed=op.query_token)
+    principal = verify_token(
+        token,
+        admin_token=config.admin_token,
+        signing_key=config.signing_key,
+        audience=config.audience(tenant),
+    )
+    principal.require_tenant(tenant)
+    if principal.blob is not None and not op.query_token:
+        raise Forbidden("a download token opens only GET /v1/blobs/{its blob}")
     if op.access == "admin":
         principal.require_admin()
     return principal
+
+
+async def refuse_revoked(jti: str, store: Store, tenant: str | None, config: ServerConfig) -> None:
+    """401 for an agent token on the store's deny-list (``relaystore token revoke``)."""
+    if await config.revocations.is_revoked(store, jti, tenant):
+        raise Unauthorized("the token has been revoked")
 
 
 async def http_exception(_request: Request, exc: Exception) -> Response:
@@ -168,8 +196,10 @@ async def unexpected(_request: Request, exc: Exception) -> Response:
 class TenantMiddleware:
     """Serves ``/t/NAME/…`` from tenant NAME's store and everything else from the main store.
 
-    The prefix becomes the ASGI ``root_path``, so one route table serves both; the store is
-    leased for the whole exchange, streamed bodies included.
+    The prefix becomes the ASGI ``root_path``, so one route table serves both. The tenant's store
+    is opened only once the endpoint has verified a token for that tenant (an unauthenticated
+    request never creates a tenant's files), and stays leased for the whole exchange, streamed
+    bodies included.
     """
 
     def __init__(self, app: ASGIApp, stores: StoreSet) -> None:
@@ -185,15 +215,14 @@ class TenantMiddleware:
         if path.startswith("/t/"):
             tenant = path[3:].split("/", 1)[0]
             scope["root_path"] = scope.get("root_path", "") + f"/t/{tenant}"
-        try:
-            async with self.stores.lease(tenant) as store:
-                scope[STORE_KEY] = store
-                scope[TENANT_KEY] = tenant
-                await self.app(scope, receive, send)
-        except Exception as exc:
-            if scope.get("relaystore.started"):
-                raise
-            await error_response(exc)(scope, receive, send)
+        async with AsyncExitStack() as leases:
+
+            async def open_store() -> Store:
+                return await leases.enter_async_context(self.stores.lease(tenant))
+
+            scope[STORE_KEY] = open_store
+            scope[TENANT_KEY] = tenant
+            await self.app(scope, receive, send)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -222,6 +251,15 @@ class Metrics:
         )
 
 
+# Label values come from a fixed set, so a client cannot make /metrics grow (route is the matched
+# template or "unmatched"; status is a three-digit code).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
+
+
 class MetricsMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -247,8 +285,9 @@ class MetricsMiddleware:
         finally:
             self.metrics.in_flight.dec()
             route = scope.get(ROUTE_KEY, "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            method = method_label(scope["method"])
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
 
 
 def server_operations(metrics: Metrics) -> list[Op]:

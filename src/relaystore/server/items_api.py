@@ -227,7 +227,11 @@ async def issue_store_token(call: Call) -> Response:
     body: MemoryTokenRequest = await call.parse(_TOKEN, "memory token request")
     ttl = parse_ttl(body.ttl)
     token = issue_memory_token(
-        call.config.signing_key, namespaces=body.namespaces, ttl=ttl, tenant=call.tenant
+        call.config.signing_key,
+        namespaces=body.namespaces,
+        audience=call.config.audience(call.tenant),
+        ttl=ttl,
+        tenant=call.tenant,
     )
     return reply({"token": token, "expires_at": int(time.time() + ttl)}, 201)
 

@@ -18,9 +18,12 @@ issue one) needs only httpx.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
 import secrets
+import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -38,9 +41,12 @@ SIGNING_KEY_FILE = "signing-key"
 STATE_DIR_NAME = ".relaystore"
 ALGORITHM = "HS256"
 MAX_TTL_SECONDS = 30 * 86_400  # a leaked agent token must not outlive a month
+MIN_TTL_SECONDS = 1.0  # under a second, clock skew alone decides whether the token works
+MIN_SECRET_LENGTH = 32  # characters; a new secret has 43 (256 random bits in base64url)
 _TTL = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-_CLAIMS = ("exp", "iat")  # plus task/att/prd (an agent token) or ns (a memory token)
+_CLAIMS = ("exp", "iat", "aud")  # plus task/att/prd (agent), ns (memory) or blob (download token)
+MAX_DOWNLOAD_TTL_SECONDS = 3600
 MAX_LABELS_CLAIM = 100
 
 
@@ -59,6 +65,14 @@ class Principal:
     reads: frozenset[str] = field(default_factory=frozenset)
     namespaces: tuple[tuple[str, ...], ...] | None = None
     """Namespace prefixes of a memory token (``/v1/store/...`` routes); None for other tokens."""
+    token_id: str | None = None  # the jti of an agent or download token
+    blob: str | None = None  # a download token: the one blob it may GET
+    blob_mime: str | None = None  # … and the type to serve it as
+
+    @property
+    def budget_key(self) -> str:
+        """Whose share of the server's memory budget this request draws on: one per token."""
+        return "admin" if self.admin else f"token:{self.token_id or self.task}"
 
     def require_admin(self) -> None:
         if not self.admin:
@@ -99,7 +113,7 @@ class Principal:
 
 
 def parse_ttl(text: str | float | int) -> float:
-    """Seconds from ``90``, ``90s``, ``15m``, ``1h`` or ``2d``; InvalidInput if not in (0, 30 d]."""
+    """Seconds from ``90``, ``90s``, ``15m``, ``1h`` or ``2d``; InvalidInput if not in [1 s, 30 d]."""
     if isinstance(text, int | float) and not isinstance(text, bool):
         seconds = float(text)
     else:
@@ -107,8 +121,8 @@ def parse_ttl(text: str | float | int) -> float:
         if not match:
             raise InvalidInput(f"ttl must look like 90s, 15m, 1h or 2d, got {text!r}")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if not 0 < seconds <= MAX_TTL_SECONDS:
-        raise InvalidInput(f"ttl must be more than 0 and at most {MAX_TTL_SECONDS} seconds")
+    if not MIN_TTL_SECONDS <= seconds <= MAX_TTL_SECONDS:
+        raise InvalidInput(f"ttl must be at least {MIN_TTL_SECONDS:g} and at most {MAX_TTL_SECONDS} seconds")
     return seconds
 
 
@@ -120,11 +134,14 @@ def issue_token(
     producer: str,
     ttl: str | float = "1h",
     reads: Iterable[str] = (),
+    audience: str,
     tenant: str | None = None,
     now: float | None = None,
 ) -> str:
-    """A signed agent token (JWT, HS256) for one ``(task, attempt, producer)``.
+    """A signed agent token (JWT, HS256) for one ``(task, attempt, producer)`` of one store.
 
+    ``audience`` is the store's id (:func:`store_id`; ``GET /v1/info`` shows it): a server
+    refuses a token minted for another store, even one signed with the same key.
     ``reads`` are the output refs handed over (IN_REFS); ``ttl`` seconds or ``"1h"``-style text.
     Raises :class:`InvalidInput` for a bad id, attempt, ref or ttl.
     """
@@ -139,22 +156,32 @@ def issue_token(
         "att": check_u32(attempt, "attempt"),
         "prd": check_id(producer, "producer"),
         "read": [_ref(r) for r in reads],
+        "aud": audience,
     }
     if tenant is not None:
         claims["ten"] = tenant
     return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
 
 
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token this process just signed (not verified: never use on input)."""
+    import jwt
+
+    return dict(jwt.decode(token, options={"verify_signature": False}))
+
+
 def issue_memory_token(
     signing_key: str,
     *,
     namespaces: Iterable[Sequence[str]],
+    audience: str,
     ttl: str | float = "1h",
     tenant: str | None = None,
     now: float | None = None,
 ) -> str:
     """A signed memory token (JWT, HS256) for the ``/v1/store/...`` routes: it may use only items
     whose namespace starts with one of ``namespaces`` (each a non-empty list of labels).
+    ``audience`` is the store id, as for :func:`issue_token`.
     Raises :class:`InvalidInput` for a bad prefix or ttl."""
     import jwt
 
@@ -164,6 +191,7 @@ def issue_memory_token(
         "exp": issued + int(parse_ttl(ttl)),
         "jti": uuid.uuid4().hex,
         "ns": [list(_prefix(p)) for p in namespaces],
+        "aud": audience,
     }
     if not claims["ns"]:
         raise InvalidInput("a memory token needs at least one namespace prefix")
@@ -190,22 +218,64 @@ def _ref(value: object) -> str:
         raise InvalidInput(str(exc)) from exc
 
 
-def verify_token(token: str, *, admin_token: str, signing_key: str) -> Principal:
-    """The principal a bearer token stands for; :class:`Unauthorized` if it is not valid."""
+def verify_token(token: str, *, admin_token: str, signing_key: str, audience: str) -> Principal:
+    """The principal a bearer token stands for; :class:`Unauthorized` if it is not valid, has
+    expired or was minted for another store than ``audience``."""
     if secrets.compare_digest(token.encode(), admin_token.encode()):
         return Principal(admin=True)
     import jwt
 
     try:
-        claims = jwt.decode(token, signing_key, algorithms=[ALGORITHM], options={"require": list(_CLAIMS)})
+        claims = jwt.decode(
+            token,
+            signing_key,
+            algorithms=[ALGORITHM],
+            audience=audience,
+            options={"require": list(_CLAIMS)},
+        )
     except jwt.ExpiredSignatureError:
         raise Unauthorized("the token has expired") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized("the token was issued for another store") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"not a valid token: {exc}") from None
     return _principal(claims)
 
 
+def issue_download_token(
+    signing_key: str,
+    *,
+    sha256: str,
+    audience: str,
+    mime: str | None = None,
+    ttl: float = 300,
+    tenant: str | None = None,
+) -> str:
+    """A token that opens one blob download (``GET /v1/blobs/{sha256}?token=…``) and nothing
+    else, for ``ttl`` seconds (at most an hour): what to put in a browser link instead of a token
+    that can do more. ``mime`` is the type to serve the blob as."""
+    import jwt
+
+    if not MIN_TTL_SECONDS <= ttl <= MAX_DOWNLOAD_TTL_SECONDS:
+        raise InvalidInput(f"a download token lives 1 to {MAX_DOWNLOAD_TTL_SECONDS} seconds")
+    issued = int(time.time())
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + int(ttl),
+        "jti": uuid.uuid4().hex,
+        "aud": audience,
+        "blob": sha256,
+    }
+    if mime is not None:
+        claims["mime"] = mime
+    if tenant is not None:
+        claims["ten"] = tenant
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
+
+
 def _principal(claims: dict[str, Any]) -> Principal:
+    if "blob" in claims:
+        return _download_principal(claims)
     try:
         reads = claims.get("read", [])
         tenant = claims.get("ten")
@@ -214,7 +284,8 @@ def _principal(claims: dict[str, Any]) -> Principal:
         if "ns" in claims:
             assert isinstance(claims["ns"], list) and claims["ns"]
             scopes = tuple(_prefix(p) for p in claims["ns"])
-            return Principal(admin=False, tenant=tenant, namespaces=scopes)
+            jti = str(claims.get("jti") or "") or None
+            return Principal(admin=False, tenant=tenant, namespaces=scopes, token_id=jti)
         return Principal(
             admin=False,
             tenant=tenant,
@@ -222,15 +293,49 @@ def _principal(claims: dict[str, Any]) -> Principal:
             attempt=check_u32(claims["att"], "attempt"),
             producer=check_id(claims["prd"], "producer"),
             reads=frozenset(reads),
+            token_id=str(claims.get("jti") or "") or None,
         )
     except (AssertionError, InvalidInput, KeyError) as exc:  # signed by us, not by this code: refuse
         raise Unauthorized(f"the token's claims are malformed: {exc}") from None
 
 
-def bearer(headers: Any, query: Any) -> str:
+def _download_principal(claims: dict[str, Any]) -> Principal:
+    blob, mime, tenant = claims["blob"], claims.get("mime"), claims.get("ten")
+    if not isinstance(blob, str) or not (mime is None or isinstance(mime, str)):
+        raise Unauthorized("the token's claims are malformed")
+    if tenant is not None and not isinstance(tenant, str):
+        raise Unauthorized("the token's claims are malformed")
+    jti = claims.get("jti")
+    return Principal(
+        admin=False, tenant=tenant, blob=blob, blob_mime=mime, token_id=jti if isinstance(jti, str) else None
+    )
+
+
+def store_id(store_url: str) -> str:
+    """A store's id, the ``aud`` of its agent tokens: derived from its URL, so every replica
+    serving the same store agrees, and two stores never do.
+
+    A ``sqlite://`` or ``file://`` path is made absolute; elsewhere the scheme, host, port and
+    path count (not credentials or options).
+    """
+    parts = urlsplit(store_url)
+    scheme = parts.scheme.lower()
+    path = unquote(parts.path)
+    if scheme == "sqlite" and path not in ("", "/", "/:memory:"):
+        where = str(Path(path[1:] if path.startswith("/") else path).resolve())
+    elif scheme == "file":
+        where = str(Path("/" + path.lstrip("/")).resolve())
+    else:
+        where = f"{parts.hostname or ''}:{parts.port or ''}{path}"
+    digest = hashlib.sha256(f"{scheme}://{where}".encode()).hexdigest()
+    return f"rs-{digest[:24]}"
+
+
+def bearer(headers: Any, query: Any, *, query_allowed: bool = True) -> str:
     """The token of a request: ``Authorization: Bearer …`` wins over ``?token=`` (as mlua-swarm).
 
-    Raises :class:`Unauthorized` (never a 400 or 500) when neither holds a token.
+    ``?token=`` is read only where ``query_allowed`` (a blob download from a browser, which
+    cannot set a header). Raises :class:`Unauthorized` (never a 400 or 500) when there is none.
     """
     header = headers.get("authorization")
     if header is not None:
@@ -238,7 +343,7 @@ def bearer(headers: Any, query: Any) -> str:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         return token.strip()
-    token = query.get("token")
+    token = query.get("token") if query_allowed else None
     if not token:
         raise Unauthorized("a token is required: Authorization: Bearer <token>")
     return str(token)
@@ -275,11 +380,15 @@ def load_secrets(state_dir: Path, *, create: bool = True, admin_token_file: Path
     """Read (or, with ``create``, make) the admin token and signing key.
 
     Order: ``RELAYSTORE_ADMIN_TOKEN`` / ``RELAYSTORE_SIGNING_KEY``, then ``admin_token_file``,
-    then the files in ``state_dir``. New files get 256 random bits and mode 0600.
-    Raises :class:`InvalidInput` if a secret is missing and ``create`` is false.
+    then the files in ``state_dir``. New files get 256 random bits and mode 0600, created
+    atomically. Raises :class:`InvalidInput` if a secret is missing and ``create`` is false, or
+    if a file or the state directory is unsafe (see :func:`check_state_dir`, :func:`_read_private`).
     """
     admin, admin_source = _secret(
-        "RELAYSTORE_ADMIN_TOKEN", admin_token_file or state_dir / ADMIN_TOKEN_FILE, create
+        "RELAYSTORE_ADMIN_TOKEN",
+        admin_token_file or state_dir / ADMIN_TOKEN_FILE,
+        create,
+        in_state_dir=admin_token_file is None,
     )
     key, key_source = _secret("RELAYSTORE_SIGNING_KEY", state_dir / SIGNING_KEY_FILE, create)
     return Secrets(admin, key, admin_source, key_source)
@@ -291,26 +400,68 @@ def load_signing_key(state_dir: Path) -> str:
     return _secret("RELAYSTORE_SIGNING_KEY", state_dir / SIGNING_KEY_FILE, create=False)[0]
 
 
-def _secret(env: str, path: Path, create: bool) -> tuple[str, str]:
+def _secret(env: str, path: Path, create: bool, *, in_state_dir: bool = True) -> tuple[str, str]:
     value = os.environ.get(env, "").strip()
     if value:
         return value, f"${env}"
+    if in_state_dir:  # an explicit --admin-token-file may live in a directory of the operator's
+        check_state_dir(path.parent, create)
+    elif create:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         if not create:
             raise InvalidInput(f"{path} does not exist: start `relaystore serve` once, or set ${env}")
-        _write_private(path, secrets.token_urlsafe(32))
-    text = path.read_text().strip()
-    if not text:
-        raise InvalidInput(f"{path} is empty")
-    return text, str(path)
+        _create_private(path, secrets.token_urlsafe(32))
+    return _read_private(path), str(path)
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Create ``path`` with mode 0600 from the start (never world-readable, even briefly)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(text + "\n")
+def check_state_dir(directory: Path, create: bool = True) -> None:
+    """Refuse a state directory that another user owns or may write into.
+
+    In a shared place such as ``/tmp`` another user could create it first and plant secrets.
+    Raises :class:`InvalidInput` (one line naming the fix).
+    """
+    if create:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not directory.exists():
+        return
+    info = directory.stat()
+    if info.st_uid != os.getuid():
+        raise InvalidInput(f"{directory} belongs to another user: use a --state-dir of your own")
+    if info.st_mode & 0o022:
+        raise InvalidInput(f"{directory} is writable by other users: chmod 700 {directory}")
+
+
+def _read_private(path: Path) -> str:
+    """A secret file's text, refused unless only its owner (this user) can read it and it holds
+    at least :data:`MIN_SECRET_LENGTH` characters."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd) as file:
+        info = os.fstat(file.fileno())
+        if info.st_uid != os.getuid():
+            raise InvalidInput(f"{path} belongs to another user: remove it or use another --state-dir")
+        if info.st_mode & 0o077:
+            raise InvalidInput(f"{path} is readable or writable by others: chmod 600 {path}")
+        text = file.read().strip()
+    if len(text) < MIN_SECRET_LENGTH:
+        raise InvalidInput(f"{path} holds under {MIN_SECRET_LENGTH} characters: remove it to get a new one")
+    return text
+
+
+def _create_private(path: Path, text: str) -> None:
+    """Create ``path`` with mode 0600, all at once: the whole file appears in one step (a hard link
+    of a finished temporary file), and when several servers start together exactly one wins
+    and the others read its secret."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another server created it first: keep theirs
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 # --------------------------------------------------------------------------- asking a server

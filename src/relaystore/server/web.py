@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -30,11 +32,13 @@ from relaystore.errors import (
     TooLarge,
     Unauthorized,
 )
-from relaystore.server.tokens import Principal
+from relaystore.server.revocation import RevocationCache
+from relaystore.server.tokens import Principal, store_id
 from relaystore.stores import Store
 from relaystore.stores._common import validate
 
 log = logging.getLogger("relaystore.server")
+noisy_log = logging.getLogger("relaystore.server.noisy")  # what a client can repeat at will: rate-limited
 
 MiB = 1024 * 1024
 DEFAULT_MEMORY_BUDGET = 96 * MiB
@@ -42,9 +46,57 @@ DEFAULT_MEMORY_BUDGET = 96 * MiB
 JSON_COPIES = 3
 # A streamed upload holds about one 1 MiB chunk in flight plus the one being stored.
 STREAM_RESERVE = 2 * MiB
+HEADER_OWNER = "headers"  # the budget's owner of every unfinished header block
+HEADER_SHARE = 0.125  # the part of the budget kept for unfinished headers
+DEFAULT_BODY_TIMEOUT = 10.0  # seconds a request body may send nothing before it is cut with 408
 DRAIN_LIMIT = 64 * MiB  # bytes read and dropped after a 413, so the client gets to read the answer
 
+DEFAULT_PAGE = 100  # items in a listing that names no limit
+MAX_PAGE = 1000  # a larger limit is cut to this; next_cursor gives the rest
+MAX_JSON_DEPTH = 100  # arrays and objects nested deeper are refused (422), never a RecursionError
+
 Access = Literal["public", "token", "agent", "admin"]
+
+
+# --------------------------------------------------------------------------- JSON in
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidInput(f"{name} is not JSON: numbers must be finite")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidInput(f"{text[:40]} is out of range: numbers must be finite")
+    return value
+
+
+def strict_json(raw: bytes | str, what: str) -> Any:
+    """Parse JSON as RFC 8259 has it: no ``NaN``/``Infinity``, no number that overflows to
+    infinity, and at most :data:`MAX_JSON_DEPTH` levels of nesting. :class:`InvalidInput` else."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{what} is not JSON: {exc}") from None
+    check_depth(value, what)
+    return value
+
+
+def check_depth(value: Any, what: str) -> None:
+    """Refuse ``value`` if its arrays and objects nest deeper than :data:`MAX_JSON_DEPTH` (walked
+    with a stack, not recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_JSON_DEPTH:
+                    raise InvalidInput(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
+                stack.append((child, depth + 1))
 
 
 class ByteBudget:
@@ -53,26 +105,89 @@ class ByteBudget:
     A request reserves its worst case in one step before it reads anything, and gives it back
     when it ends. All-or-nothing reservations cannot deadlock (nobody waits holding a part), and a
     request that waits simply does not read its socket, so TCP backpressure holds its client.
+
+    Each *owner* (one token) may hold at most ``share`` × ``total`` at once, so one token's
+    stalled bodies leave the rest of the budget to the others. Unfinished request headers are
+    counted too, in a slice of their own (``header_share`` × ``total``), without waiting
+    (:meth:`try_take`): a connection whose headers do not fit is refused instead of queued.
     """
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, share: float = 0.5, header_share: float = HEADER_SHARE) -> None:
+        if not 0 < share <= 1:
+            raise InvalidInput(f"a token's share of the memory budget is in (0, 1], got {share}")
         self.total = total
         self.free = total
-        self._changed = asyncio.Condition()
+        self.per_owner = max(1, int(total * share))
+        # Unfinished headers have a slice of their own that bodies never take, so stalled bodies
+        # cannot lock every new connection out, nor header floods every body.
+        self.header_slice = max(1, int(total * header_share))
+        self.per_owner = min(self.per_owner, total - self.header_slice)
+        self.held: dict[str, int] = {}
+        self._waiters: list[tuple[str, int, asyncio.Future[None]]] = []
 
-    async def reserve(self, size: int) -> int:
-        """Wait until ``size`` bytes (at most the whole budget) are free and take them."""
-        size = min(size, self.total)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.free >= size)
-            self.free -= size
+    def _fits(self, owner: str, size: int) -> bool:
+        held = self.held.get(owner, 0)
+        if owner == HEADER_OWNER:
+            return self.free >= size and held + size <= self.header_slice
+        header_room = self.header_slice - self.held.get(HEADER_OWNER, 0)
+        return self.free - header_room >= size and held + size <= self.per_owner
+
+    def _take(self, owner: str, size: int) -> None:
+        self.free -= size
+        self.held[owner] = self.held.get(owner, 0) + size
+
+    async def reserve(self, size: int, owner: str = "") -> int:
+        """Wait until ``size`` bytes (at most the owner's share) are free and take them."""
+        size = min(size, self.per_owner)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (owner, size, waiter)
+        self._waiters.append(entry)
+        self._grant()  # at once, unless the budget is short and others wait for it first
+        try:
+            await waiter
+        except BaseException:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+            elif waiter.done() and not waiter.cancelled():
+                self.give(size, owner)  # granted just as we were cancelled: hand it back
+            raise
         return size
 
-    async def release(self, size: int) -> None:
-        if size:
-            async with self._changed:
-                self.free += size
-                self._changed.notify_all()
+    def try_take(self, size: int, owner: str = "") -> bool:
+        """Take ``size`` bytes now if they fit (never waits); True if taken."""
+        if not self._fits(owner, size):
+            return False
+        self._take(owner, size)
+        return True
+
+    def give(self, size: int, owner: str = "") -> None:
+        """Give back ``size`` bytes taken by ``owner`` and wake the waiters that now fit."""
+        if not size:
+            return
+        self.free += size
+        left = self.held.get(owner, 0) - size
+        if left > 0:
+            self.held[owner] = left
+        else:
+            self.held.pop(owner, None)
+        self._grant()
+
+    def _grant(self) -> None:
+        # Waiters are served in order, except that one over its owner's share does not hold up
+        # others: that is what the share is for.
+        for entry in list(self._waiters):
+            owner, size, waiter = entry
+            if waiter.done():
+                self._waiters.remove(entry)
+            elif self._fits(owner, size):
+                self._waiters.remove(entry)
+                self._take(owner, size)
+                waiter.set_result(None)
+            elif self.free < size:
+                return
+
+    async def release(self, size: int, owner: str = "") -> None:
+        self.give(size, owner)
 
 
 @dataclass(frozen=True)
@@ -85,6 +200,15 @@ class ServerConfig:
     blob_limit: int = 4096 * MiB
     file_roots: tuple[Path, ...] = ()
     budget: ByteBudget = field(default_factory=lambda: ByteBudget(DEFAULT_MEMORY_BUDGET))
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    store_url: str = ""
+    tenant_url: str | None = None
+    revocations: RevocationCache = field(default_factory=RevocationCache)
+
+    def audience(self, tenant: str | None) -> str:
+        """The store id agent tokens must name (``aud``): the main store's, for tenants too (a
+        tenant token is bound to its tenant by its ``ten`` claim besides)."""
+        return store_id(self.store_url)
 
 
 class HttpError(Exception):
@@ -120,15 +244,37 @@ def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": error, "detail": detail, **extra}
 
 
+_SERVER_PATH = re.compile(r"(?:/[^/\s'\"]+){1,}/(?=[^/\s'\"]+)")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with the directories of every absolute path cut to ``…/`` (the last part, often
+    a record id, is kept): answers never show where the server keeps its files."""
+    return _SERVER_PATH.sub("…/", text)
+
+
 def error_response(exc: BaseException) -> Response:
-    """The JSON answer to a failed call: ``{"error": "<ExceptionClass>", "detail": "..."}``."""
+    """The JSON answer to a failed call: ``{"error": "<ExceptionClass>", "detail": "..."}``.
+
+    A server-side failure (5xx) is logged with its traceback, and its answer has no server paths.
+    """
     if isinstance(exc, HttpError):
         return JSONResponse(error_body(exc.error, exc.detail), exc.status, headers=exc.headers)
     if isinstance(exc, RelayStoreError):
         status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
-        extra = {"key": exc.key, "reason": exc.reason} if isinstance(exc, CorruptRecord) else {}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(error_body(type(exc).__name__, str(exc), **extra), status, headers=headers)
+        if status < 500:
+            return JSONResponse(error_body(type(exc).__name__, str(exc)), status, headers=headers)
+        if status == 500:
+            log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
+        else:  # 503: the database is away; one line each, rate-limited
+            noisy_log.warning("%s: %s", type(exc).__name__, exc)
+        extra = (
+            {"key": scrub_paths(exc.key), "reason": scrub_paths(exc.reason)}
+            if isinstance(exc, CorruptRecord)
+            else {}
+        )
+        return JSONResponse(error_body(type(exc).__name__, scrub_paths(str(exc)), **extra), status)
     log.error("unexpected error", exc_info=exc)  # a bug: keep the trace in the log, not the reply
     return JSONResponse(error_body("InternalError", "the server failed; see its log"), 500)
 
@@ -180,7 +326,11 @@ class Call:
         return raw in {"true", "1"}
 
     def page_args(self) -> dict[str, Any]:
-        return {"limit": self.integer("limit"), "cursor": self.query("cursor")}
+        """``limit`` (default :data:`DEFAULT_PAGE`, at most :data:`MAX_PAGE`) and ``cursor``: a
+        listing never builds more than one bounded page in memory."""
+        limit = self.integer("limit")
+        limit = DEFAULT_PAGE if limit is None else min(limit, MAX_PAGE)
+        return {"limit": limit, "cursor": self.query("cursor")}
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])
@@ -191,16 +341,17 @@ class Call:
         """The request body as it arrives; :class:`TooLarge` once it passes ``limit`` bytes.
 
         Counts what arrives rather than trusting ``Content-Length`` (which may be absent or lie).
-        Before reading, it reserves ``reserve`` bytes of the server's memory budget for the rest
-        of the request (see :meth:`release`).
+        Before reading, it reserves ``reserve`` bytes of the server's memory budget, from its
+        token's share, for the rest of the request (see :meth:`release`). A body that sends
+        nothing for ``body_timeout`` seconds is cut: :class:`HttpError` 408.
         """
         declared = self.request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"the body is {declared} bytes; the limit is {limit}")
-        self.reserved += await self.config.budget.reserve(reserve)
+        self.reserved += await self.config.budget.reserve(reserve, self.principal.budget_key)
         size = 0
         while not self.body_finished:
-            message = await self.request.receive()
+            message = await self._receive()
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             self.body_finished = not message.get("more_body", False)
@@ -211,24 +362,31 @@ class Call:
             if chunk:
                 yield chunk
 
+    async def _receive(self) -> Any:
+        try:
+            return await asyncio.wait_for(self.request.receive(), self.config.body_timeout)
+        except TimeoutError:
+            raise HttpError(
+                408,
+                "RequestTimeout",
+                f"the body sent nothing for {self.config.body_timeout:g} s",
+                {"Connection": "close"},
+            ) from None
+
     async def body(self) -> bytes:
         limit = self.config.body_limit
         declared = self.request.headers.get("content-length", "")
-        expected = min(int(declared), limit) if declared.isdigit() else limit
+        expected = min(int(declared), limit) if declared.isascii() and declared.isdigit() else limit
         chunks = self.chunks(limit, reserve=JSON_COPIES * expected)
         return b"".join([chunk async for chunk in chunks])
 
     async def release(self) -> None:
         """Give back what this request reserved of the memory budget (at its end)."""
-        await self.config.budget.release(self.reserved)
+        self.config.budget.give(self.reserved, self.principal.budget_key)
         self.reserved = 0
 
     async def json(self) -> Any:
-        raw = await self.body()
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"the body is not JSON: {exc}") from None
+        return strict_json(await self.body(), "the body")
 
     async def parse(self, adapter: TypeAdapter[Any], what: str) -> Any:
         return validate(adapter, await self.json(), what)
@@ -237,7 +395,10 @@ class Call:
         """Read and drop what is left of the body (bounded), so a 413 reaches the client."""
         dropped = 0
         while not self.body_finished and dropped < DRAIN_LIMIT:
-            message = await self.request.receive()
+            try:
+                message = await self._receive()
+            except HttpError:
+                return
             if message["type"] == "http.disconnect":
                 return
             self.body_finished = not message.get("more_body", False)
@@ -267,7 +428,7 @@ def page_reply(page: Any) -> Response:
     corrupt records the store skipped (so a remote caller can log them as a local one would)."""
     body = {"items": dump(list(page)), "next_cursor": page.next_cursor}
     if warnings := _warnings.get():
-        body["warnings"] = warnings
+        body["warnings"] = [scrub_paths(w) for w in warnings]
     return reply(body)
 
 
@@ -325,3 +486,4 @@ class Op:
     request: dict[str, Any] | None = None
     responses: dict[int, dict[str, Any]] = field(default_factory=dict)
     tag: str = "server"
+    query_token: bool = False  # may the token come as ?token= (only where no header can be set)

@@ -16,15 +16,16 @@ Semantics, as NeMo Relay's InMemoryBackend and RedisBackend:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import TypeAdapter
 
-from relaystore.errors import Conflict, InvalidInput
+from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.adaptive import (
     AccumulatorState,
     ExecutionPlan,
@@ -95,18 +96,48 @@ class _StaleDocument(Exception):
     """Raised inside an ``_update_doc`` apply function to abort a compare-and-set put."""
 
 
-_UPDATE_LOCKS: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, asyncio.Lock]
+class _UpdateQueue:
+    """This event loop's updates of one document, one at a time.
+
+    When the update holding the lock fails with :class:`BackendUnavailable`, the updates that
+    were waiting behind it fail at once with the same error instead of each trying again and
+    waiting a whole ``timeout`` of its own: N queued updates of a frozen backend all fail within
+    about one ``timeout`` of when they were made, not N of them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.failures = 0
+        self.last_failure: BackendUnavailable | None = None
+
+    @contextlib.asynccontextmanager
+    async def turn(self, what: str) -> AsyncIterator[None]:
+        seen = self.failures
+        async with self.lock:
+            if self.failures != seen:
+                raise BackendUnavailable(
+                    f"{what}: the backend failed while this update waited: {self.last_failure}"
+                )
+            try:
+                yield
+            except BackendUnavailable as exc:
+                self.failures += 1
+                self.last_failure = exc
+                raise
+
+
+_UPDATE_QUEUES: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, _UpdateQueue]
 ] = weakref.WeakKeyDictionary()
 
 
-def _update_lock(document: Hashable) -> asyncio.Lock:
-    """The lock that queues this event loop's updates of one document (dropped when unused)."""
-    per_loop = _UPDATE_LOCKS.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
-    lock = per_loop.get(document)
-    if lock is None:
-        lock = per_loop[document] = asyncio.Lock()
-    return lock
+def _update_queue(document: Hashable) -> _UpdateQueue:
+    """The queue of this event loop's updates of one document (dropped when unused)."""
+    per_loop = _UPDATE_QUEUES.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+    queue = per_loop.get(document)
+    if queue is None:
+        queue = per_loop[document] = _UpdateQueue()
+    return queue
 
 
 class AdaptiveStore(ABC):
@@ -310,7 +341,8 @@ class AdaptiveStore(ABC):
             decoded[new_text] = new
             return new_text
 
-        async with _update_lock((self.database or self, kind, key)):
+        queue = _update_queue((self.database or self, kind, key))
+        async with queue.turn(f"{kind}:{key}"):
             text = await self._update_doc(kind, key, apply)
         if text in decoded:
             return decoded[text]
