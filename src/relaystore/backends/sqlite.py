@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
+from relaystore.backends._group_commit import GroupCommit
 from relaystore.backends._options import merge_options, number
 from relaystore.backends.sqlite_items import SqliteItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
@@ -223,6 +224,7 @@ class SqliteDatabase:
         self._inline_average_s = 0.0
         self._inline_commits = 0
         self._checkpointing = False  # while True, writes queue on the worker behind the checkpoint
+        self._group = GroupCommit(self._commit_group)  # writes waiting for the worker share commits
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -374,6 +376,10 @@ class SqliteDatabase:
             result = self._write_inline(fn)
             if result is not _BUSY:
                 return result
+        return await self._group.write(fn, deadline)
+
+    async def _commit_group(self, fn: Callable[[sqlite3.Connection], T], deadline: float) -> T:
+        """One group of writes (see ``_group_commit``) as one transaction on the worker."""
         return await self.call(lambda: self._retry(lambda: _transaction(self._require(), fn), deadline))
 
     async def execute(self, sql: str, params: Sequence[Any], *, inline_bytes: int) -> int:
@@ -384,11 +390,12 @@ class SqliteDatabase:
             result = self._write_inline(lambda c: c.execute(sql, params).rowcount, wrap=False)
             if result is not _BUSY:
                 return int(result)
-        statement = lambda: self._require().execute(sql, params).rowcount  # noqa: E731
-        return await self.call(lambda: self._retry(statement, deadline))
+        return int(await self._group.write(lambda c: c.execute(sql, params).rowcount, deadline))
 
     def _may_inline(self, size: int) -> bool:
-        if self._inline is None or size > INLINE_MAX_BYTES or self._checkpointing:
+        # While the worker commits a group, a new write joins the next group instead: inline it
+        # would only find the lock taken, and alone it would cost a commit of its own.
+        if self._inline is None or size > INLINE_MAX_BYTES or self._checkpointing or self._group.busy:
             return False
         if self._inline_pause:
             self._inline_pause -= 1

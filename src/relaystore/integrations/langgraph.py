@@ -424,14 +424,24 @@ class RelaySaver(BaseCheckpointSaver[str]):
         return await self._namespaces(configurable["thread_id"])
 
     async def _bundles(
-        self, key: str, page: int, *, values: bool = True, newest_first: bool = True, **options: Any
+        self,
+        key: str,
+        page: int,
+        *,
+        values: bool = True,
+        newest_first: bool = True,
+        grow_to: int = 0,
+        **options: Any,
     ) -> AsyncIterator[tuple[str, CheckpointBundle]]:
-        """One thread's checkpoints with values and writes, a ``list_full`` page at a time."""
+        """One thread's checkpoints with values and writes, a ``list_full`` page at a time;
+        with ``grow_to`` each page is four times the last, up to it (a walk that usually stops
+        early reads little, one that goes far still takes few round trips)."""
         cursor: str | None = None
         while True:
             rows = await self.store.checkpoints.list_full(
                 key, limit=page, cursor=cursor, values=values, newest_first=newest_first, **options
             )
+            page = min(page * 4, grow_to) if grow_to else page
             for bundle in rows:
                 yield key, bundle
             cursor = rows.next_cursor
@@ -445,9 +455,9 @@ class RelaySaver(BaseCheckpointSaver[str]):
     ) -> Mapping[str, DeltaChannelHistory]:
         """For each channel, the ancestors' writes oldest first and the value at the nearest
         ancestor that has one (``seed``), as the base class defines it, but batched: the
-        ancestor chain comes from ``list_full`` pages without values (one round trip per 100
-        checkpoints) and every seed from one ``get_attachments``. The writes stored at the
-        target checkpoint itself are left out.
+        ancestor chain comes from ``list_full`` pages without values (8 checkpoints, then 32,
+        128, 500: a few round trips however deep) and every seed from one ``get_attachments``.
+        The writes stored at the target checkpoint itself are left out.
         """
         self._bind_loop()
         if not channels:
@@ -499,7 +509,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
     async def _ancestors(self, key: str, checkpoint_id: str | None) -> AsyncIterator[CheckpointBundle]:
         """The target's ancestors nearest first, as metadata and writes, read lazily from pages
         of the thread newest first (an ancestor is always older than its child)."""
-        pages = self._bundles(key, _PAGE, values=False)
+        pages = self._bundles(key, 8, values=False, grow_to=_PAGE)
         known: dict[str, CheckpointBundle] = {}
         wanted: str | None = checkpoint_id
         is_target = True
