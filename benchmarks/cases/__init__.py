@@ -3,6 +3,6 @@
 A new module (e.g. ``redis.py`` with ``backends=("redis",)``) is picked up once it is listed here.
 """
 
-from benchmarks.cases import adaptive, checkpoints, http, langgraph, outputs, scaling
+from benchmarks.cases import adaptive, checkpoints, http, langgraph, langgraph_loop, outputs, scaling
 
-__all__ = ["adaptive", "checkpoints", "http", "langgraph", "outputs", "scaling"]
+__all__ = ["adaptive", "checkpoints", "http", "langgraph", "langgraph_loop", "outputs", "scaling"]
