@@ -20,8 +20,10 @@ postgres), in the same run; RelaySaver alone on redis and file. Before timing, e
 runs one untimed loop on a fresh store with :func:`benchmarks.peers.counting.counting` on, which
 gives the facts: saver calls per loop, statements and round trips per call, and the bytes that
 one loop leaves stored (SQLite files after close, WAL included; PostgreSQL
-``pg_total_relation_size`` of the schema's tables; the file backend's directory). Each loop checks
-that every thread's state and newest history entry hold all the messages.
+``pg_total_relation_size`` of the schema's tables; the file backend's directory). RelaySaver's
+facts also give "LangGraph alone": the ``ainvoke`` part with no checkpointer, the floor that
+LangGraph's own work puts under any saver. Each loop checks that every thread's state and newest
+history entry hold all the messages.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def _route(state: Any) -> str:
     return "tool" if _calls(state) else END
 
 
-def build_graph(saver: BaseCheckpointSaver[Any], delta: bool) -> Any:
+def build_graph(saver: BaseCheckpointSaver[Any] | None, delta: bool) -> Any:
     """The compiled think ⇄ tool loop on ``saver``; ``delta`` makes ``messages`` a DeltaChannel."""
     graph: StateGraph[Any] = StateGraph(DeltaState if delta else PlainState)
     graph.add_node("think", _think)
@@ -264,6 +266,18 @@ class Clock:
         self.wall.append(time.perf_counter() - wall)
 
 
+async def graph_alone(delta: bool, loops: int = 3) -> float:
+    """Median seconds of the loop's ``ainvoke`` part with no checkpointer (nothing to read back):
+    what LangGraph itself spends, a floor under every saver's loop time."""
+    graph = build_graph(None, delta)
+    took = []
+    for k in range(loops):
+        began = time.perf_counter()
+        await asyncio.gather(*(_thread(graph, f"alone{k}-t{t}") for t in range(THREADS)))
+        took.append(time.perf_counter() - began)
+    return statistics.median(took)
+
+
 def _count_facts(facts: dict[str, Any], tally: Tally, backend: str, checkpoints: int) -> None:
     facts["checkpoints/thread"] = checkpoints
     facts["saver calls/loop"] = tally.calls_text()
@@ -294,6 +308,8 @@ def _contender(ctx: Context, label: str, delta: bool, make_side: Callable[[Conte
         size = await counted.stored_bytes()
         if size is not None:
             facts[BYTES] = size
+        if label == RELAY:
+            facts["LangGraph alone s/loop"] = f"{await graph_alone(delta):.3f}"
         clock = Clock()
         async with make_side(ctx, "timed").open() as saver:
             graph = build_graph(saver, delta)
@@ -367,58 +383,26 @@ COMMON: dict[str, Any] = {
 }
 
 
-@case(
-    GROUP,
-    "plain messages",
-    backends=("sqlite", "postgres"),
-    quick_backends=("sqlite",),
-    check=_bytes_check,
-    reasons=REASONS,
-    note=f"messages: Annotated[list, operator.add]; {NOTE}",
-    **COMMON,
-)
-def plain_db(ctx: Context) -> Matchup:
-    return _matchup(ctx, delta=False)
+def _register(name: str, delta: bool, note: str, reasons: dict[str, str]) -> None:
+    """One case per backend: sqlite and postgres with the bytes check (sqlite plain in --quick),
+    memory and redis, and file with fewer repeats (a loop takes 2–5 s there, fsync-bound)."""
+
+    def build(ctx: Context) -> Matchup:
+        return _matchup(ctx, delta)
+
+    shared: dict[str, Any] = {**COMMON, "reasons": reasons, "note": note}
+    quick = () if delta else ("sqlite",)
+    case(GROUP, name, backends=("sqlite", "postgres"), quick_backends=quick, check=_bytes_check, **shared)(
+        build
+    )
+    case(GROUP, name, backends=("memory", "redis"), quick_backends=(), **shared)(build)
+    case(GROUP, name, backends=("file",), quick_backends=(), **{**shared, "repeats": 3})(build)
 
 
-@case(
-    GROUP,
-    "plain messages",
-    backends=("memory", "redis", "file"),
-    quick_backends=(),
-    reasons=REASONS,
-    note=f"messages: Annotated[list, operator.add]; {NOTE}",
-    **COMMON,
-)
-def plain_other(ctx: Context) -> Matchup:
-    return _matchup(ctx, delta=False)
-
-
-DELTA_NOTE = f"messages: DeltaChannel(extend, snapshot_frequency={SNAPSHOT_EVERY}); {NOTE}"
-
-
-@case(
-    GROUP,
+_register("plain messages", False, f"messages: Annotated[list, operator.add]; {NOTE}", REASONS)
+_register(
     "messages as DeltaChannel",
-    backends=("sqlite", "postgres"),
-    quick_backends=(),
-    check=_bytes_check,
-    reasons=DELTA_REASONS,
-    note=DELTA_NOTE,
-    **COMMON,
+    True,
+    f"messages: DeltaChannel(extend, snapshot_frequency={SNAPSHOT_EVERY}); {NOTE}",
+    DELTA_REASONS,
 )
-def delta_db(ctx: Context) -> Matchup:
-    return _matchup(ctx, delta=True)
-
-
-@case(
-    GROUP,
-    "messages as DeltaChannel",
-    backends=("memory", "redis", "file"),
-    quick_backends=(),
-    reasons=DELTA_REASONS,
-    note=DELTA_NOTE,
-    **COMMON,
-)
-def delta_other(ctx: Context) -> Matchup:
-    return _matchup(ctx, delta=True)
