@@ -138,15 +138,25 @@ async def _thread(graph: Any, thread_id: str) -> None:
 
 
 async def _read_back(graph: Any, thread_id: str) -> int:
-    """``aget_state`` and the whole history; checks both; returns the history's length."""
+    """``aget_state`` and the whole history, each checked; returns the history's length.
+
+    In this graph the checkpoint of step ``s`` holds ``s + 1`` messages (step -1, the input, none),
+    so a saver that loses or misplaces a write anywhere in the thread fails here.
+    """
     config = {"configurable": {"thread_id": thread_id}}
     state = await graph.aget_state(config)
+    _expect(thread_id, "aget_state", state.values, MESSAGES)
     history = [snapshot async for snapshot in graph.aget_state_history(config)]
-    for where, values in (("aget_state", state.values), ("newest history entry", history[0].values)):
-        if len(values.get("messages", [])) != MESSAGES:
-            got = len(values.get("messages", []))
-            raise AssertionError(f"{thread_id}: {where} has {got} messages, expected {MESSAGES}")
+    for snapshot in history:
+        step = snapshot.metadata["step"]
+        _expect(thread_id, f"history at step {step}", snapshot.values, max(0, step + 1))
     return len(history)
+
+
+def _expect(thread_id: str, where: str, values: dict[str, Any], count: int) -> None:
+    got = len(values.get("messages", []))
+    if got != count:
+        raise AssertionError(f"{thread_id}: {where} has {got} messages, expected {count}")
 
 
 async def run_loop(graph: Any, tag: str) -> int:
