@@ -18,7 +18,8 @@ Contenders: RelaySaver (``RelaySaver.from_url``) against InMemorySaver (relay on
 AsyncSqliteSaver (relay on sqlite) and AsyncPostgresSaver (``from_conn_string``, relay on
 postgres), in the same run; RelaySaver alone on redis and file. Before timing, every contender
 runs one untimed loop on a fresh store with :func:`benchmarks.peers.counting.counting` on, which
-gives the facts: saver calls per loop, statements and round trips per call, and the bytes that
+gives the facts: saver calls per loop, milliseconds per call (waits included), statements and
+round trips per call, and the bytes that
 one loop leaves stored (SQLite files after close, WAL included; PostgreSQL
 ``pg_total_relation_size`` of the schema's tables; the file backend's directory). RelaySaver's
 facts also give "LangGraph alone": the ``ainvoke`` part with no checkpointer, the floor that
@@ -134,7 +135,9 @@ def build_graph(saver: BaseCheckpointSaver[Any] | None, delta: bool) -> Any:
 
 async def _thread(graph: Any, thread_id: str) -> None:
     config = {"configurable": {"thread_id": thread_id}, "recursion_limit": 4 * ROUNDS + 8}
-    await graph.ainvoke({"messages": [HumanMessage(content=QUESTION)]}, config, durability="async")
+    # LangGraph's default, spelled out: a step's checkpoint is saved while the next step runs.
+    durability = {"durability": "async"} if graph.checkpointer else {}
+    await graph.ainvoke({"messages": [HumanMessage(content=QUESTION)]}, config, **durability)
 
 
 async def _read_back(graph: Any, thread_id: str) -> int:
@@ -291,6 +294,7 @@ async def graph_alone(delta: bool, loops: int = 3) -> float:
 def _count_facts(facts: dict[str, Any], tally: Tally, backend: str, checkpoints: int) -> None:
     facts["checkpoints/thread"] = checkpoints
     facts["saver calls/loop"] = tally.calls_text()
+    facts["ms per call"] = tally.latency_text()
     outside = tally[OUTSIDE]
     if outside.statements or outside.round_trips:
         facts["statements/round trips outside saver calls"] = f"{outside.statements}/{outside.round_trips}"
@@ -381,11 +385,11 @@ NOTE = (
     f"figures are rounds/s (loops/s × {THREADS * ROUNDS})"
 )
 COMMON: dict[str, Any] = {
-    # One loop per repeat, the contenders' turns rotating: 1 counted + 1 warm-up + 6 timed loops
-    # each, which keeps the group (ten cases) near two minutes.
+    # One loop per repeat, the contenders' turns rotating: 1 counted + 1 warm-up + 5 timed loops
+    # each, which keeps the group (ten cases) within about three minutes on a busy machine.
     "n": 1,
     "quick_n": 1,
-    "repeats": 6,
+    "repeats": 5,
     "quick_repeats": 2,
     "unit": "rounds/s",
     "ops_per_call": THREADS * ROUNDS,
@@ -395,7 +399,7 @@ COMMON: dict[str, Any] = {
 
 def _register(name: str, delta: bool, note: str, reasons: dict[str, str]) -> None:
     """One case per backend: sqlite and postgres with the bytes check (sqlite plain in --quick),
-    memory and redis, and file with fewer repeats (a loop takes 2–5 s there, fsync-bound)."""
+    memory and redis, and file with fewer repeats (a loop takes 2–8 s there, fsync-bound)."""
 
     def build(ctx: Context) -> Matchup:
         return _matchup(ctx, delta)
@@ -406,7 +410,7 @@ def _register(name: str, delta: bool, note: str, reasons: dict[str, str]) -> Non
         build
     )
     case(GROUP, name, backends=("memory", "redis"), quick_backends=(), **shared)(build)
-    case(GROUP, name, backends=("file",), quick_backends=(), **{**shared, "repeats": 3})(build)
+    case(GROUP, name, backends=("file",), quick_backends=(), **{**shared, "repeats": 2})(build)
 
 
 _register("plain messages", False, f"messages: Annotated[list, operator.add]; {NOTE}", REASONS)

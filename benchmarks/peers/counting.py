@@ -19,7 +19,8 @@ Charging follows a :class:`contextvars.ContextVar` set by the wrapped saver meth
 running concurrently on one event loop (eight graph threads) are told apart; work handed to a
 worker thread carries the caller's context along. A call made inside another counted call (the
 base class's ``aget_delta_channel_history`` calling ``aget_tuple``) is charged to the inner one.
-Statements outside any saver call (pool housekeeping) go to :data:`OUTSIDE`.
+Statements outside any saver call (pool housekeeping) go to :data:`OUTSIDE`. Each call's wall
+time is summed too (``OpCost.seconds``): where a saver waits (a lock, a retry) shows there.
 
 Counting is exact and deterministic for a given sequence of calls, but it adds overhead: count
 on an untimed run, not on a timed one. The psycopg hooks are process-wide while active, so do
@@ -33,6 +34,7 @@ import contextvars
 import functools
 import sqlite3
 import threading
+import time
 import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -67,6 +69,7 @@ class OpCost:
     calls: int = 0
     statements: int = 0
     round_trips: int = 0
+    seconds: float = field(default=0.0, compare=False)  # wall time inside the calls, summed
 
     def per_call(self) -> tuple[float, float]:
         """(statements, round trips) per call; the totals if there were no calls."""
@@ -81,12 +84,15 @@ class Tally:
     ops: dict[str, OpCost] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, op: str, *, calls: int = 0, statements: int = 0, round_trips: int = 0) -> None:
+    def add(
+        self, op: str, *, calls: int = 0, statements: int = 0, round_trips: int = 0, seconds: float = 0.0
+    ) -> None:
         with self._lock:
             cost = self.ops.setdefault(op, OpCost())
             cost.calls += calls
             cost.statements += statements
             cost.round_trips += round_trips
+            cost.seconds += seconds
 
     def charge(self, *, statements: int = 0, round_trips: int = 0) -> None:
         """Add to the saver call running in this context (or :data:`OUTSIDE`)."""
@@ -114,6 +120,11 @@ class Tally:
             statements, trips = self[op].per_call()
             parts.append(f"{op} {statements:.1f}/{trips:.1f}")
         return ", ".join(parts)
+
+    def latency_text(self) -> str:
+        """``aput 2.1, …``: mean milliseconds inside one call of each method (waits included;
+        a call made inside another counts in both)."""
+        return ", ".join(f"{op} {1000 * self[op].seconds / self[op].calls:.1f}" for op in self._called())
 
     def _called(self) -> list[str]:
         return [op for op in SAVER_METHODS if self[op].calls]
@@ -159,12 +170,13 @@ def count_saver_calls(saver: Any, tally: Tally) -> Iterator[Tally]:
 def _wrap_coroutine(name: str, method: Callable[..., Any], tally: Tally) -> Callable[..., Any]:
     @functools.wraps(method)
     async def counted(*args: Any, **kwargs: Any) -> Any:
-        tally.add(name, calls=1)
+        began = time.perf_counter()
         token = _CURRENT_OP.set(name)
         try:
             return await method(*args, **kwargs)
         finally:
             _CURRENT_OP.reset(token)
+            tally.add(name, calls=1, seconds=time.perf_counter() - began)
 
     return counted
 
@@ -177,6 +189,7 @@ def _wrap_generator(name: str, method: Callable[..., Any], tally: Tally) -> Call
         try:
             while True:
                 # Set around each step only: between steps the consumer's own code runs.
+                began = time.perf_counter()
                 token = _CURRENT_OP.set(name)
                 try:
                     item = await inner.__anext__()
@@ -184,6 +197,7 @@ def _wrap_generator(name: str, method: Callable[..., Any], tally: Tally) -> Call
                     return
                 finally:
                     _CURRENT_OP.reset(token)
+                    tally.add(name, seconds=time.perf_counter() - began)
                 yield item
         finally:
             await inner.aclose()
