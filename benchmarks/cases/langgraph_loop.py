@@ -19,12 +19,11 @@ AsyncSqliteSaver (relay on sqlite) and AsyncPostgresSaver (``from_conn_string``,
 postgres), in the same run; RelaySaver alone on redis and file. Before timing, every contender
 runs one untimed loop on a fresh store with :func:`benchmarks.peers.counting.counting` on, which
 gives the facts: saver calls per loop, milliseconds per call (waits included), statements and
-round trips per call, and the bytes that
-one loop leaves stored (SQLite files after close, WAL included; PostgreSQL
-``pg_total_relation_size`` of the schema's tables; the file backend's directory). RelaySaver's
-facts also give "LangGraph alone": the ``ainvoke`` part with no checkpointer, the floor that
-LangGraph's own work puts under any saver. Each loop checks that every thread's state and newest
-history entry hold all the messages.
+round trips per call, and the bytes that one loop leaves stored (SQLite files after close, WAL
+included; PostgreSQL ``pg_total_relation_size`` of the schema's tables; the file backend's
+directory). RelaySaver's facts also give "LangGraph alone": the ``ainvoke`` part with no
+checkpointer, the floor that LangGraph's own work puts under any saver. Each loop checks that
+every thread's state and every history entry hold the messages their step should have.
 """
 
 from __future__ import annotations
