@@ -291,20 +291,19 @@ async def graph_alone(delta: bool, loops: int = 3) -> float:
 
 
 def _count_facts(facts: dict[str, Any], tally: Tally, backend: str, checkpoints: int) -> None:
+    """The counted loop's figures; per-method lists are bracketed, the facts being comma-joined."""
     facts["checkpoints/thread"] = checkpoints
-    facts["saver calls/loop"] = tally.calls_text()
-    facts["ms per call"] = tally.latency_text()
+    facts["saver calls/loop"] = f"({tally.calls_text()})"
+    facts["ms per call"] = f"({tally.latency_text()})"
+    if backend not in ("postgres", "sqlite"):
+        return
+    trips = "round trips" if backend == "postgres" else "worker hops"
+    facts[f"statements/{trips} per call"] = f"({tally.per_call_text()})"
+    facts["statements/loop"] = tally.statements
+    facts[f"{trips}/loop"] = tally.round_trips
     outside = tally[OUTSIDE]
     if outside.statements or outside.round_trips:
-        facts["statements/round trips outside saver calls"] = f"{outside.statements}/{outside.round_trips}"
-    if backend == "postgres":
-        facts["statements/round trips per call"] = tally.per_call_text()
-        facts["statements/loop"] = tally.statements
-        facts["round trips/loop"] = tally.round_trips
-    elif backend == "sqlite":
-        facts["statements/worker hops per call"] = tally.per_call_text()
-        facts["statements/loop"] = tally.statements
-        facts["worker hops/loop"] = tally.round_trips
+        facts[f"statements/{trips} outside saver calls"] = f"{outside.statements}/{outside.round_trips}"
 
 
 def _contender(ctx: Context, label: str, delta: bool, make_side: Callable[[Context, str], Side]) -> Contender:
