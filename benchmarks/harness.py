@@ -375,7 +375,7 @@ def _matches(case_id: str, pattern: str) -> bool:
     return pattern in lowered
 
 
-GROUP_ORDER = ["checkpoints", "langgraph", "outputs", "http", "adaptive", "scaling"]
+GROUP_ORDER = ["checkpoints", "langgraph", "agent loop", "outputs", "http", "adaptive", "scaling"]
 """Report order of groups; groups not listed follow, in registration order."""
 
 REGISTRY = Registry()

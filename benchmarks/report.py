@@ -231,6 +231,14 @@ GROUP_INTROS = {
     "langgraph": "LangGraph's saver API: RelaySaver (relaystore behind `BaseCheckpointSaver`) against "
     "the native AsyncSqliteSaver / AsyncPostgresSaver, both driven by the same code "
     "(`benchmarks/cases/langgraph.py`). Ratios above 1× mean RelaySaver is faster.",
+    "agent loop": "LangGraph agent loop, end to end (`benchmarks/cases/langgraph_loop.py`): a real "
+    "`StateGraph` (think ⇄ tool, 12 rounds, a `messages` list with a reducer, plain or as a "
+    "`DeltaChannel`) on 8 concurrent threads with `durability='async'`, then `aget_state` and the "
+    "full `aget_state_history` of each thread. RelaySaver against the native saver of the same "
+    "backend; alone on redis and file. The ratio is native ÷ RelaySaver wall time (above 1× "
+    "RelaySaver is faster). Facts come from one untimed, counted loop per contender "
+    "(`benchmarks/peers/counting.py`): saver calls, statements / round trips per call (SQLite: "
+    "statements / hops to a worker thread), bytes one loop leaves stored.",
     "http": "`relaystore serve` in front of a SQLite file, 16 concurrent clients, beside the same "
     "calls on a `sqlite://` store in this process (`benchmarks/cases/http.py`). The ratio against "
     "in-process is the cost of going over HTTP; no target.",
