@@ -37,13 +37,15 @@ async def saver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 class Chain:
     """Checkpoints put one after another (parent = previous), each with chosen values and writes."""
 
-    def __init__(self, saver: RelaySaver) -> None:
+    def __init__(self, saver: RelaySaver, *, descending_ids: bool = False) -> None:
         self.saver = saver
+        self.descending_ids = descending_ids
         self.ids: list[str] = []
         self.version = 0
 
     async def add(self, values: dict[str, Any], writes: list[tuple[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
-        checkpoint_id = f"1ef00000-0000-6000-8000-{len(self.ids):012d}"
+        number = 10**6 - len(self.ids) if self.descending_ids else len(self.ids)
+        checkpoint_id = f"1ef00000-0000-6000-8000-{number:012d}"
         self.version += 1
         versions = {channel: self.saver.get_next_version(self.version - 1, None) for channel in values}
         config = self.config(self.ids[-1] if self.ids else None)
@@ -132,3 +134,13 @@ async def test_the_latest_checkpoint_when_the_config_names_none(saver: RelaySave
     assert got["m"]["seed"] == _DeltaSnapshot([0]) and [w[2] for w in got["m"]["writes"]] == [[1]]
     missing = await history(saver, chain.config("1ef00000-0000-6000-8000-999999999999"), ["m"])
     assert missing == {"m": {"writes": []}}
+
+
+async def test_ids_that_are_not_time_ordered_still_find_every_ancestor(saver: RelaySaver) -> None:
+    chain = Chain(saver, descending_ids=True)  # each child's id sorts below its parent's
+    await chain.add({"m": _DeltaSnapshot([0])})
+    await chain.add({}, [("m", [1])])
+    await chain.add({}, [("m", [2])])
+    target = await chain.add({})
+    got = await history(saver, target, ["m"])
+    assert got["m"]["seed"] == _DeltaSnapshot([0]) and [w[2] for w in got["m"]["writes"]] == [[1], [2]]

@@ -508,8 +508,30 @@ class RelaySaver(BaseCheckpointSaver[str]):
 
     async def _ancestors(self, key: str, checkpoint_id: str | None) -> AsyncIterator[CheckpointBundle]:
         """The target's ancestors nearest first, as metadata and writes, read lazily from pages
-        of the thread newest first (an ancestor is always older than its child)."""
-        pages = self._bundles(key, 8, values=False, grow_to=_PAGE)
+        of the thread newest first (an ancestor is always older than its child).
+
+        LangGraph ids are time-ordered, so the pages start at the target (ids up to its own),
+        not at the thread's head: reading the state of every checkpoint of a history then costs
+        each one its own chain, not the whole newer part of the thread. If an ancestor is not
+        found below the target (ids that are not time-ordered), the whole thread is read.
+        """
+        bound = None if checkpoint_id is None else checkpoint_id + "\x01"  # the target sorts below
+        walked: set[str] = set()
+        async for bundle in self._walk(
+            self._bundles(key, 8, values=False, grow_to=_PAGE, before=bound), checkpoint_id, walked
+        ):
+            yield bundle
+        if None not in walked and bound is not None:  # the chain broke off below the target (or is gone)
+            pages = self._bundles(key, _PAGE, values=False)
+            async for bundle in self._walk(pages, checkpoint_id, set()):
+                if bundle.metadata.id not in walked:
+                    yield bundle
+
+    async def _walk(
+        self, pages: AsyncIterator[tuple[str, CheckpointBundle]], checkpoint_id: str | None, walked: set[str]
+    ) -> AsyncIterator[CheckpointBundle]:
+        """Follow parent ids from the target through ``pages``; ``walked`` collects the ids
+        yielded, plus None once the chain reached its root."""
         known: dict[str, CheckpointBundle] = {}
         wanted: str | None = checkpoint_id
         is_target = True
@@ -517,14 +539,16 @@ class RelaySaver(BaseCheckpointSaver[str]):
             if wanted is not None and wanted in known:
                 bundle = known.pop(wanted)
                 if not is_target:
+                    walked.add(bundle.metadata.id)
                     yield bundle
                 is_target, wanted = False, bundle.metadata.parent_id
                 if wanted is None:
+                    walked.add(None)  # type: ignore[arg-type]
                     return
                 continue
             item = await anext(pages, None)
             if item is None:
-                return  # the target or an ancestor is gone
+                return  # the target or an ancestor is gone, or lies outside these pages
             bundle = item[1]
             if wanted is None:  # no id: the target is the newest
                 wanted = bundle.metadata.id
