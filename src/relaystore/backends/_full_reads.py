@@ -59,7 +59,7 @@ def bundles(
         elif kind == ATTACHMENT:
             attachments[text] = bytes(value)
         else:
-            write = PendingWrite(
+            write = PendingWrite.model_construct(  # columns of our own rows: already the right types
                 task_id=text, idx=seq, channel=channel, type=type_, task_path=task_path, value=bytes(value)
             )
             writes.setdefault(checkpoint_id, []).append(write)

@@ -785,7 +785,7 @@ class PgCheckpointStore(CheckpointStore):
             (thread_id, checkpoint_id),
         )
         return [
-            PendingWrite(task_id=t, idx=i, channel=c, type=ty, task_path=p, value=bytes(v))
+            PendingWrite.model_construct(task_id=t, idx=i, channel=c, type=ty, task_path=p, value=bytes(v))
             for t, i, c, ty, p, v in rows
         ]
 

@@ -695,7 +695,7 @@ class SqliteCheckpointStore(CheckpointStore):
             ).fetchall()
         )
         return [
-            PendingWrite(task_id=t, idx=i, channel=c, type=ty, task_path=p, value=bytes(v))
+            PendingWrite.model_construct(task_id=t, idx=i, channel=c, type=ty, task_path=p, value=bytes(v))
             for t, i, c, ty, p, v in rows
         ]
 

@@ -325,7 +325,7 @@ class RelaySaver(BaseCheckpointSaver[str]):
         for idx, (channel, value) in enumerate(writes):
             kind, data = self.serde.dumps_typed(value)
             pending.append(
-                PendingWrite(
+                PendingWrite.model_construct(  # typed by LangGraph and the serde; the store checks ids
                     task_id=task_id,
                     idx=WRITES_IDX_MAP.get(channel, idx),
                     channel=channel,
