@@ -18,12 +18,12 @@ from urllib.parse import urlsplit
 
 from relaystore.backends.memory_items import MemoryItemStore
 from relaystore.errors import Conflict
-from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
+from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
 from relaystore.stores import AdaptiveStore, CheckpointStore, DocKind, OutputFilter, OutputStore, Store
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
 from relaystore.stores.blobs import BlobStore
-from relaystore.stores.checkpoints import SeqRow, check_head, duplicate_conflict
+from relaystore.stores.checkpoints import FullQuery, SeqRow, check_head, duplicate_conflict, sort_writes
 
 
 class _State:
@@ -103,6 +103,36 @@ class MemoryCheckpointStore(CheckpointStore):
                 return None
             _, metadata, state = thread[next(reversed(thread))]
             return Checkpoint(metadata, state)
+
+    async def _load_full(self, thread_id: str, checkpoint_id: str | None) -> CheckpointBundle | None:
+        with self._s.lock:  # one lookup per part, no awaits between them
+            thread = self._s.threads.get(thread_id)
+            if not thread:
+                return None
+            entry = thread.get(checkpoint_id if checkpoint_id is not None else next(reversed(thread)))
+            return None if entry is None else self._bundle(thread_id, entry, True)
+
+    async def _list_full(self, thread_id: str, query: FullQuery) -> list[tuple[int, Any]]:
+        with self._s.lock:
+            thread = self._s.threads.get(thread_id, {})
+            entries = reversed(thread.values()) if query.newest_first else iter(thread.values())
+            rows = (
+                (seq, self._bundle(thread_id, (seq, md, state), query.values))
+                for seq, md, state in entries
+                if _after(seq, query.after, query.newest_first) and query.matches(md)
+            )
+            return list(rows if query.limit is None else itertools.islice(rows, query.limit))
+
+    def _bundle(
+        self, thread_id: str, entry: tuple[int, CheckpointMetadata, bytes], values: bool
+    ) -> CheckpointBundle:
+        _, metadata, state = entry
+        writes = sort_writes(self._s.writes.get(thread_id, {}).get(metadata.id, {}).values())
+        if not values:
+            return CheckpointBundle(metadata, b"", {}, writes)
+        stored = self._s.attachments.get(thread_id, {})
+        attachments = {ref: stored[ref] for ref in metadata.refs if ref in stored}
+        return CheckpointBundle(metadata, state, attachments, writes)
 
     async def _list(
         self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
