@@ -51,6 +51,7 @@ from benchmarks.payloads import encode_state
 from relaystore.models.checkpoints import CheckpointMetadata
 from relaystore.models.common import now_rfc3339
 from relaystore.models.outputs import OutputRecord, OutputRef
+from relaystore.stores.checkpoints import OMITTED_WHEN_EMPTY
 
 SIZES: tuple[int, ...] = tuple(
     s
@@ -127,7 +128,8 @@ def checkpoint_rows(start: int, stop: int) -> Iterator[tuple[Any, ...]]:
     # is 2× faster than a model per row, and the layout check compares the result with the API's.
     marks = {"id": "@id@", "thread": "@thread@", "step": "9090909091", "size": "8080808081"}
     model = CheckpointMetadata(id="@id@", thread_id="@thread@", step=9090909091, state_size=8080808081)
-    metadata = json_format(model.model_dump_json(), **marks)
+    empty = {name for name in OMITTED_WHEN_EMPTY if not getattr(model, name)}  # as the store writes it
+    metadata = json_format(model.model_dump_json(exclude=empty), **marks)
     for i in range(start, stop):
         thread, state, checkpoint_id = f"thread-{i % THREADS}", encode_state(STATE, i), str(uuid.uuid4())
         yield thread, checkpoint_id, metadata(id=checkpoint_id, thread=thread, step=i, size=len(state)), state

@@ -54,7 +54,7 @@ from relaystore.stores._common import (
 
 SeqRow = tuple[int, CheckpointMetadata]
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
-_OMITTED_WHEN_EMPTY = ("parent_id", "label", "tags", "custom")
+OMITTED_WHEN_EMPTY = ("parent_id", "label", "tags", "custom")
 
 
 class CheckpointStore(ABC):
@@ -99,7 +99,7 @@ class CheckpointStore(ABC):
         state = bytes(state)
         metadata = metadata.model_copy(update={"state_size": len(state)})
         # Stored without the empty optional fields (read back as their defaults): ~45 bytes a row.
-        empty = {name for name in _OMITTED_WHEN_EMPTY if not getattr(metadata, name)}
+        empty = {name for name in OMITTED_WHEN_EMPTY if not getattr(metadata, name)}
         metadata._json = storable_json(_METADATA, metadata, "checkpoint metadata", exclude=empty)
         items = {check_id(k, "attachment key"): _as_bytes(v) for k, v in (attachments or {}).items()}
         if items:
