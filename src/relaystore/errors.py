@@ -7,6 +7,7 @@ Callers can catch :class:`RelayStoreError` for all of them, or a narrower class:
 - :class:`InvalidInput`: the arguments are wrong (bad id, mismatched thread, bad cursor).
 - :class:`CorruptRecord`: a stored record cannot be decoded. Only the read that touches it fails.
 - :class:`BackendUnavailable`: the database or server cannot be reached; a later call may succeed.
+- :class:`NotSupported`: the backend lacks a capability (``capability`` names it); no call will succeed.
 - :class:`AuthError` (:class:`Unauthorized`, :class:`Forbidden`): a relaystore server refused the
   token (``http://`` backend only).
 """
@@ -66,6 +67,16 @@ class CorruptRecord(RelayStoreError):
 
 class BackendUnavailable(RelayStoreError):
     """The backend cannot be reached or timed out; the call may be retried."""
+
+
+class NotSupported(RelayStoreError):
+    """The backend does not provide a capability (``capability`` names it, as in
+    :class:`relaystore.testing.Capability`); nothing was read or written, and retrying won't help."""
+
+    def __init__(self, backend: str, capability: str) -> None:
+        super().__init__(f"the {backend} backend does not support {capability}")
+        self.backend = backend
+        self.capability = capability
 
 
 class TooLarge(InvalidInput):

@@ -84,6 +84,7 @@ import filelock
 from pydantic import TypeAdapter, ValidationError
 
 from relaystore.backends._options import flag, merge_options, number
+from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord, OutputRef
@@ -1226,7 +1227,6 @@ async def open_store(url: str, **options: Any) -> Store:
 BLOBS_DIR = "blobs"
 UPLOAD_PREFIX = ".upload-"  # not TMP_PREFIX: open() must not delete an upload another process runs
 MIME_SUFFIX = ".mime"
-STALE_UPLOAD_SECONDS = 86_400
 _DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -33,7 +33,6 @@ import base64
 import json
 import logging
 import os
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -42,6 +41,7 @@ import httpx
 from pydantic import ConfigDict, TypeAdapter
 
 from relaystore import errors
+from relaystore.backends._policy import CAS_BUDGET
 from relaystore.backends.http_items import HttpItemStore
 from relaystore.errors import (
     BackendUnavailable,
@@ -70,7 +70,6 @@ from relaystore.stores.checkpoints import FullQuery, SeqRow
 log = logging.getLogger("relaystore")
 METADATA_HEADER = "Relaystore-Metadata"
 BATCH = 500  # refs per batch request, below the server's 1000
-UPDATE_ATTEMPTS = 200  # compare-and-set rounds before giving up on a hot document
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _FULL_ONE: TypeAdapter[BundleWire] = TypeAdapter(BundleWire)
 _FULL_PAGE: TypeAdapter[BundlePageWire] = TypeAdapter(BundlePageWire)
@@ -113,6 +112,8 @@ def raise_for_response(response: httpx.Response) -> None:
             cls = BackendUnavailable if response.status_code >= 500 else InvalidInput
     if cls is CorruptRecord:
         raise CorruptRecord(str(body.get("key", "?")), str(body.get("reason", detail)))
+    if cls is errors.NotSupported:
+        raise errors.NotSupported(str(body.get("backend", "remote")), str(body.get("capability", detail)))
     raise cls(detail)
 
 
@@ -555,21 +556,23 @@ class HttpAdaptiveStore(AdaptiveStore):
     async def _update_doc(
         self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
     ) -> str | None:
-        delay = 0.002
-        for _ in range(UPDATE_ATTEMPTS):
+        async def round_() -> tuple[bool, str | None]:
             found = await self._versioned(kind, key)
             current = None if found is None else found[0]
             new = apply(current)
             if new is None:
-                return current
+                return True, current
             precondition = {"If-None-Match": "*"} if found is None else {"If-Match": f'"{found[1]}"'}
             try:
                 await self._put(kind, key, new, precondition)
-                return new
             except Conflict:  # another writer got in between: read again
-                await asyncio.sleep(delay * random.random())
-                delay = min(delay * 2, 0.1)
-        raise BackendUnavailable(f"{kind}:{key} changed on every one of {UPDATE_ATTEMPTS} update attempts")
+                return False, None
+            return True, new
+
+        return await CAS_BUDGET.run(
+            round_,
+            lambda: Conflict(f"{kind}:{key} changed on every one of {CAS_BUDGET.attempts} update attempts"),
+        )
 
 
 # --------------------------------------------------------------------------- blobs

@@ -43,6 +43,7 @@ from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._options import flag, number
+from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.postgres_items import PgItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
@@ -1140,13 +1141,14 @@ class PgBlobStore(BlobStore):
         return [BlobContent(sha256=sha, size=size, mime=mime) for sha, size, mime in rows]
 
     async def drop_stale_uploads(self) -> int:
-        """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""
+        """Remove chunks of uploads older than ``STALE_UPLOAD_SECONDS`` (left by a crashed writer)."""
         async with self._db.transaction() as conn:
             cur = await conn.execute(
                 self._db.sql(
-                    "DELETE FROM {s}.blob_uploads WHERE started_at < now() - interval '1 day' "
+                    "DELETE FROM {s}.blob_uploads WHERE started_at < now() - make_interval(secs => %s) "
                     "RETURNING upload_id"
-                )
+                ),
+                (STALE_UPLOAD_SECONDS,),
             )
             stale = [f"upload:{row[0]}" for row in await cur.fetchall()]
             if stale:

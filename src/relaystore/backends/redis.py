@@ -36,7 +36,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -51,6 +50,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from relaystore.backends._options import flag, merge_options, number
+from relaystore.backends._policy import CAS_BUDGET, STALE_UPLOAD_SECONDS
 from relaystore.backends.redis_items import RedisItemStore
 from relaystore.errors import BackendUnavailable, Conflict, CorruptRecord, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointMetadata, PendingWrite
@@ -67,7 +67,6 @@ _WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
 DEFAULT_PREFIX = "nemo_relay:"
 _SCAN_COUNT = 1000
 _CHUNK = 500  # keys per MGET/HMGET/prune step: bounds one reply and one script's run time
-_MAX_CAS_ATTEMPTS = 1000
 
 # ------------------------------------------------------------------------- Lua scripts
 # KEYS are always declared, so every script is valid in cluster mode (all its keys share a tag).
@@ -767,8 +766,6 @@ class RedisOutputStore(OutputStore):
 
 # ------------------------------------------------------------------------- blobs
 
-_STALE_UPLOAD_SECONDS = 86_400
-
 
 class RedisBlobStore(BlobStore):
     """Blobs under ``{prefix}rs:{blob}:``: a ``meta`` hash (digest → size and mime), 1 MiB
@@ -820,7 +817,7 @@ class RedisBlobStore(BlobStore):
         return [self._blob(sha, raw) for sha, raw in zip(page, raws, strict=True) if raw is not None]
 
     async def drop_stale_uploads(self) -> int:
-        cutoff = time.time() - _STALE_UPLOAD_SECONDS
+        cutoff = time.time() - STALE_UPLOAD_SECONDS
         stale = await self._c.do(self._uploads, "ZRANGEBYSCORE", self._uploads, "-inf", cutoff)
         for upload_id in stale:
             await self._abort(upload_id.decode())
@@ -961,21 +958,19 @@ class RedisAdaptiveStore(AdaptiveStore):
         self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
     ) -> str | None:
         name = self._k.key(kind, key)
-        for attempt in range(_MAX_CAS_ATTEMPTS):
-            began = time.monotonic()
+
+        async def round_() -> tuple[bool, str | None]:
             current = await self._get_doc(kind, key)
             new = apply(current)
             if new is None:
-                return current
+                return True, current
             digest = "" if current is None else hashlib.sha1(current.encode()).hexdigest()
-            if await self._c.script("_CAS_DOC", [name], [digest, new]):
-                return new
-            # Another process won. Randomized exponential backoff in units of one attempt (capped
-            # at 50 ms): losers step aside instead of all redoing a large decode-apply-encode at
-            # once and mostly losing again. Writers in this process already take turns.
-            spent = time.monotonic() - began
-            await asyncio.sleep(min(random.random() * spent * 2 ** min(attempt, 5), 0.05))
-        raise Conflict(f"{name} kept changing; gave up after {_MAX_CAS_ATTEMPTS} attempts")
+            return bool(await self._c.script("_CAS_DOC", [name], [digest, new])), new
+
+        # Writers in this process already take turns; the budget spaces out other processes.
+        return await CAS_BUDGET.run(
+            round_, lambda: Conflict(f"{name} kept changing; gave up after {CAS_BUDGET.attempts} attempts")
+        )
 
 
 # ------------------------------------------------------------------------- opening

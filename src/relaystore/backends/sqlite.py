@@ -41,6 +41,7 @@ from pydantic import TypeAdapter
 from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._group_commit import GroupCommit
 from relaystore.backends._options import merge_options, number
+from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.sqlite_items import SqliteItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
@@ -996,7 +997,6 @@ def _upsert_doc(conn: sqlite3.Connection, kind: str, key: str, text: str) -> Non
 
 # Staged chunks are owned by "upload:<id>"; committing re-owns them to the digest. Uploads a
 # crashed process left behind are dropped after a day (they may belong to a live process before).
-_STALE_UPLOAD_SECONDS = 86_400
 
 
 class SqliteBlobStore(BlobStore):
@@ -1068,7 +1068,7 @@ class SqliteBlobStore(BlobStore):
         """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""
 
         def drop(conn: sqlite3.Connection) -> int:
-            cutoff = time.time() - _STALE_UPLOAD_SECONDS
+            cutoff = time.time() - STALE_UPLOAD_SECONDS
             stale = [
                 r[0]
                 for r in conn.execute("SELECT upload_id FROM blob_uploads WHERE started_at < ?", (cutoff,))

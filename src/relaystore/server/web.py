@@ -28,6 +28,7 @@ from relaystore.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    NotSupported,
     RelayStoreError,
     TooLarge,
     Unauthorized,
@@ -235,6 +236,7 @@ _STATUS: list[tuple[type[RelayStoreError], int]] = [
     (Conflict, 409),
     (TooLarge, 413),
     (InvalidInput, 422),
+    (NotSupported, 501),
     (CorruptRecord, 500),
     (BackendUnavailable, 503),
 ]
@@ -265,6 +267,10 @@ def error_response(exc: BaseException) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status < 500:
             return JSONResponse(error_body(type(exc).__name__, str(exc)), status, headers=headers)
+        if isinstance(exc, NotSupported):  # the caller's request, not a failure: nothing to log
+            return JSONResponse(
+                error_body("NotSupported", str(exc), backend=exc.backend, capability=exc.capability), 501
+            )
         if status == 500:
             log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
         else:  # 503: the database is away; one line each, rate-limited

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
-from relaystore.errors import InvalidInput
+from relaystore.errors import NotSupported
 from relaystore.stores._common import ANY
 from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind
 from relaystore.stores.blobs import BlobNotFound, BlobStore
@@ -55,14 +55,14 @@ class Store:
     def blobs(self) -> BlobStore:
         """Content-addressed blobs (see :mod:`relaystore.stores.blobs`)."""
         if self._blobs is None:
-            raise InvalidInput(f"the {self.backend} backend does not store blobs yet")
+            raise NotSupported(self.backend, "blobs")
         return self._blobs
 
     @property
     def items(self) -> ItemStore:
         """Namespaced JSON items with expiry (see :mod:`relaystore.stores.items`)."""
         if self._items is None:
-            raise InvalidInput(f"the {self.backend} backend does not store items yet")
+            raise NotSupported(self.backend, "items")
         return self._items
 
     async def info(self) -> dict[str, Any]:

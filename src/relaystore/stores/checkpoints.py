@@ -33,6 +33,7 @@ from relaystore.errors import (
     Conflict,
     CorruptRecord,
     InvalidInput,
+    NotSupported,
     ThreadNotFound,
 )
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
@@ -449,8 +450,8 @@ class CheckpointStore(ABC):
     ) -> builtins.list[str]:
         raise self._unsupported("attachments")
 
-    def _unsupported(self, what: str) -> InvalidInput:
-        return InvalidInput(f"{type(self).__name__} does not store {what} yet")
+    def _unsupported(self, what: str) -> NotSupported:
+        return NotSupported(type(self).__name__, what)
 
 
 _WRITE: TypeAdapter[PendingWrite] = TypeAdapter(PendingWrite)
