@@ -6,6 +6,8 @@ import pytest
 
 from tests.support.services import ensure_postgres, ensure_redis
 
+pytest_plugins = ["relaystore.testing.plugin"]
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:

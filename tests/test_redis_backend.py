@@ -18,7 +18,7 @@ from relaystore.backends.redis import _LUA_ENCODE, RedisConnection, _encode, _gl
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 from relaystore.models import AccumulatorState, PendingWrite
 from relaystore.stores import Store
-from tests.conformance import docs
+from relaystore.testing import docs
 from tests.support.redis_stores import purge
 from tests.support.services import free_port, start_redis
 

@@ -19,7 +19,7 @@ import pytest
 import relaystore
 from relaystore.errors import Conflict
 from relaystore.models import CheckpointMetadata
-from tests.conformance import docs
+from relaystore.testing import docs
 
 WORKERS = 4
 WRITES = 500

@@ -10,7 +10,7 @@ import pytest
 import relaystore
 from relaystore.backends import sqlite as sqlite_backend
 from relaystore.models import CheckpointMetadata, PendingWrite
-from tests.conformance import docs
+from relaystore.testing import docs
 
 LARGE_TABLES = ("documents", "checkpoint_writes", "thread_attachments", "blob_chunks")
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from relaystore.errors import NotFound
 from relaystore.stores import Store
-from tests.conformance import docs
+from relaystore.testing import docs
 from tests.reliability.writer import AGENT, COUNTER, TASK, THREAD, state_for
 
 

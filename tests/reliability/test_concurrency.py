@@ -20,7 +20,7 @@ import pytest
 import relaystore
 from relaystore.errors import Conflict
 from relaystore.models import CheckpointMetadata
-from tests.conformance import docs
+from relaystore.testing import docs
 from tests.reliability.conftest import BACKENDS, Tally
 
 WORKERS = 4

@@ -27,7 +27,7 @@ from relaystore.connect import SyncStore
 from relaystore.errors import CorruptRecord, InvalidInput, NotFound
 from relaystore.models import CheckpointMetadata, inline
 from relaystore.stores._common import MAX_ID_BYTES
-from tests.conformance import docs
+from relaystore.testing import docs
 from tests.conformance.factories import discover
 from tests.reliability.conftest import SHARED_POSTGRES, SHARED_REDIS
 

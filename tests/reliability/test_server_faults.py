@@ -28,7 +28,7 @@ from relaystore.backends.redis import RedisCheckpointStore, RedisOutputStore
 from relaystore.errors import BackendUnavailable
 from relaystore.models import CheckpointMetadata
 from relaystore.stores import Store
-from tests.conformance import docs
+from relaystore.testing import docs
 from tests.reliability.checks import Acks, verify_crashed_store
 from tests.reliability.conftest import CrashableRedis, Tally, fresh_url
 from tests.reliability.test_crash import final_exception, finish, read_acks, start_writer

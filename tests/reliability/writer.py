@@ -15,7 +15,7 @@ import zlib
 
 import relaystore
 from relaystore.models import CheckpointMetadata
-from tests.conformance import docs
+from relaystore.testing import docs
 
 THREAD = "crash-thread"
 TASK = "crash-task"

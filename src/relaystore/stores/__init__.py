@@ -8,7 +8,7 @@ from typing import Any
 
 from relaystore.errors import NotSupported
 from relaystore.stores._common import ANY
-from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind
+from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind, UpdateQueues
 from relaystore.stores.blobs import BlobNotFound, BlobStore
 from relaystore.stores.checkpoints import CheckpointStore
 from relaystore.stores.items import ItemStore
@@ -44,7 +44,9 @@ class Store:
         self.checkpoints = checkpoints
         self.outputs = outputs
         self.adaptive = adaptive
-        adaptive.database = (backend, url)
+        self.update_queues = UpdateQueues()
+        """Who is updating which adaptive document now: updates through this store take turns."""
+        adaptive.use_update_queues(self.update_queues)
         self._blobs = blobs
         self._items = items
         self._close = close

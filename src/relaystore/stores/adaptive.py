@@ -126,29 +126,40 @@ class _UpdateQueue:
                 raise
 
 
-_UPDATE_QUEUES: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, _UpdateQueue]
-] = weakref.WeakKeyDictionary()
+class UpdateQueues:
+    """Per event loop, one :class:`_UpdateQueue` per document: who is updating what, right now.
 
+    A :class:`~relaystore.stores.Store` owns one and hands it to its adaptive face, so updates
+    through that store take turns. Queues are dropped when no update holds them.
+    """
 
-def _update_queue(document: Hashable) -> _UpdateQueue:
-    """The queue of this event loop's updates of one document (dropped when unused)."""
-    per_loop = _UPDATE_QUEUES.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
-    queue = per_loop.get(document)
-    if queue is None:
-        queue = per_loop[document] = _UpdateQueue()
-    return queue
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, weakref.WeakValueDictionary[Hashable, _UpdateQueue]
+        ] = weakref.WeakKeyDictionary()
+
+    def queue(self, document: Hashable) -> _UpdateQueue:
+        """The running loop's queue for ``document`` (created on first use)."""
+        per_loop = self._by_loop.setdefault(asyncio.get_running_loop(), weakref.WeakValueDictionary())
+        found = per_loop.get(document)
+        if found is None:
+            found = per_loop[document] = _UpdateQueue()
+        return found
 
 
 class AdaptiveStore(ABC):
     """Learned state of NeMo Relay's adaptive runtime. All methods are coroutines."""
 
-    database: Hashable | None = None
-    """What names the database behind this store; :class:`~relaystore.stores.Store` sets it to
-    ``(backend, url)``. Updates of one document through stores with the same ``database`` in one
-    process wait for each other in-process, so they never race a compare-and-set they would
-    lose (and then redo the decode-apply-encode); across processes the backend's own atomic
-    step decides. ``None``: this store only."""
+    _update_queues: UpdateQueues | None = None
+
+    def use_update_queues(self, queues: UpdateQueues) -> None:
+        """Take turns with every update made through ``queues`` (the owning Store's).
+
+        Updates of one document through one Store wait for each other in-process, so they never
+        race a compare-and-set they would lose (and then redo the decode-apply-encode); across
+        processes, and across Store objects, the backend's own atomic step decides.
+        """
+        self._update_queues = queues
 
     # ------------------------------------------------------------------ runs
 
@@ -242,7 +253,7 @@ class AdaptiveStore(ABC):
 
         ``fn`` gets the stored value (or None) and returns the new one; returning None leaves the
         document as it is. Concurrent updaters, in any process, never lose an update; within one
-        process they take turns (see :attr:`database`). ``fn`` must be a pure function: a backend
+        Store they take turns (see :meth:`use_update_queues`). ``fn`` must be a pure function: a backend
         that retries (Redis compare-and-set) may call it more than once.
         Returns the value stored afterwards.
         """
@@ -341,7 +352,9 @@ class AdaptiveStore(ABC):
             decoded[new_text] = new
             return new_text
 
-        queue = _update_queue((self.database or self, kind, key))
+        if self._update_queues is None:
+            self._update_queues = UpdateQueues()
+        queue = self._update_queues.queue((kind, key))
         async with queue.turn(f"{kind}:{key}"):
             text = await self._update_doc(kind, key, apply)
         if text in decoded:

@@ -32,3 +32,7 @@ def discover() -> dict[str, ModuleType]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         modules[module.NAME] = module
     return modules
+
+
+FACTORIES = discover()
+"""Every built-in backend's factory by name: the ``RELAYSTORE_FACTORIES`` of our kit runs."""

@@ -307,9 +307,11 @@ async def corrupt_or_skip(factory: Any, store: Any, what: str, key: tuple[str, .
     """Corrupt one record through the factory's optional hook, or skip the test."""
     import pytest
 
+    from relaystore.testing import Capability, capabilities_of
+
     hook = getattr(factory, "corrupt", None)
-    if hook is None:
-        pytest.skip(f"{factory.NAME} factory has no corrupt() hook")
+    if hook is None or Capability.CORRUPTION not in capabilities_of(factory):
+        pytest.skip(f"{factory.NAME} lacks {Capability.CORRUPTION.value}")
     try:
         await hook(store, what, key)
     except NotImplementedError as exc:
