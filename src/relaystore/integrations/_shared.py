@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import relaystore
@@ -18,6 +18,35 @@ from relaystore.stores import Store
 T = TypeVar("T")
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop, or None outside one."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def run_blocking(
+    loop: asyncio.AbstractEventLoop | None, coro: Coroutine[Any, Any, T], *, no_loop: str, own_loop: str
+) -> T:
+    """Run ``coro`` on ``loop`` (where a store lives) from another thread, blocking until done.
+
+    Raises :class:`asyncio.InvalidStateError` with ``no_loop`` when that loop is not running in
+    some thread, and with ``own_loop`` when called on that loop's own thread (it would deadlock),
+    as LangGraph's async savers do.
+    """
+    problem = None
+    if loop is None or loop.is_closed() or not loop.is_running():
+        problem = no_loop
+    elif running_loop() is loop:
+        problem = own_loop
+    if problem:
+        coro.close()
+        raise asyncio.InvalidStateError(problem)
+    assert loop is not None
+    return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
 
 def missing_extra(module: str, extra: str) -> ImportError:

@@ -48,6 +48,7 @@ from langgraph.store.base import (
 from relaystore.backends import open_backend
 from relaystore.connect import _LoopThread
 from relaystore.errors import InvalidInput, RelayStoreError
+from relaystore.integrations._shared import run_blocking, running_loop
 from relaystore.stores import Store
 from relaystore.stores.items import ItemStore, ItemWrite, Namespace, StoredItem, compile_filter
 
@@ -98,7 +99,7 @@ class RelayStore(BaseStore):
             if options:
                 raise InvalidInput("backend options apply only when RelayStore opens a URL")
             self.store = url_or_store
-            self._loop = _running_loop()
+            self._loop = running_loop()
         elif isinstance(url_or_store, str):
             self._runner = _LoopThread()
             try:
@@ -202,7 +203,7 @@ class RelayStore(BaseStore):
         if done:
             return results
         local = self._local
-        if local is not None and local[0] is _running_loop() and not self._closed:
+        if local is not None and local[0] is running_loop() and not self._closed:
             return await self._batch(ops, local[1])
         return await self._run_async(self._batch(ops))
 
@@ -238,7 +239,7 @@ class RelayStore(BaseStore):
         if not isinstance(minutes, int | float) or isinstance(minutes, bool) or not minutes > 0:
             raise InvalidInput(f"sweep_interval_minutes must be a positive number, got {minutes!r}")
         coro = self._sweep_forever(float(minutes) * 60)
-        if _running_loop() is self._loop:
+        if running_loop() is self._loop:
             self._sweeper = self._loop.create_task(coro)
         else:
             self._sweeper = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -378,25 +379,17 @@ class RelayStore(BaseStore):
     # ------------------------------------------------------------------ loops
 
     def _run_sync(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        loop = self._loop
-        problem = None
         if self._closed:
-            problem = "this RelayStore is closed"
-        elif loop is None or loop.is_closed() or not loop.is_running():
-            problem = (
-                "RelayStore's sync methods need the store's event loop running in another thread; "
-                "pass a URL (RelayStore(url)) for sync code, or use the a* methods"
-            )
-        elif _running_loop() is loop:
-            problem = (
-                "synchronous RelayStore calls cannot run on the store's own event loop (it would "
-                "deadlock): use the a* methods, or give RelayStore a URL so it runs its own loop"
-            )
-        if problem:
             coro.close()
-            raise asyncio.InvalidStateError(problem)
-        assert loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            raise asyncio.InvalidStateError("this RelayStore is closed")
+        return run_blocking(
+            self._loop,
+            coro,
+            no_loop="RelayStore's sync methods need the store's event loop running in another thread; "
+            "pass a URL (RelayStore(url)) for sync code, or use the a* methods",
+            own_loop="synchronous RelayStore calls cannot run on the store's own event loop (it would "
+            "deadlock): use the a* methods, or give RelayStore a URL so it runs its own loop",
+        )
 
     async def _run_async(self, coro: Coroutine[Any, Any, _T]) -> _T:
         if self._closed:
@@ -405,19 +398,12 @@ class RelayStore(BaseStore):
         if self._loop is None:  # an opened store, first used here: this is its loop
             self._loop = asyncio.get_running_loop()
             self._start_sweeper()
-        if _running_loop() is self._loop:
+        if running_loop() is self._loop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _index(index: IndexConfig | None) -> tuple[IndexConfig | None, Any, list[tuple[str, Any]]]:
