@@ -22,8 +22,17 @@ from tests.cli.conftest import Filled
 
 runner = CliRunner(env={"RELAYSTORE_URL": None})
 RELAYSTORE = Path(sys.executable).with_name("relaystore")
-EXPECTED_COUNTS = {"checkpoint": 5, "output": 8, "run": 2, "document": 5, "attachment": 0, "blob": 0}
-HEADER = '{"type":"header","format":"relaystore-export","version":1}'
+EXPECTED_COUNTS = {
+    "checkpoint": 5,
+    "write": 0,
+    "attachment": 0,
+    "output": 8,
+    "run": 2,
+    "document": 5,
+    "item": 0,
+    "blob": 0,
+}
+HEADER = '{"type":"header","format":"relaystore-export","version":1}'  # v1 files have no footer
 
 
 async def _snapshot(url: str) -> dict[str, Any]:
@@ -85,15 +94,16 @@ def test_export_is_header_then_typed_lines(filled: Filled) -> None:
     assert (
         lines[0]["type"] == "header"
         and lines[0]["format"] == "relaystore-export"
-        and lines[0]["version"] == 1
+        and lines[0]["version"] == 2
     )
     kinds = [line["type"] for line in lines[1:]]
-    assert kinds == ["checkpoint"] * 5 + ["output"] * 8 + ["run"] * 2 + ["document"] * 5
+    assert kinds == ["checkpoint"] * 5 + ["output"] * 8 + ["run"] * 2 + ["document"] * 5 + ["footer"]
+    assert lines[-1]["counts"] == EXPECTED_COUNTS
     binary = next(
         line for line in lines if line["type"] == "checkpoint" and line["metadata"]["state_size"] == 256
     )
     assert base64.b64decode(binary["state"]) == bytes(range(256))
-    assert [line["kind"] for line in lines[-5:]] == list(DOC_KINDS)
+    assert [line["kind"] for line in lines[-6:-1]] == list(DOC_KINDS)
 
 
 def test_round_trip_to_sqlite_and_memory(filled: Filled, tmp_path: Path) -> None:
@@ -111,8 +121,9 @@ def test_round_trip_to_sqlite_and_memory(filled: Filled, tmp_path: Path) -> None
         # Lineage survives: the writer's ancestors are found in the copy too.
         lineage = runner.invoke(app, ["lineage", filled.refs["writer"], "--url", target, "--json"])
         assert len(json.loads(lineage.stdout)["ancestors"]) == 3
-        # Exporting the copy gives the same lines, but for the header's timestamp and output seqs.
-        assert without_seq(export_text(target))[1:] == without_seq(exported)[1:]
+        # Exporting the copy gives the same lines, but for the header's timestamp and output seqs
+        # (which the footer's checksum covers).
+        assert without_seq(export_text(target))[1:-1] == without_seq(exported)[1:-1]
 
 
 def test_shell_redirection_with_a_live_progress_bar(filled: Filled, tmp_path: Path) -> None:
@@ -156,14 +167,7 @@ def test_reimport_conflicts_unless_skipping(filled: Filled) -> None:
     resumed = import_text(target, exported, "--skip-existing", "--json")
     assert resumed.exit_code == 0, resumed.output
     summary = json.loads(resumed.stdout)
-    assert summary["skipped"] == {
-        "checkpoint": 5,
-        "output": 8,
-        "run": 2,
-        "document": 0,
-        "attachment": 0,
-        "blob": 0,
-    }
+    assert summary["skipped"] == {**dict.fromkeys(EXPECTED_COUNTS, 0), "checkpoint": 5, "output": 8, "run": 2}
     assert summary["counts"]["document"] == 5  # documents overwrite, they never conflict
 
 
@@ -186,7 +190,7 @@ CHECKPOINT = json.dumps(
             '{"type": "document", "kind": "nope", "key": "a", "document": {}}',
             "line 3: invalid document line: kind",
         ),
-        (HEADER.replace(":1}", ":2}"), "line 3: export format version 2"),
+        (HEADER.replace(":1}", ":3}"), "line 3: export format version 3"),
     ],
 )
 def test_bad_line_is_reported_and_not_written(bad_line: str, message: str) -> None:
@@ -207,3 +211,21 @@ def test_input_must_start_with_a_header() -> None:
     assert empty.exit_code == 1 and "empty input" in empty.stderr
     binary = runner.invoke(app, ["import", "--url", memory_url()], input=HEADER.encode() + b"\n\xff\n")
     assert binary.exit_code == 1 and "line 2: not UTF-8" in binary.stderr
+
+
+def test_a_cut_or_altered_export_is_refused(filled: Filled) -> None:
+    lines = export_text(filled.url).splitlines()
+    cut = import_text(memory_url(), "\n".join(lines[:-3]) + "\n")
+    assert cut.exit_code == 1 and "ends before its footer" in cut.stderr
+    dropped = import_text(memory_url(), "\n".join([lines[0], *lines[2:]]) + "\n")
+    assert dropped.exit_code == 1 and "the export was altered" in dropped.stderr
+
+
+def test_summary_carries_the_checksum_the_footer_holds(filled: Filled, tmp_path: Path) -> None:
+    path = tmp_path / "dump.jsonl"
+    exported = runner.invoke(app, ["export", "--url", filled.url, "--output", str(path), "--json"])
+    footer = json.loads(path.read_text().splitlines()[-1])
+    assert json.loads(exported.stdout)["sha256"] == [footer["sha256"]]
+    assert json.loads(exported.stdout)["corrupt"] == []
+    imported = runner.invoke(app, ["import", "--url", memory_url(), "--input", str(path), "--json"])
+    assert json.loads(imported.stdout)["sha256"] == [footer["sha256"]]
