@@ -14,7 +14,10 @@ import pytest
 from redis.asyncio import Redis
 
 import relaystore
-from relaystore.backends.redis import _LUA_ENCODE, RedisConnection, _encode, _glob_escape, parse_url
+from relaystore.backends.redis.connection import RedisConnection
+from relaystore.backends.redis.layout import encode, glob_escape
+from relaystore.backends.redis.scripts import LUA_ENCODE
+from relaystore.backends.redis.url import parse_url
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 from relaystore.models import AccumulatorState, PendingWrite
 from relaystore.stores import Store
@@ -54,11 +57,13 @@ def _run(agent: str) -> dict[str, Any]:
 
 def test_url_options() -> None:
     config = parse_url("redis://u:p%40ss@h:7000/3?prefix=x:&ttl=60&timeout=1.5", {})
-    assert (config.hosts, config.db, config.username, config.password) == ([("h", 7000)], 3, "u", "p@ss")
+    assert (config.hosts, config.db, config.username) == ((("h", 7000),), 3, "u")
+    assert config.password is not None and config.password.get_secret_value() == "p@ss"
+    assert "p%40ss" not in config.url and "p@ss" not in str(config.model_dump(mode="json"))
     assert (config.prefix, config.ttl, config.timeout, config.cluster) == ("x:", 60, 1.5, False)
     assert parse_url("redis://h", {}).prefix == "nemo_relay:"
     cluster = parse_url("redis+cluster://a:1,b:2", {"prefix": "k:"})
-    assert cluster.cluster and cluster.hosts == [("a", 1), ("b", 2)] and cluster.prefix == "k:"
+    assert cluster.cluster and cluster.hosts == (("a", 1), ("b", 2)) and cluster.prefix == "k:"
     assert parse_url("rediss://h:1?cluster=1", {}).cluster and parse_url("rediss://h:1", {}).tls
 
 
@@ -167,9 +172,9 @@ AWKWARD_IDS = ["a", "ab", "abc", "abcd", "x:{cp}|y", "é", "日本語の id", "\
 
 async def test_lua_encoder_names_the_same_keys_as_python(raw: Redis) -> None:
     # prune and delete_thread build writes keys in Lua: a mismatch would orphan them silently
-    script = _LUA_ENCODE + "return encode(ARGV[1])"
+    script = LUA_ENCODE + "return encode(ARGV[1])"
     for text in AWKWARD_IDS:
-        assert (await raw.eval(script, 0, text)).decode() == _encode(text)
+        assert (await raw.eval(script, 0, text)).decode() == encode(text)
 
 
 async def test_cascades_leave_no_writes_or_attachment_keys(store: Store, raw: Redis, prefix: str) -> None:
@@ -180,13 +185,13 @@ async def test_cascades_leave_no_writes_or_attachment_keys(store: Store, raw: Re
             await store.checkpoints.put_writes(thread, checkpoint_id, writes)
         await store.checkpoints.put_attachments(thread, {"k": b"v"})
     stem = store.checkpoints._keys("t1").writes_stem  # type: ignore[attr-defined]
-    assert await raw.exists(stem + _encode("日本語の id"))
+    assert await raw.exists(stem + encode("日本語の id"))
     await store.checkpoints.delete("t1", "a")
     await store.checkpoints.prune("t1", keep=2)
-    assert len([k async for k in raw.scan_iter(_glob_escape(stem) + "*")]) == 2
+    assert len([k async for k in raw.scan_iter(glob_escape(stem) + "*")]) == 2
     await store.checkpoints.delete_thread("t1")
     await store.checkpoints.delete_thread("t2")
-    assert [k async for k in raw.scan_iter(_glob_escape(prefix) + "*")] == [f"{prefix}rs:{{cp}}:seq".encode()]
+    assert [k async for k in raw.scan_iter(glob_escape(prefix) + "*")] == [f"{prefix}rs:{{cp}}:seq".encode()]
 
 
 async def test_corrupt_pending_write_names_key_and_field(store: Store, raw: Redis) -> None:
