@@ -14,7 +14,13 @@ import pytest
 from redis.asyncio import Redis
 
 import relaystore
-from relaystore.backends.redis import _LUA_ENCODE, RedisConnection, _encode, _glob_escape, parse_url
+import relaystore.backends.redis as redis_backend
+from relaystore import backends
+from relaystore.backends._policy import describe
+from relaystore.backends.redis.connection import RedisConnection
+from relaystore.backends.redis.layout import AdaptiveKeys, encode, glob_escape
+from relaystore.backends.redis.scripts import LUA_ENCODE
+from relaystore.backends.redis.url import RedisOptions, parse_url
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 from relaystore.models import AccumulatorState, PendingWrite
 from relaystore.stores import Store
@@ -45,6 +51,19 @@ async def raw(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+def count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the key of every round trip any Redis store makes, in order."""
+    calls: list[str] = []
+    original = RedisConnection.call
+
+    async def counting(self: RedisConnection, key: str, fn: Any) -> Any:
+        calls.append(key)
+        return await original(self, key, fn)
+
+    monkeypatch.setattr(RedisConnection, "call", counting)
+    return calls
+
+
 def _run(agent: str) -> dict[str, Any]:
     return docs.as_json(docs.run_record(agent))  # type: ignore[no-any-return]
 
@@ -54,12 +73,23 @@ def _run(agent: str) -> dict[str, Any]:
 
 def test_url_options() -> None:
     config = parse_url("redis://u:p%40ss@h:7000/3?prefix=x:&ttl=60&timeout=1.5", {})
-    assert (config.hosts, config.db, config.username, config.password) == ([("h", 7000)], 3, "u", "p@ss")
+    assert (config.hosts, config.db, config.username) == ((("h", 7000),), 3, "u")
+    assert config.password is not None and config.password.get_secret_value() == "p@ss"
+    assert "p%40ss" not in config.url and "p@ss" not in str(config.model_dump(mode="json"))
     assert (config.prefix, config.ttl, config.timeout, config.cluster) == ("x:", 60, 1.5, False)
     assert parse_url("redis://h", {}).prefix == "nemo_relay:"
     cluster = parse_url("redis+cluster://a:1,b:2", {"prefix": "k:"})
-    assert cluster.cluster and cluster.hosts == [("a", 1), ("b", 2)] and cluster.prefix == "k:"
+    assert cluster.cluster and cluster.hosts == (("a", 1), ("b", 2)) and cluster.prefix == "k:"
     assert parse_url("rediss://h:1?cluster=1", {}).cluster and parse_url("rediss://h:1", {}).tls
+
+
+def test_the_parse_url_entry_gives_typed_options_without_the_password() -> None:
+    parsed = backends.parse_url("rediss://u:s3cret@h:1/0?cluster=1", prefix="p:", ttl=5)
+    assert isinstance(parsed, RedisOptions) and (parsed.prefix, parsed.ttl, parsed.tls) == ("p:", 5, True)
+    assert parsed.url == "rediss://u@h:1/0?cluster=1"
+    assert "s3cret" not in json.dumps(describe(parsed))
+    # the RESP listener (issue 19) reuses NeMo Relay's key layout from the package
+    assert redis_backend.AdaptiveKeys is AdaptiveKeys
 
 
 @pytest.mark.parametrize(
@@ -128,19 +158,20 @@ async def test_cursor_survives_prune(store: Store) -> None:
 async def test_list_runs_takes_two_round_trips(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     for _ in range(300):
         await store.adaptive.store_run(_run(AGENT))
-    calls = []
-    original = RedisConnection.call
-
-    async def counting(self: RedisConnection, key: str, fn: Any) -> Any:
-        calls.append(key)
-        return await original(self, key, fn)
-
-    monkeypatch.setattr(RedisConnection, "call", counting)
+    calls = count_round_trips(monkeypatch)
     assert len(await store.adaptive.list_runs(AGENT)) == 300
     assert len(calls) == 2  # the id range (a script), then one MGET
     calls.clear()
     await store.adaptive.list_runs(AGENT, limit=50)
     assert len(calls) == 2
+
+
+async def test_hash_reads_go_in_chunks_of_500(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    attachments = {f"k{i:04}": b"v" for i in range(1001)}
+    await store.checkpoints.put_attachments("t", attachments)
+    calls = count_round_trips(monkeypatch)
+    assert await store.checkpoints.get_attachments("t", [*attachments, "missing"]) == attachments
+    assert len(calls) == 3  # 1,002 fields: HMGETs of 500, 500 and 2
 
 
 async def test_ttl_expires_runs(redis_url: str, prefix: str, raw: Redis) -> None:
@@ -167,9 +198,9 @@ AWKWARD_IDS = ["a", "ab", "abc", "abcd", "x:{cp}|y", "é", "日本語の id", "\
 
 async def test_lua_encoder_names_the_same_keys_as_python(raw: Redis) -> None:
     # prune and delete_thread build writes keys in Lua: a mismatch would orphan them silently
-    script = _LUA_ENCODE + "return encode(ARGV[1])"
+    script = LUA_ENCODE + "return encode(ARGV[1])"
     for text in AWKWARD_IDS:
-        assert (await raw.eval(script, 0, text)).decode() == _encode(text)
+        assert (await raw.eval(script, 0, text)).decode() == encode(text)
 
 
 async def test_cascades_leave_no_writes_or_attachment_keys(store: Store, raw: Redis, prefix: str) -> None:
@@ -180,13 +211,13 @@ async def test_cascades_leave_no_writes_or_attachment_keys(store: Store, raw: Re
             await store.checkpoints.put_writes(thread, checkpoint_id, writes)
         await store.checkpoints.put_attachments(thread, {"k": b"v"})
     stem = store.checkpoints._keys("t1").writes_stem  # type: ignore[attr-defined]
-    assert await raw.exists(stem + _encode("日本語の id"))
+    assert await raw.exists(stem + encode("日本語の id"))
     await store.checkpoints.delete("t1", "a")
     await store.checkpoints.prune("t1", keep=2)
-    assert len([k async for k in raw.scan_iter(_glob_escape(stem) + "*")]) == 2
+    assert len([k async for k in raw.scan_iter(glob_escape(stem) + "*")]) == 2
     await store.checkpoints.delete_thread("t1")
     await store.checkpoints.delete_thread("t2")
-    assert [k async for k in raw.scan_iter(_glob_escape(prefix) + "*")] == [f"{prefix}rs:{{cp}}:seq".encode()]
+    assert [k async for k in raw.scan_iter(glob_escape(prefix) + "*")] == [f"{prefix}rs:{{cp}}:seq".encode()]
 
 
 async def test_corrupt_pending_write_names_key_and_field(store: Store, raw: Redis) -> None:

@@ -24,7 +24,8 @@ import psycopg
 import pytest
 
 import relaystore
-from relaystore.backends.redis import RedisCheckpointStore, RedisOutputStore
+from relaystore.backends.redis.checkpoints import RedisCheckpointStore
+from relaystore.backends.redis.outputs import RedisOutputStore
 from relaystore.errors import BackendUnavailable
 from relaystore.models import CheckpointMetadata
 from relaystore.stores import Store

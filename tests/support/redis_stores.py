@@ -11,7 +11,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 import relaystore
-from relaystore.backends.redis import AdaptiveKeys, RedisCheckpointStore, RedisOutputStore, _glob_escape
+from relaystore.backends.redis.checkpoints import RedisCheckpointStore
+from relaystore.backends.redis.layout import AdaptiveKeys, glob_escape
+from relaystore.backends.redis.outputs import RedisOutputStore
 from relaystore.stores import Store
 
 GARBAGE = b'{"not valid json'
@@ -29,7 +31,7 @@ async def purge(url: str, prefix: str) -> int:
     """UNLINK every key under ``prefix`` (SCAN of that prefix only); return how many."""
     client = raw_client(url)
     try:
-        keys = [k async for k in client.scan_iter(match=_glob_escape(prefix) + "*", count=1000)]
+        keys = [k async for k in client.scan_iter(match=glob_escape(prefix) + "*", count=1000)]
         for key in keys:  # one by one: in a cluster the keys span slots
             await client.unlink(key)
         return len(keys)

@@ -7,18 +7,18 @@ Layout under ``{prefix}rs:{it}:`` (one hash tag, so one cluster slot and atomic 
   ``…:v`` beside it: HASH key -> packed vectors;
 - ``exp``: ZSET ``namespace NUL key`` scored by ``expires_at``, for the sweep.
 
-Every write is one Lua script (touches, puts and deletes of a batch together). Expiry is kept in
-the record, not as Redis key expiry: items of one namespace share a hash, and the store's clock
-(:attr:`ItemStore.clock`) decides. Filters run in Python over the namespaces in range
-(O(items under the prefix)).
+Every write is one Lua script (``ITEM_WRITE`` in :mod:`~relaystore.backends.redis.scripts`;
+touches, puts and deletes of a batch together). Expiry is kept in the record, not as Redis key
+expiry: items of one namespace share a hash, and the store's clock (:attr:`ItemStore.clock`)
+decides. Filters run in Python over the namespaces in range (O(items under the prefix)).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING
 
+from relaystore.backends.redis.connection import RedisConnection
 from relaystore.errors import CorruptRecord
 from relaystore.stores.items import (
     Condition,
@@ -34,65 +34,6 @@ from relaystore.stores.items import (
     value_json,
 )
 
-if TYPE_CHECKING:
-    from relaystore.backends.redis import RedisConnection
-
-_HEADER = "local function header(r) return string.match(r, '^([^|]*)|([^|]*)|([^|]*)|([^\\n]*)\\n') end\n"
-_WRITE = (
-    _HEADER
-    + """
-local now = tonumber(ARGV[1])
-local function fmt(x) return string.format('%.6f', x) end
-local a, removed = 2, 0
-for k = 3, #KEYS do
-  local h, kind, ns, key = KEYS[k], ARGV[a], ARGV[a + 1], ARGV[a + 2]
-  local member = ns .. '\\0' .. key
-  local old = redis.call('HGET', h, key)
-  local c, u, e, t
-  if old then c, u, e, t = header(old) end
-  local live = old and (e == '' or tonumber(e) > now)
-  if kind == 't' then
-    if live and t ~= '' then
-      local expires = fmt(now + tonumber(t))
-      local body = string.sub(old, string.find(old, '\\n', 1, true) + 1)
-      redis.call('HSET', h, key, c .. '|' .. u .. '|' .. expires .. '|' .. t .. '\\n' .. body)
-      redis.call('ZADD', KEYS[2], expires, member)
-    end
-    a = a + 3
-  elseif kind == 'd' or kind == 'x' then
-    if old and (kind == 'd' or not live) then
-      redis.call('HDEL', h, key)
-      redis.call('HDEL', h .. ':v', key)
-      redis.call('ZREM', KEYS[2], member)
-      if redis.call('HLEN', h) == 0 then redis.call('ZREM', KEYS[1], ns) end
-      removed = removed + 1
-    end
-    a = a + 3
-  else
-    local value, ttl, vectors = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-    local created, updated = fmt(now), fmt(now)
-    if live then created = c end
-    if old then updated = fmt(math.max(now, tonumber(u) + 0.000001)) end
-    local expires = ''
-    if ttl ~= '' then expires = fmt(now + tonumber(ttl)) end
-    redis.call('HSET', h, key, created .. '|' .. updated .. '|' .. expires .. '|' .. ttl .. '\\n' .. value)
-    if vectors ~= '' then redis.call('HSET', h .. ':v', key, vectors)
-    else redis.call('HDEL', h .. ':v', key) end
-    if expires ~= '' then redis.call('ZADD', KEYS[2], expires, member)
-    else redis.call('ZREM', KEYS[2], member) end
-    redis.call('ZADD', KEYS[1], 0, ns)
-    a = a + 6
-  end
-end
-return removed
-"""
-)
-_GET = """
-local out = {}
-for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], ARGV[i]) or false end
-return out
-"""
-
 
 def _number(text: str) -> float | None:
     return float(text) if text else None
@@ -104,8 +45,6 @@ class RedisItemStore(ItemStore):
         self._base = f"{prefix}rs:{{it}}:"
         self._ns = self._base + "ns"
         self._exp = self._base + "exp"
-        self._write_script = conn.client.register_script(_WRITE)
-        self._get_script = conn.client.register_script(_GET)
 
     def _hash(self, space: str) -> str:
         return self._base + "n:" + base64.urlsafe_b64encode(space.encode()).decode()
@@ -129,9 +68,8 @@ class RedisItemStore(ItemStore):
             raise CorruptRecord(where, f"not an item record: {exc}") from exc
 
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
-        script = self._get_script
         hashes = [self._hash(space) for space, _ in keys]
-        records = await self._conn.call(hashes[0], lambda: script(keys=hashes, args=[key for _, key in keys]))
+        records = await self._conn.script("ITEM_GET", hashes, [key for _, key in keys])
         found: list[StoredItem | None] = []
         for (space, key), record in zip(keys, records, strict=True):
             item = self._parse(space, key, record, None) if record else None
@@ -197,8 +135,7 @@ class RedisItemStore(ItemStore):
 
     async def _run(self, keys: list[str], args: list[str | bytes]) -> int:
         """Run the write script; return how many items it removed."""
-        script = self._write_script
-        return int(await self._conn.call(self._ns, lambda: script(keys=keys, args=args)))
+        return int(await self._conn.script("ITEM_WRITE", keys, args))
 
     async def _sweep(self, now: float) -> int:
         members = await self._conn.do(self._exp, "ZRANGEBYSCORE", self._exp, "-inf", repr(now))
