@@ -14,14 +14,10 @@ import pytest
 from psycopg import sql
 
 import relaystore
-from relaystore.backends import postgres as pg_backend
-from relaystore.backends.postgres import (
-    LATEST_CHECKPOINT,
-    SCHEMA_VERSION,
-    list_checkpoints_query,
-    migrate,
-    parse_url,
-)
+from relaystore.backends.postgres import migrations as pg_migrations
+from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
+from relaystore.backends.postgres.migrations import SCHEMA_VERSION, migrate
+from relaystore.backends.postgres.url import parse_url
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from relaystore.models import AccumulatorState, CheckpointMetadata, Stats, inline
 from relaystore.models.adaptive import NodeAccumulator
@@ -207,7 +203,7 @@ async def test_a_version_2_schema_upgrades_with_its_data(
 ) -> None:
     """Migrations 3 (writes, attachments) and 4 (outputs.record jsonb -> json) on a live schema."""
     schema = new_schema()
-    monkeypatch.setattr(pg_backend, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(pg_migrations, "SCHEMA_VERSION", 2)
     old = await open_pg(schema)
     await old.checkpoints.save("t", meta("t", "c1"), b"s")
     ref = await old.outputs.append("task", 0, "agent", {"type": "final", "content": inline(1.5), "ok": True})
