@@ -12,8 +12,12 @@ from typing import Any, cast
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import ValidationError
 
 import relaystore
+from relaystore import backends
+from relaystore.backends._policy import BackendOptions, describe
+from relaystore.backends.postgres import PgOptions
 from relaystore.backends.postgres import migrations as pg_migrations
 from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
 from relaystore.backends.postgres.migrations import SCHEMA_VERSION, migrate
@@ -90,6 +94,19 @@ def test_url_options_are_split_from_the_connection_string() -> None:
     )
     assert opts.conninfo == "postgresql://u:p%40ss@db:6543/app?sslmode=disable"
     assert opts.application_name.startswith("relaystore-")
+
+
+def test_options_are_one_typed_model_with_the_password_only_in_the_conninfo() -> None:
+    opts = backends.parse_url("postgres://u:secret@db/app?schema=t&password=also", pool_max=4)
+    assert isinstance(opts, PgOptions) and isinstance(opts, BackendOptions)
+    assert (opts.scheme, opts.schema, opts.pool_max) == ("postgres", "t", 4)
+    assert opts.url == "postgres://u:***@db/app?schema=t&password=***"
+    assert "secret" in opts.conninfo and "also" in opts.conninfo
+    shown = f"{opts!r} {describe(opts)}"
+    assert "secret" not in shown and "also" not in shown
+    assert describe(opts)["schema"] == "t"
+    with pytest.raises(ValidationError):  # frozen: a parsed value can be shared
+        opts.pool_max = 5  # type: ignore[misc]
 
 
 def test_defaults_skip_the_pool_check_and_bound_calls_by_three_timeouts() -> None:
@@ -196,6 +213,25 @@ async def test_a_newer_schema_is_refused(open_pg: OpenStore, postgres_url: str) 
         )
     with pytest.raises(BackendUnavailable, match="Upgrade relaystore"):
         await open_pg(schema)
+
+
+async def test_the_items_table_migrates_on_first_use_and_refuses_a_newer_version(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    """The items face's own version table, applied by the same routine as the backend's."""
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    await store.items.put(("ns",), "k", {"v": 1})
+    versions = sql.SQL("SELECT version FROM {}.relaystore_items_schema ORDER BY version").format(schema)
+    async with await admin(postgres_url) as conn:
+        assert [r[0] for r in await (await conn.execute(versions)).fetchall()] == [1]
+        await conn.execute(
+            sql.SQL("INSERT INTO {}.relaystore_items_schema (version) VALUES (2)").format(schema)
+        )
+    later = await open_pg((await store.info())["schema"])
+    with pytest.raises(BackendUnavailable, match=r"the items table has version 2.*Upgrade relaystore"):
+        await later.items.get(("ns",), "k")
+    assert (await store.items.get(("ns",), "k")) is not None  # a store already set up is unaffected
 
 
 async def test_a_version_2_schema_upgrades_with_its_data(
