@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 import relaystore
 from relaystore import backends
-from relaystore.backends._policy import BackendOptions, describe
+from relaystore.backends._policy import STALE_UPLOAD_SECONDS, BackendOptions, describe
 from relaystore.backends.postgres import PgOptions
 from relaystore.backends.postgres import migrations as pg_migrations
 from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
@@ -232,6 +232,27 @@ async def test_the_items_table_migrates_on_first_use_and_refuses_a_newer_version
     with pytest.raises(BackendUnavailable, match=r"the items table has version 2.*Upgrade relaystore"):
         await later.items.get(("ns",), "k")
     assert (await store.items.get(("ns",), "k")) is not None  # a store already set up is unaffected
+
+
+async def test_opening_drops_uploads_older_than_the_shared_cutoff(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    async with await admin(postgres_url) as conn:
+        for upload, age in (("old", STALE_UPLOAD_SECONDS + 60), ("new", STALE_UPLOAD_SECONDS - 60)):
+            await conn.execute(
+                sql.SQL("INSERT INTO {}.blob_uploads VALUES (%s, now() - make_interval(secs => %s))").format(
+                    schema
+                ),
+                (upload, age),
+            )
+            chunk = sql.SQL("INSERT INTO {}.blob_chunks VALUES (%s, 0, 'x')").format(schema)
+            await conn.execute(chunk, (f"upload:{upload}",))
+    await open_pg((await store.info())["schema"])
+    async with await admin(postgres_url) as conn:
+        owners = sql.SQL("SELECT owner FROM {}.blob_chunks ORDER BY owner").format(schema)
+        assert [r[0] for r in await (await conn.execute(owners)).fetchall()] == ["upload:new"]
 
 
 async def test_a_version_2_schema_upgrades_with_its_data(

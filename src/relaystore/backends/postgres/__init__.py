@@ -52,6 +52,7 @@ __all__ = [
 
 
 async def _info(db: PgDatabase) -> dict[str, Any]:
+    """``store.info()``: the schema and its version, the server, the pool, and row counts."""
     async with db.connection() as conn:
 
         async def one(template: str) -> Any:

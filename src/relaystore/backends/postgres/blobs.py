@@ -13,6 +13,14 @@ from relaystore.backends.postgres.paging import after_key
 from relaystore.models.outputs import BlobContent
 from relaystore.stores.blobs import BlobStore
 
+_DROP_UPLOAD = "DELETE FROM {s}.blob_uploads WHERE upload_id = %s"
+_DROP_CHUNKS = "DELETE FROM {s}.blob_chunks WHERE owner = %s"
+
+
+def _staged(upload_id: str) -> str:
+    """The owner of an upload's chunks until it is committed (then they belong to the digest)."""
+    return f"upload:{upload_id}"
+
 
 class PgBlobStore(BlobStore):
     """Blobs in ``blobs`` (digest, size, mime) and ``blob_chunks`` (owner, idx, data)."""
@@ -28,16 +36,14 @@ class PgBlobStore(BlobStore):
                 )
             await conn.execute(
                 self._db.sql("INSERT INTO {s}.blob_chunks VALUES (%s, %s, %s)"),
-                (f"upload:{upload_id}", index, data),
+                (_staged(upload_id), index, data),
             )
 
     async def _commit(self, upload_id: str, blob: BlobContent, chunks: int) -> None:
-        staged = f"upload:{upload_id}"
+        staged = _staged(upload_id)
         async with self._db.transaction() as conn:
             await self._db.lock(conn, "blob", blob.sha256)  # two uploads of one digest: one wins
-            await conn.execute(
-                self._db.sql("DELETE FROM {s}.blob_uploads WHERE upload_id = %s"), (upload_id,)
-            )
+            await conn.execute(self._db.sql(_DROP_UPLOAD), (upload_id,))
             inserted = await conn.execute(
                 self._db.sql(
                     "INSERT INTO {s}.blobs (sha256, size, mime) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
@@ -48,16 +54,12 @@ class PgBlobStore(BlobStore):
                 sql_text = "UPDATE {s}.blob_chunks SET owner = %s WHERE owner = %s"
                 await conn.execute(self._db.sql(sql_text), (blob.sha256, staged))
             else:
-                await conn.execute(self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = %s"), (staged,))
+                await conn.execute(self._db.sql(_DROP_CHUNKS), (staged,))
 
     async def _abort(self, upload_id: str) -> None:
         async with self._db.transaction() as conn:
-            await conn.execute(
-                self._db.sql("DELETE FROM {s}.blob_uploads WHERE upload_id = %s"), (upload_id,)
-            )
-            await conn.execute(
-                self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = %s"), (f"upload:{upload_id}",)
-            )
+            await conn.execute(self._db.sql(_DROP_UPLOAD), (upload_id,))
+            await conn.execute(self._db.sql(_DROP_CHUNKS), (_staged(upload_id),))
 
     async def _stat(self, sha256: str) -> BlobContent | None:
         row = await self._db.one("SELECT size, mime FROM {s}.blobs WHERE sha256 = %s", (sha256,))
@@ -71,7 +73,7 @@ class PgBlobStore(BlobStore):
 
     async def _delete(self, sha256: str) -> bool:
         async with self._db.transaction() as conn:
-            await conn.execute(self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = %s"), (sha256,))
+            await conn.execute(self._db.sql(_DROP_CHUNKS), (sha256,))
             deleted = await conn.execute(self._db.sql("DELETE FROM {s}.blobs WHERE sha256 = %s"), (sha256,))
             return deleted.rowcount > 0
 
@@ -92,7 +94,7 @@ class PgBlobStore(BlobStore):
                 ),
                 (STALE_UPLOAD_SECONDS,),
             )
-            stale = [f"upload:{row[0]}" for row in await cur.fetchall()]
+            stale = [_staged(row[0]) for row in await cur.fetchall()]
             if stale:
                 await conn.execute(
                     self._db.sql("DELETE FROM {s}.blob_chunks WHERE owner = ANY(%s)"), (stale,)
