@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 import relaystore
-from relaystore.backends.postgres import LATEST_CHECKPOINT, list_checkpoints_query
+from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
 from relaystore.models import CheckpointMetadata
 from relaystore.stores import Store
 

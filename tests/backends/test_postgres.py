@@ -12,16 +12,16 @@ from typing import Any, cast
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import ValidationError
 
 import relaystore
-from relaystore.backends import postgres as pg_backend
-from relaystore.backends.postgres import (
-    LATEST_CHECKPOINT,
-    SCHEMA_VERSION,
-    list_checkpoints_query,
-    migrate,
-    parse_url,
-)
+from relaystore import backends
+from relaystore.backends._policy import STALE_UPLOAD_SECONDS, BackendOptions, describe
+from relaystore.backends.postgres import PgOptions
+from relaystore.backends.postgres import migrations as pg_migrations
+from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
+from relaystore.backends.postgres.migrations import SCHEMA_VERSION, migrate
+from relaystore.backends.postgres.url import parse_url
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput, NotFound
 from relaystore.models import AccumulatorState, CheckpointMetadata, Stats, inline
 from relaystore.models.adaptive import NodeAccumulator
@@ -94,6 +94,19 @@ def test_url_options_are_split_from_the_connection_string() -> None:
     )
     assert opts.conninfo == "postgresql://u:p%40ss@db:6543/app?sslmode=disable"
     assert opts.application_name.startswith("relaystore-")
+
+
+def test_options_are_one_typed_model_with_the_password_only_in_the_conninfo() -> None:
+    opts = backends.parse_url("postgres://u:secret@db/app?schema=t&password=also", pool_max=4)
+    assert isinstance(opts, PgOptions) and isinstance(opts, BackendOptions)
+    assert (opts.scheme, opts.schema, opts.pool_max) == ("postgres", "t", 4)
+    assert opts.url == "postgres://u:***@db/app?schema=t&password=***"
+    assert "secret" in opts.conninfo and "also" in opts.conninfo
+    shown = f"{opts!r} {describe(opts)}"
+    assert "secret" not in shown and "also" not in shown
+    assert describe(opts)["schema"] == "t"
+    with pytest.raises(ValidationError):  # frozen: a parsed value can be shared
+        opts.pool_max = 5  # type: ignore[misc]
 
 
 def test_defaults_skip_the_pool_check_and_bound_calls_by_three_timeouts() -> None:
@@ -202,12 +215,52 @@ async def test_a_newer_schema_is_refused(open_pg: OpenStore, postgres_url: str) 
         await open_pg(schema)
 
 
+async def test_the_items_table_migrates_on_first_use_and_refuses_a_newer_version(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    """The items face's own version table, applied by the same routine as the backend's."""
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    await store.items.put(("ns",), "k", {"v": 1})
+    versions = sql.SQL("SELECT version FROM {}.relaystore_items_schema ORDER BY version").format(schema)
+    async with await admin(postgres_url) as conn:
+        assert [r[0] for r in await (await conn.execute(versions)).fetchall()] == [1]
+        await conn.execute(
+            sql.SQL("INSERT INTO {}.relaystore_items_schema (version) VALUES (2)").format(schema)
+        )
+    later = await open_pg((await store.info())["schema"])
+    with pytest.raises(BackendUnavailable, match=r"the items table has version 2.*Upgrade relaystore"):
+        await later.items.get(("ns",), "k")
+    assert (await store.items.get(("ns",), "k")) is not None  # a store already set up is unaffected
+
+
+async def test_opening_drops_uploads_older_than_the_shared_cutoff(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    async with await admin(postgres_url) as conn:
+        for upload, age in (("old", STALE_UPLOAD_SECONDS + 60), ("new", STALE_UPLOAD_SECONDS - 60)):
+            await conn.execute(
+                sql.SQL("INSERT INTO {}.blob_uploads VALUES (%s, now() - make_interval(secs => %s))").format(
+                    schema
+                ),
+                (upload, age),
+            )
+            chunk = sql.SQL("INSERT INTO {}.blob_chunks VALUES (%s, 0, 'x')").format(schema)
+            await conn.execute(chunk, (f"upload:{upload}",))
+    await open_pg((await store.info())["schema"])
+    async with await admin(postgres_url) as conn:
+        owners = sql.SQL("SELECT owner FROM {}.blob_chunks ORDER BY owner").format(schema)
+        assert [r[0] for r in await (await conn.execute(owners)).fetchall()] == ["upload:new"]
+
+
 async def test_a_version_2_schema_upgrades_with_its_data(
     open_pg: OpenStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Migrations 3 (writes, attachments) and 4 (outputs.record jsonb -> json) on a live schema."""
     schema = new_schema()
-    monkeypatch.setattr(pg_backend, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(pg_migrations, "SCHEMA_VERSION", 2)
     old = await open_pg(schema)
     await old.checkpoints.save("t", meta("t", "c1"), b"s")
     ref = await old.outputs.append("task", 0, "agent", {"type": "final", "content": inline(1.5), "ok": True})

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, LiteralString, cast
+from typing import Any
 
-from psycopg import sql
-
-from relaystore.errors import BackendUnavailable
+from relaystore.backends.postgres.database import PgDatabase
+from relaystore.backends.postgres.migrations import upgrade
 from relaystore.stores.items import (
     Condition,
     ItemStore,
@@ -31,9 +30,6 @@ from relaystore.stores.items import (
     unpack_vectors,
     value_json,
 )
-
-if TYPE_CHECKING:
-    from relaystore.backends.postgres import PgDatabase
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -52,6 +48,7 @@ MIGRATIONS: list[list[str]] = [
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+VERSION_TABLE = "relaystore_items_schema"
 _LIVE = "(expires_at IS NULL OR expires_at > %s)"
 _COLUMNS = "ns, key, value::text, created_at, updated_at, expires_at, ttl"
 _UPSERT = """
@@ -75,24 +72,7 @@ async def migrate(db: PgDatabase) -> None:
     """Apply the missing item migrations in one transaction, under an advisory lock."""
     async with db.transaction() as conn:
         await db.lock(conn, "items-migrate")
-        await conn.execute(
-            db.sql(
-                "CREATE TABLE IF NOT EXISTS {s}.relaystore_items_schema "
-                "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-            )
-        )
-        cur = await conn.execute(db.sql("SELECT COALESCE(MAX(version), 0) FROM {s}.relaystore_items_schema"))
-        current = int(cast(tuple[int], await cur.fetchone())[0])
-        if current > SCHEMA_VERSION:
-            raise BackendUnavailable(
-                f"the items table has schema version {current}; this relaystore knows up to {SCHEMA_VERSION}"
-            )
-        for version in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[version - 1]:
-                await conn.execute(db.sql(statement))
-            await conn.execute(
-                db.sql("INSERT INTO {s}.relaystore_items_schema (version) VALUES (%s)"), (version,)
-            )
+        await upgrade(conn, db.schema, MIGRATIONS, VERSION_TABLE, "the items table")
 
 
 def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
@@ -123,8 +103,12 @@ def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
     )
 
 
+# _where and _row_item mirror sqlite_items' line for line (the placeholder aside), so that one
+# shared helper can replace both: keep their shapes in step.
 def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[str], list[Any]]:
-    clauses: list[str] = ["true"]
+    """Clauses (to join with AND, see :func:`_all_of`) and parameters: namespaces in
+    ``[low, high)``, and only items live at ``now`` unless it is ``None``."""
+    clauses: list[str] = []
     params: list[Any] = []
     if low is not None:
         clauses.append("ns >= %s")
@@ -138,7 +122,12 @@ def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[s
     return clauses, params
 
 
+def _all_of(clauses: list[str]) -> str:
+    return " AND ".join(clauses) or "true"
+
+
 def _row_item(row: Sequence[Any], vectors: bool) -> StoredItem:
+    """The item of a row of :data:`_COLUMNS` and then vectors (read only when ``vectors``)."""
     return StoredItem(
         decode_namespace(row[0]),
         row[1],
@@ -194,7 +183,7 @@ class PgItemStore(ItemStore):
         columns = _COLUMNS if values else _COLUMNS.replace("value::text", "NULL")
         query = (
             f"SELECT {columns}, {'vectors' if vectors else 'NULL'} FROM {{s}}.items "
-            f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s OFFSET %s"
+            f"WHERE {_all_of(clauses)} ORDER BY {order} LIMIT %s OFFSET %s"
         )
         rows = await self._all(query, [*params, limit, offset])
         return [_row_item(row, vectors) for row in rows]
@@ -202,14 +191,13 @@ class PgItemStore(ItemStore):
     async def _all(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
         # Filter clauses vary with each filter's shape: compose them rather than cache every one.
         async with self._db.connection() as conn:
-            composed = sql.SQL(cast(LiteralString, query)).format(s=sql.Identifier(self._db.schema))
-            cur = await conn.execute(composed, params)
+            cur = await conn.execute(self._db.compose(query), params)
             return await cur.fetchall()
 
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
         await self._setup()
         clauses, params = _where(low, high, now)
-        query = f"SELECT DISTINCT ns FROM {{s}}.items WHERE {' AND '.join(clauses)} ORDER BY ns"
+        query = f"SELECT DISTINCT ns FROM {{s}}.items WHERE {_all_of(clauses)} ORDER BY ns"
         return [row[0] for row in await self._all(query, params)]
 
     async def _write(self, puts: list[ItemWrite], touch: list[tuple[str, str]], now: float) -> None:
@@ -245,7 +233,7 @@ class PgItemStore(ItemStore):
     async def _count(self, low: str | None, high: str | None, now: float | None) -> int:
         await self._setup()
         clauses, params = _where(low, high, now)
-        rows = await self._all(f"SELECT COUNT(*) FROM {{s}}.items WHERE {' AND '.join(clauses)}", params)
+        rows = await self._all(f"SELECT COUNT(*) FROM {{s}}.items WHERE {_all_of(clauses)}", params)
         return int(rows[0][0])
 
 
