@@ -378,4 +378,5 @@ async def open_store(url: str, **_options: object) -> Store:
         blobs=MemoryBlobStore(state),
         items=MemoryItemStore.for_state(state),
         info=info,
+        reopenable=False,
     )

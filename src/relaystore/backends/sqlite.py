@@ -1147,4 +1147,5 @@ async def open_store(url: str, **options: Any) -> Store:
         items=SqliteItemStore(db),
         close=db.close,
         info=info,
+        reopenable=path != ":memory:",
     )

@@ -134,13 +134,14 @@ class RelayStore(BaseStore):
 
         Besides its private loop thread (sync calls, other loops), the store is opened a second
         time on the caller's loop, whose ``a*`` calls then go straight to the backend: both
-        openings reach the same database, and this block's exit closes both. Not for ``memory://``
-        (it runs on the caller's thread anyway) nor a private SQLite ``:memory:`` database.
+        openings reach the same database, and this block's exit closes both. Not for a store whose
+        data lives in this process alone (``Store.reopenable`` False: ``memory://``, SQLite
+        ``:memory:``).
         """
         store = await asyncio.to_thread(lambda: cls(url, index=index, ttl=ttl, **options))
         local: Store | None = None
         try:
-            if store.store.backend != "memory" and ":memory:" not in url:
+            if store.store.reopenable:
                 local = await open_backend(url, **options)
                 local.items.clock = store.items.clock
                 store._local = (asyncio.get_running_loop(), local.items)

@@ -34,12 +34,17 @@ class Store:
         close: Callable[[], Awaitable[None]] | None = None,
         info: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         concurrent_calls: bool = False,
+        reopenable: bool = True,
     ) -> None:
         self.url = url
         self.concurrent_calls = concurrent_calls
         """True when each call waits on a network round trip and calls may run side by side (a
         connection pool, an HTTP client): independent reads are then worth sending together.
         False when calls are answered in this process (sqlite reads run inline, memory, files)."""
+        self.reopenable = reopenable
+        """True when opening the same URL again reaches the same data through a second connection
+        (a file, a server). False for data that lives in this process alone (``memory://``, a
+        private SQLite ``:memory:`` database): callers then share this Store instead."""
         self.backend = backend
         self.checkpoints = checkpoints
         self.outputs = outputs
