@@ -1,0 +1,52 @@
+"""``relaystore serve --no-http --resp``: the listener alone, opened with a CLI-issued adaptive token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from redis.exceptions import NoPermissionError
+
+from tests.server.resp.conftest import ADMIN
+from tests.support.relay_server import RELAYSTORE
+from tests.support.services import free_port, wait_port
+
+
+def test_resp_only_with_an_adaptive_token_from_the_cli(tmp_path: Path) -> None:
+    url, state, port = f"sqlite:///{tmp_path}/relay.db", tmp_path / "state", free_port()
+    env = {**os.environ, "RELAYSTORE_ADMIN_TOKEN": ADMIN}
+    serve = [
+        RELAYSTORE,
+        "serve",
+        "--url",
+        url,
+        "--state-dir",
+        str(state),
+        "--no-http",
+        "--resp",
+        f"127.0.0.1:{port}",
+    ]
+    with open(tmp_path / "server.log", "wb") as log:
+        process = subprocess.Popen(serve, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert wait_port(port), (tmp_path / "server.log").read_text()
+        issued = subprocess.run(
+            [RELAYSTORE, "token", "adaptive", "--agent", "a", "--url", url, "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        with Redis(port=port, password=issued.stdout.strip()) as agent:
+            assert agent.set("nemo_relay:acg_observations:a", "[]")
+            with pytest.raises(NoPermissionError):
+                agent.set("nemo_relay:acg_observations:b", "[]")
+        with Redis(port=port, password=ADMIN) as admin:
+            assert admin.keys("*") == [b"nemo_relay:acg_observations:a"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0, (tmp_path / "server.log").read_text()
