@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from relaystore.backends.redis import AdaptiveKeys
 from relaystore.errors import Conflict, InvalidInput
 from relaystore.stores import Store
+from relaystore.stores._common import check_id
 from relaystore.stores.adaptive import ADAPTERS, DOC_KINDS, RUN, run_json
 from relaystore.stores.items import ItemWrite, StoredItem
 
@@ -123,8 +124,8 @@ class KeySpace:
         if key.family == "runs_index":
             raise WrongType
         if key.family != GENERIC:
-            found = await self.store.adaptive.load_versioned(key.family, key.owner)  # type: ignore[arg-type]
-            return None if found is None else found.text.encode()
+            text = await self.store.adaptive._get_doc(key.family, check_id(key.owner, "key"))  # type: ignore[arg-type]
+            return None if text is None else text.encode()
         item = await self._item(key)
         if item is None:
             return None
@@ -207,27 +208,22 @@ class KeySpace:
             )
         if key.family == "runs_index":
             raise WrongType
-        parsed = _validated(key.family, _text(value, "an adaptive value"))
-        if key.family == "runs":
-            if parsed.agent_id != key.owner or str(parsed.id) != key.run_id:
-                raise InvalidInput(
-                    f"the run is {parsed.agent_id}:{parsed.id}, not the key's {key.owner}:{key.run_id}"
-                )
-            return Step(lambda: self.store.adaptive.store_run(parsed), key.name)
-        if key.family == "plan" and parsed.agent_id != key.owner:
-            raise InvalidInput(f"the plan is for {parsed.agent_id!r}, not the key's {key.owner!r}")
-        return Step(lambda: self._store_doc(key, parsed), key.name)
-
-    async def _store_doc(self, key: Key, parsed: Any) -> None:
+        text = _text(value, "an adaptive value")
+        parsed = _validated(key.family, text)
+        owner = check_id(key.owner, "key")
+        # Validated, the text is stored as sent (one parse, no re-encoding): GET returns the bytes
+        # SET wrote, as Redis does. These are the contract's backend primitives, which the
+        # public store_* methods reach after re-validating and re-encoding the same value.
         adaptive = self.store.adaptive
-        store = {
-            "plan": lambda: adaptive.store_plan(parsed),
-            "trie": lambda: adaptive.store_trie(key.owner, parsed),
-            "accumulators": lambda: adaptive.store_accumulators(key.owner, parsed),
-            "acg_observations": lambda: adaptive.store_observations(key.owner, parsed),
-            "acg_stability": lambda: adaptive.store_stability(key.owner, parsed),
-        }[key.family]
-        await store()
+        if key.family == "runs":
+            if parsed.agent_id != owner or str(parsed.id) != key.run_id:
+                raise InvalidInput(
+                    f"the run is {parsed.agent_id}:{parsed.id}, not the key's {owner}:{key.run_id}"
+                )
+            return Step(lambda: adaptive._store_run(owner, key.run_id, text), key.name)
+        if key.family == "plan" and parsed.agent_id != owner:
+            raise InvalidInput(f"the plan is for {parsed.agent_id!r}, not the key's {owner!r}")
+        return Step(lambda: adaptive._put_doc(key.family, owner, text), key.name)  # type: ignore[arg-type]
 
     async def prepare_rpush(self, key: Key, values: list[bytes], staged: set[str]) -> Step:
         """RPUSH. On ``runs_index`` every value must be a run id stored (or SET earlier in the same
