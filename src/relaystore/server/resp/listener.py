@@ -108,6 +108,8 @@ class RespListener:
             await self._converse(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # close() ends idle connections; asyncio would log a cancelled handler as an error
         finally:
             self._connections.discard(task)
             writer.close()

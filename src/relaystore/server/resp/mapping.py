@@ -258,7 +258,9 @@ class KeySpace:
     def prepare_delete(self, keys: list[Key]) -> Step:
         for key in keys:
             if key.family in ("runs", "runs_index"):
-                raise InvalidInput("runs are removed by retention (prune_runs, POST /v1/adaptive/runs/prune), not DEL")
+                raise InvalidInput(
+                    "runs are removed by retention (prune_runs, POST /v1/adaptive/runs/prune), not DEL"
+                )
 
         async def delete() -> int:
             gone = 0
