@@ -34,8 +34,8 @@ class RespServer:
         return self.http.stop()
 
 
-def start_resp(store_url: str, directory: Path, *extra: str) -> RespServer:
-    port = free_port()
+def start_resp(store_url: str, directory: Path, *extra: str, port: int | None = None) -> RespServer:
+    port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     http = start_server(store_url, directory, "--resp", f"127.0.0.1:{port}", *extra, admin_token=ADMIN)
     return RespServer(http, port)

@@ -72,7 +72,7 @@ def two_sessions(store_url: str, directory: Path) -> tuple[list[str], dict[str, 
         drive(server.url(), PREFIX, AGENT, RUNS, seed=SEED)
     finally:
         server.stop()
-    server = start_resp(store_url, directory / "second")
+    server = start_resp(store_url, directory / "second", port=server.port)  # the same URL again
     try:
         drive(server.url(), PREFIX, AGENT, RUNS, seed=SEED)
         with Redis.from_url(server.url()) as client:

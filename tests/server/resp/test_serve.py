@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -47,6 +48,19 @@ def test_resp_only_with_an_adaptive_token_from_the_cli(tmp_path: Path) -> None:
                 agent.set("nemo_relay:acg_observations:b", "[]")
         with Redis(port=port, password=ADMIN) as admin:
             assert admin.keys("*") == [b"nemo_relay:acg_observations:a"]
+        if shutil.which("redis-cli"):
+            cli = ["redis-cli", "-p", str(port), "--pass", ADMIN, "--no-auth-warning"]
+            for args, shown in (
+                (["RPUSH", "l", "x", "y"], "2"),
+                (["LRANGE", "l", "0", "-1"], "x\ny"),
+                (["TYPE", "l"], "list"),
+                (["GET", "nemo_relay:acg_observations:a"], "[]"),
+                (["TTL", "nemo_relay:acg_observations:a"], "-1"),
+                (["KEYS", "*"], "l\nnemo_relay:acg_observations:a"),
+                (["SCAN", "0", "COUNT", "1"], "1\nl"),
+            ):
+                done = subprocess.run([*cli, *args], capture_output=True, text=True, timeout=10)
+                assert done.stdout.strip() == shown, (args, done.stdout, done.stderr)
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0, (tmp_path / "server.log").read_text()
