@@ -115,6 +115,12 @@ async def test_adaptive_documents_go_to_store_adaptive(listener: RespListener, s
             await r.set(f"{P}plan:a", '{"agent_id": "a"}')
         with pytest.raises(ResponseError, match="does not expire"):
             await r.set(f"{P}acg_stability:a", json.dumps(stability), px=10)
+        with pytest.raises(ResponseError, match="not the key's a:"):
+            await r.set(f"{P}runs:a:{uuid.uuid4()}", run_json("b"))
+        with pytest.raises(ResponseError, match="runs_index lists stored runs only"):
+            await r.rpush(f"{P}runs_index:a", str(uuid.uuid4()))
+        with pytest.raises(ResponseError, match="retention"):
+            await r.delete(f"{P}runs_index:a")
         assert await r.keys(f"{P}*") == [f"{P}acg_stability:a::model=m".encode()]
     finally:
         await r.aclose()
