@@ -269,3 +269,21 @@ async def test_a_thousand_idle_connections_do_not_stall_it(listener: RespListene
     finally:
         for _, writer in idle:
             writer.close()
+
+
+async def test_concurrent_connections_each_keep_their_runs(listener: RespListener, store: Store) -> None:
+    async def agent_runs(agent: str) -> None:
+        r = client(listener, single_connection_client=True)
+        try:
+            for _ in range(5):
+                run_id = str(uuid.uuid4())
+                pipe = r.pipeline(transaction=True)
+                pipe.set(f"{P}runs:{agent}:{run_id}", run_json(agent, run_id))
+                pipe.rpush(f"{P}runs_index:{agent}", run_id)
+                assert (await pipe.execute())[0] is True
+        finally:
+            await r.aclose()
+
+    agents = [f"agent-{k}" for k in range(8)]
+    await asyncio.gather(*(agent_runs(a) for a in agents))  # their commits may share a group
+    assert [await store.adaptive.count_runs(a) for a in agents] == [5] * len(agents)
