@@ -8,11 +8,13 @@ import signal
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from redis import Redis
 from redis.exceptions import NoPermissionError
 
-from tests.server.resp.conftest import ADMIN
+from relaystore.server.tokens import issue_adaptive_token, store_id
+from tests.server.resp.conftest import ADMIN, start_resp
 from tests.support.relay_server import RELAYSTORE
 from tests.support.services import free_port, wait_port
 
@@ -64,3 +66,22 @@ def test_resp_only_with_an_adaptive_token_from_the_cli(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0, (tmp_path / "server.log").read_text()
+
+
+def test_an_adaptive_token_opens_no_http_route_of_state(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/relay.db"
+    server = start_resp(url, tmp_path)
+    try:
+        key = (server.http.state_dir / "signing-key").read_text().strip()
+        token = issue_adaptive_token(key, agents=["a"], audience=store_id(url))
+        headers = {"Authorization": f"Bearer {token}"}
+        for method, path in (
+            ("GET", "/v1/adaptive/agents"),
+            ("GET", "/v1/outputs?task_id=t"),
+            ("GET", "/v1/info"),
+        ):
+            assert httpx.request(method, server.http.url + path, headers=headers).status_code == 403, path
+        with Redis(port=server.port, password=token) as agent:  # the same token opens RESP
+            assert agent.set("a:cache", "1")
+    finally:
+        server.stop()
