@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 from typer.testing import CliRunner
 
@@ -185,7 +187,7 @@ async def test_hello_3_select_and_noauth(listener: RespListener) -> None:
 
 async def test_wrong_password(listener: RespListener, tmp_path: Path) -> None:
     with pytest.raises(AuthenticationError):
-        await client(listener, password="not-the-token").ping()
+        await client(listener, password="not-the-token", retry=Retry(NoBackoff(), 0)).ping()  # no retries
     assert (await raw(listener, command("HELLO", "3", "AUTH", "default", "nope"))).startswith(b"-WRONGPASS")
     outputs_token = issue_token(
         SIGNING_KEY, task="t", attempt=0, producer="p", audience=store_id(f"sqlite:///{tmp_path}/resp.db")
