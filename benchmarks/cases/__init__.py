@@ -11,6 +11,7 @@ from benchmarks.cases import (
     langgraph_loop,
     langgraph_store,
     outputs,
+    resp,
     runtimes,
     scaling,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "langgraph_loop",
     "langgraph_store",
     "outputs",
+    "resp",
     "runtimes",
     "scaling",
 ]

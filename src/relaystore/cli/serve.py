@@ -107,6 +107,19 @@ def serve(
         typer.Option("--umask", help="Octal umask for files the store creates (077: 0600 files, 0700 dirs)."),
     ] = "077",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info",
+    resp: Annotated[
+        str | None,
+        typer.Option("--resp", help="Also speak Redis (RESP) on HOST:PORT for NeMo Relay (docs/resp.md)."),
+    ] = None,
+    resp_prefix: Annotated[
+        str, typer.Option("--resp-prefix", help="NeMo Relay's key_prefix: keys under it are adaptive state.")
+    ] = "nemo_relay:",
+    resp_frame_limit: Annotated[
+        str, typer.Option("--resp-frame-limit", help="Largest RESP command; more closes the connection.")
+    ] = "8MiB",
+    http: Annotated[
+        bool, typer.Option("--http/--no-http", help="Serve HTTP (--no-http: only --resp).")
+    ] = True,
 ) -> None:
     """Serve the store at --url over HTTP (routes and auth: docs/server.md).
 
@@ -146,7 +159,16 @@ def serve(
         )
         return application, secrets.admin_token_source, secrets.signing_key_source
 
+    if not http:
+        _serve_resp_only(url, state_dir, admin_token_file, umask, resp, resp_prefix, resp_frame_limit)
+        return
     application, admin_source, key_source = run(prepare)
+    if resp is not None:
+        from relaystore.server.resp import attach
+
+        resp_host, resp_port = _resp_address(resp)
+        attach(application, resp_host, resp_port, **_resp_options(resp_prefix, resp_frame_limit))
+        err_console.print(Text(f"relaystore: serving {url} over RESP on {resp_host}:{resp_port}"))
     err_console.print(Text(f"relaystore: serving {url} on http://{host}:{port}"))
     err_console.print(Text(f"relaystore: admin token in {admin_source}; signing key in {key_source}"))
     limits = ConnectionLimits(
@@ -169,3 +191,47 @@ def serve(
     redact_access_log()
     log_to_stderr(log_level)
     uvicorn.Server(config).run()
+
+
+def _resp_address(text: str) -> tuple[str, int]:
+    from relaystore.server.resp.listener import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resp") from None
+
+
+def _resp_options(prefix: str, frame_limit: str) -> dict[str, object]:
+    try:
+        return {"prefix": prefix, "frame_limit": parse_size(frame_limit)}
+    except InvalidInput as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resp-frame-limit") from None
+
+
+def _serve_resp_only(
+    url: str,
+    state_dir: Path | None,
+    admin_token_file: Path | None,
+    umask: str,
+    resp: str | None,
+    prefix: str,
+    frame_limit: str,
+) -> None:
+    """``serve --no-http --resp HOST:PORT``: the RESP listener alone, until Ctrl-C or SIGTERM."""
+    from relaystore.server.resp import serve_alone
+    from relaystore.server.tokens import load_secrets, state_dir_for
+
+    if resp is None:
+        raise typer.BadParameter("--no-http needs --resp HOST:PORT (there would be nothing to serve)")
+    host, port = _resp_address(resp)
+    options = _resp_options(prefix, frame_limit)
+
+    async def work() -> None:
+        os.umask(parse_umask(umask))
+        secrets = load_secrets(state_dir or state_dir_for(url), admin_token_file=admin_token_file)
+        err_console.print(Text(f"relaystore: serving {url} over RESP on {host}:{port}"))
+        err_console.print(Text(f"relaystore: admin token in {secrets.admin_token_source}"))
+        await serve_alone(url, secrets.admin_token, secrets.signing_key, host, port, **options)
+
+    run(work)

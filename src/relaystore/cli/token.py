@@ -92,6 +92,31 @@ def issue(
         typer.echo(token)
 
 
+@token_app.command("adaptive")
+def adaptive(
+    agents: Annotated[list[str], typer.Option("--agent", help="An agent id it may use (repeatable).")],
+    ttl: Annotated[str, typer.Option("--ttl", help="Lifetime: 90s, 15m, 1h, 2d (at most 30d).")] = "1h",
+    url: UrlOption = DEFAULT_URL,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Where `relaystore serve` keeps the signing key.")
+    ] = None,
+) -> None:
+    """Print a token for `serve --resp` (NeMo Relay's Redis password) that may use only the keys
+    of the --agent ids (docs/resp.md). Signed here with the server's key; --url is the store."""
+    from relaystore.errors import InvalidInput
+    from relaystore.server.tokens import issue_adaptive_token, load_signing_key, state_dir_for, store_id
+
+    async def work() -> str:
+        if scheme_of(url) in ("http", "https"):
+            raise InvalidInput(
+                "pass the store's own URL as --url (the one `serve --url` has), not the server's"
+            )
+        key = load_signing_key(state_dir or state_dir_for(url))
+        return issue_adaptive_token(key, agents=agents, audience=store_id(url), ttl=ttl)
+
+    typer.echo(run(work))
+
+
 @token_app.command("revoke")
 def revoke_command(
     jti: Annotated[

@@ -68,6 +68,8 @@ class Principal:
     token_id: str | None = None  # the jti of an agent or download token
     blob: str | None = None  # a download token: the one blob it may GET
     blob_mime: str | None = None  # … and the type to serve it as
+    agents: tuple[str, ...] | None = None
+    """Agent ids of an adaptive token (the RESP listener's keys); None for other tokens."""
 
     @property
     def budget_key(self) -> str:
@@ -200,6 +202,34 @@ def issue_memory_token(
     return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
 
 
+def issue_adaptive_token(
+    signing_key: str,
+    *,
+    agents: Iterable[str],
+    audience: str,
+    ttl: str | float = "1h",
+    tenant: str | None = None,
+) -> str:
+    """A signed adaptive token (JWT, HS256): NeMo Relay's Redis password for ``serve --resp``,
+    allowed only the keys of ``agents`` (see docs/resp.md). ``audience`` is the store id, as for
+    :func:`issue_token`. Raises :class:`InvalidInput` for a bad agent id or ttl."""
+    import jwt
+
+    issued = int(time.time())
+    claims: dict[str, Any] = {
+        "iat": issued,
+        "exp": issued + int(parse_ttl(ttl)),
+        "jti": uuid.uuid4().hex,
+        "agents": [check_id(a, "agent") for a in agents],
+        "aud": audience,
+    }
+    if not claims["agents"]:
+        raise InvalidInput("an adaptive token needs at least one agent id")
+    if tenant is not None:
+        claims["ten"] = tenant
+    return jwt.encode(claims, signing_key, algorithm=ALGORITHM)
+
+
 def _prefix(labels: object) -> tuple[str, ...]:
     from relaystore.stores.items import check_namespace
 
@@ -281,6 +311,10 @@ def _principal(claims: dict[str, Any]) -> Principal:
         tenant = claims.get("ten")
         assert isinstance(reads, list) and all(isinstance(r, str) for r in reads)
         assert tenant is None or isinstance(tenant, str)
+        if "agents" in claims:
+            assert isinstance(claims["agents"], list) and claims["agents"]
+            agents = tuple(check_id(a, "agent") for a in claims["agents"])
+            return Principal(admin=False, tenant=tenant, agents=agents, token_id=claims.get("jti") or None)
         if "ns" in claims:
             assert isinstance(claims["ns"], list) and claims["ns"]
             scopes = tuple(_prefix(p) for p in claims["ns"])
