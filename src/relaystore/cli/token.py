@@ -121,21 +121,9 @@ def revoke_command(
             return
         if not admin_token:
             raise Unauthorized("an http:// --url needs the admin token (--admin-token or RELAYSTORE_TOKEN)")
-        import httpx
+        from relaystore.server.tokens import request_revoke
 
-        from relaystore.backends.http import raise_for_response, unavailable
-        from relaystore.server.tokens import base_url
-
-        try:
-            response = httpx.post(
-                base_url(url) + "/v1/tokens/revoke",
-                json={"jti": jti},
-                headers={"Authorization": f"Bearer {admin_token}"},
-                timeout=10,
-            )
-        except httpx.HTTPError as exc:
-            raise unavailable(url, exc) from exc
-        raise_for_response(response)
+        request_revoke(url, admin_token, jti)
 
     run(work)
     typer.echo(f"revoked {jti}")
