@@ -25,6 +25,7 @@ def test_the_url_becomes_typed_options_without_the_token(monkeypatch: pytest.Mon
 def test_keywords_win_and_the_environment_gives_the_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RELAYSTORE_TOKEN", "from-env")
     options = parse_url("http://127.0.0.1:1?timeout=5", timeout=2, max_connections=4)
+    assert isinstance(options, HttpOptions)
     assert (options.timeout, options.max_connections) == (2.0, 4)
     assert options.token is not None and options.token.get_secret_value() == "from-env"
 
