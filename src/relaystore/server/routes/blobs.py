@@ -157,11 +157,10 @@ async def download_token(call: Call) -> Response:
         ttl=ttl,
         tenant=call.tenant,
     )
-    prefix = f"/t/{call.tenant}" if call.tenant else ""
+    prefix = wire.TENANT_PREFIX.format(tenant=call.tenant) if call.tenant else ""
+    url = f"{prefix}{wire.BLOB.format(sha256=sha256)}?token={token}"
     expires_at = unverified_claims(token)["exp"]
-    return reply(
-        {"token": token, "url": f"{prefix}/v1/blobs/{sha256}?token={token}", "expires_at": expires_at}, 201
-    )
+    return reply({"token": token, "url": url, "expires_at": expires_at}, 201)
 
 
 async def delete_blob(call: Call) -> Response:
