@@ -10,6 +10,13 @@ import typer
 from relaystore.backends import scheme_of
 from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, print_json, run
 
+
+def names_a_server(url: str) -> bool:
+    """True for the URL of a running relaystore server (``http(s)://``), which signs and revokes
+    tokens itself with the key only it holds; any other URL is a store opened here."""
+    return scheme_of(url) in ("http", "https")
+
+
 token_app = typer.Typer(help="Issue tokens for sub-agents.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
@@ -51,7 +58,7 @@ def issue(
     )
 
     async def work() -> str:
-        if scheme_of(url) in ("http", "https"):
+        if names_a_server(url):
             if not admin_token:
                 from relaystore.errors import Unauthorized
 
@@ -140,27 +147,15 @@ def revoke_command(
     from relaystore.server.revocation import revoke
 
     async def work() -> None:
-        if scheme_of(url) not in ("http", "https"):
+        if not names_a_server(url):
             async with relaystore.connect(url) as store:
                 await revoke(store, jti)
             return
         if not admin_token:
             raise Unauthorized("an http:// --url needs the admin token (--admin-token or RELAYSTORE_TOKEN)")
-        import httpx
+        from relaystore.server.tokens import request_revoke
 
-        from relaystore.backends.http import raise_for_response, unavailable
-        from relaystore.server.tokens import base_url
-
-        try:
-            response = httpx.post(
-                base_url(url) + "/v1/tokens/revoke",
-                json={"jti": jti},
-                headers={"Authorization": f"Bearer {admin_token}"},
-                timeout=10,
-            )
-        except httpx.HTTPError as exc:
-            raise unavailable(url, exc) from exc
-        raise_for_response(response)
+        request_revoke(url, admin_token, jti)
 
     run(work)
     typer.echo(f"revoked {jti}")

@@ -112,32 +112,3 @@ class CheckpointBundle(NamedTuple):
     state: bytes
     attachments: dict[str, bytes]
     writes: list[PendingWrite]
-
-
-class BundleWire(BaseModel):
-    """A :class:`CheckpointBundle` as JSON (bytes as base64): the HTTP service's full reads."""
-
-    model_config = ConfigDict(extra="forbid", ser_json_bytes="base64", val_json_bytes="base64")
-
-    metadata: CheckpointMetadata
-    state: bytes
-    attachments: dict[str, bytes]
-    writes: list[PendingWrite]
-
-    @classmethod
-    def of(cls, bundle: CheckpointBundle) -> BundleWire:
-        return cls(
-            metadata=bundle.metadata, state=bundle.state, attachments=bundle.attachments, writes=bundle.writes
-        )
-
-    def bundle(self) -> CheckpointBundle:
-        return CheckpointBundle(self.metadata, self.state, self.attachments, self.writes)
-
-
-class BundlePageWire(BaseModel):
-    """A page of :class:`BundleWire` as the HTTP service sends it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[BundleWire]
-    next_cursor: str | None = None

@@ -1,4 +1,4 @@
-"""The ASGI app: routes from :mod:`relaystore.server.api`, auth, tenants, metrics and errors."""
+"""The ASGI app: routes from :mod:`relaystore.server.routes`, auth, tenants, metrics and errors."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relaystore.errors import Forbidden, TooLarge, Unauthorized
-from relaystore.server.api import OPERATIONS, json_of
 from relaystore.server.openapi import build_openapi
+from relaystore.server.routes import OPERATIONS, json_of
 from relaystore.server.stores import StoreSet
 from relaystore.server.tokens import Principal, bearer, verify_token
 from relaystore.server.web import (

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 import relaystore
-from relaystore.server.api import REQUEST_MODELS
+from relaystore.server.routes import REQUEST_MODELS
 from relaystore.server.web import Op
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -9,7 +9,7 @@ Two kinds of bearer token open the server (see ``docs/server.md``):
   producer are bound too, and it expires.
 
 Both secrets live in files with mode 0600 in the server's *state directory* (``.relaystore/``
-beside a ``sqlite://`` or ``file://`` store, else in the working directory), created on first
+beside a local store's database file or directory, else in the working directory), created on first
 start; ``RELAYSTORE_ADMIN_TOKEN`` and ``RELAYSTORE_SIGNING_KEY`` override them.
 
 This module needs PyJWT only to sign or verify; :func:`request_token` (asking a running server to
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from relaystore import wire
 from relaystore.errors import Forbidden, InvalidInput, Unauthorized
 from relaystore.models.outputs import OutputRef
 from relaystore.stores._common import check_id, check_u32
@@ -349,20 +350,37 @@ def store_id(store_url: str) -> str:
     """A store's id, the ``aud`` of its agent tokens: derived from its URL, so every replica
     serving the same store agrees, and two stores never do.
 
-    A ``sqlite://`` or ``file://`` path is made absolute; elsewhere the scheme, host, port and
-    path count (not credentials or options).
+    A local store (one whose options name a :func:`local_path`) counts by its absolute path;
+    elsewhere the scheme, host, port and path count (not credentials or options). Raises
+    :class:`InvalidInput` for a URL no backend accepts.
     """
     parts = urlsplit(store_url)
-    scheme = parts.scheme.lower()
-    path = unquote(parts.path)
-    if scheme == "sqlite" and path not in ("", "/", "/:memory:"):
-        where = str(Path(path[1:] if path.startswith("/") else path).resolve())
-    elif scheme == "file":
-        where = str(Path("/" + path.lstrip("/")).resolve())
-    else:
-        where = f"{parts.hostname or ''}:{parts.port or ''}{path}"
-    digest = hashlib.sha256(f"{scheme}://{where}".encode()).hexdigest()
+    local = local_path(store_url)
+    where = (
+        str(local) if local is not None else f"{parts.hostname or ''}:{parts.port or ''}{unquote(parts.path)}"
+    )
+    digest = hashlib.sha256(f"{parts.scheme.lower()}://{where}".encode()).hexdigest()
     return f"rs-{digest[:24]}"
+
+
+def local_path(store_url: str) -> Path | None:
+    """The absolute file or directory a local store lives in, from its backend's typed options
+    (:func:`relaystore.backends.parse_url`): their ``local_path`` (a SQLite database file, a file
+    store's root; None for a private in-memory database and for network stores)."""
+    from relaystore.backends import parse_url
+
+    options: Any = parse_url(store_url)
+    if isinstance(options, tuple):  # a backend not yet on typed options: see _untyped_local_path
+        return _untyped_local_path(options)
+    path = getattr(options, "local_path", None)
+    return None if path is None else Path(path).resolve()
+
+
+def _untyped_local_path(options: tuple[Any, ...]) -> Path | None:
+    # Transitional, until sqlite and file return typed options with ``local_path`` (issue 14):
+    # until then their parse_url returns ``(path, …)``, ":memory:" for a private database.
+    path = options[0]
+    return None if str(path) in ("", ":memory:") else Path(path).resolve()
 
 
 def bearer(headers: Any, query: Any, *, query_allowed: bool = True) -> str:
@@ -397,17 +415,10 @@ class Secrets:
 
 
 def state_dir_for(store_url: str) -> Path:
-    """Where a server for ``store_url`` keeps its secrets: ``.relaystore/`` beside the database
-    of a ``sqlite://`` or ``file://`` store, else ``./.relaystore``."""
-    parts = urlsplit(store_url)
-    scheme = parts.scheme.lower()
-    path = unquote(parts.path)
-    if scheme == "sqlite" and path not in ("", "/", "/:memory:"):
-        database = Path(path[1:] if path.startswith("/") else path)
-        return database.resolve().parent / STATE_DIR_NAME
-    if scheme == "file" and path.strip("/"):
-        return Path("/" + path.lstrip("/")).resolve().parent / STATE_DIR_NAME
-    return Path.cwd() / STATE_DIR_NAME
+    """Where a server for ``store_url`` keeps its secrets: ``.relaystore/`` beside a local store's
+    database file or directory (:func:`local_path`), else ``./.relaystore``."""
+    local = local_path(store_url)
+    return (Path.cwd() if local is None else local.parent) / STATE_DIR_NAME
 
 
 def load_secrets(state_dir: Path, *, create: bool = True, admin_token_file: Path | None = None) -> Secrets:
@@ -518,22 +529,36 @@ def request_token(
     :class:`Unauthorized`/:class:`Forbidden` if the admin token is refused, :class:`InvalidInput`
     for bad arguments and :class:`BackendUnavailable` if the server cannot be reached.
     """
+    body = {"task": task, "attempt": attempt, "producer": producer, "ttl": ttl, "read": list(reads)}
+    return str(ask_server(url, admin_token, wire.TOKENS, body, timeout)["token"])
+
+
+def request_revoke(url: str, admin_token: str, jti: str, *, timeout: float = 10.0) -> None:
+    """Ask a running server (``POST /v1/tokens/revoke``) to refuse agent token ``jti`` from now on,
+    on every server of its store. Raises as :func:`request_token`."""
+    ask_server(url, admin_token, wire.TOKENS_REVOKE, {"jti": jti}, timeout)
+
+
+def ask_server(url: str, admin_token: str, path: str, body: dict[str, Any], timeout: float) -> Any:
+    """POST ``body`` to ``path`` of the server at ``url`` with the admin token; the JSON answer.
+
+    An error answer raises its :mod:`relaystore.errors` class (:func:`relaystore.wire.error_from_answer`),
+    a transport failure :class:`BackendUnavailable`.
+    """
     import httpx
 
-    from relaystore.backends.http import raise_for_response, unavailable
-
-    body = {"task": task, "attempt": attempt, "producer": producer, "ttl": ttl, "read": list(reads)}
     try:
         response = httpx.post(
-            base_url(url) + "/v1/tokens",
+            base_url(url) + path,
             json=body,
             headers={"Authorization": f"Bearer {admin_token}"},
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        raise unavailable(url, exc) from exc
-    raise_for_response(response)
-    return str(response.json()["token"])
+        raise wire.unreachable(url, exc) from exc
+    if response.status_code >= 400:
+        raise wire.error_from_answer(response.status_code, response.content, response.reason_phrase)
+    return response.json()
 
 
 def base_url(url: str) -> str:

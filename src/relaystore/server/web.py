@@ -14,6 +14,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,22 +22,12 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relaystore.errors import (
-    BackendUnavailable,
-    Conflict,
-    CorruptRecord,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    NotSupported,
-    RelayStoreError,
-    TooLarge,
-    Unauthorized,
-)
+from relaystore.errors import CorruptRecord, InvalidInput, NotSupported, RelayStoreError, TooLarge
 from relaystore.server.revocation import RevocationCache
 from relaystore.server.tokens import Principal, store_id
 from relaystore.stores import Store
 from relaystore.stores._common import validate
+from relaystore.wire import error_body, status_of
 
 log = logging.getLogger("relaystore.server")
 noisy_log = logging.getLogger("relaystore.server.noisy")  # what a client can repeat at will: rate-limited
@@ -209,6 +200,10 @@ class ServerConfig:
     def audience(self, tenant: str | None) -> str:
         """The store id agent tokens must name (``aud``): the main store's, for tenants too (a
         tenant token is bound to its tenant by its ``ten`` claim besides)."""
+        return self._store_id
+
+    @cached_property
+    def _store_id(self) -> str:  # parsed once: it is asked on every request
         return store_id(self.store_url)
 
 
@@ -229,23 +224,6 @@ class ClientGone(Exception):
 
 # --------------------------------------------------------------------------- errors → responses
 
-_STATUS: list[tuple[type[RelayStoreError], int]] = [
-    (Unauthorized, 401),
-    (Forbidden, 403),
-    (NotFound, 404),
-    (Conflict, 409),
-    (TooLarge, 413),
-    (InvalidInput, 422),
-    (NotSupported, 501),
-    (CorruptRecord, 500),
-    (BackendUnavailable, 503),
-]
-
-
-def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
-    return {"error": error, "detail": detail, **extra}
-
-
 _SERVER_PATH = re.compile(r"(?:/[^/\s'\"]+){1,}/(?=[^/\s'\"]+)")
 
 
@@ -263,7 +241,7 @@ def error_response(exc: BaseException) -> Response:
     if isinstance(exc, HttpError):
         return JSONResponse(error_body(exc.error, exc.detail), exc.status, headers=exc.headers)
     if isinstance(exc, RelayStoreError):
-        status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
+        status = status_of(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status < 500:
             return JSONResponse(error_body(type(exc).__name__, str(exc)), status, headers=headers)

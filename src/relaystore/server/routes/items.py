@@ -18,7 +18,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter
 from starlette.responses import Response
 
+from relaystore import wire
 from relaystore.errors import Forbidden
+from relaystore.server.routes._common import json_of, obj, ref
 from relaystore.server.tokens import Principal, issue_memory_token, parse_ttl
 from relaystore.server.web import Call, Op, reply
 from relaystore.stores.items import Condition, ItemWrite, StoredItem, compile_filter
@@ -240,21 +242,21 @@ async def issue_store_token(call: Call) -> Response:
 
 
 def _body(name: str) -> dict[str, Any]:
-    return {"application/json": {"$ref": f"#/components/schemas/{name}"}}
+    return json_of(ref(name))
 
 
 def _answer(**props: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"type": "object", "properties": props, "required": list(props)}}
+    return json_of(obj(**props))
 
 
 _ITEM = {"type": ["object", "null"]}
 _ITEMS = {"type": "array", "items": _ITEM}
 _COUNT = {"type": "integer", "minimum": 0}
 
-ITEM_OPERATIONS: list[Op] = [
+OPERATIONS: list[Op] = [
     Op(
         "POST",
-        "/v1/store/items/get",
+        wire.ITEMS_GET,
         get_items,
         "Items at [namespace, key] pairs (null where none is live).",
         "agent",
@@ -264,7 +266,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
-        "/v1/store/items/search",
+        wire.ITEMS_SEARCH,
         search_items,
         "Live items under a namespace prefix matching a filter, newest first.",
         "agent",
@@ -274,7 +276,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
-        "/v1/store/items/write",
+        wire.ITEMS_WRITE,
         write_items,
         "Put and delete items atomically (and refresh the expiry of others).",
         "agent",
@@ -284,7 +286,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
-        "/v1/store/namespaces",
+        wire.ITEMS_NAMESPACES,
         list_namespaces,
         "Namespaces holding a live item, by prefix and suffix.",
         "agent",
@@ -294,7 +296,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
-        "/v1/store/count",
+        wire.ITEMS_COUNT,
         count_items,
         "How many items lie under a prefix.",
         "agent",
@@ -304,7 +306,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
-        "/v1/store/sweep",
+        wire.ITEMS_SWEEP,
         sweep_items,
         "Delete expired items now (the server's RelayStore sweeps on its own too).",
         "agent",
@@ -313,7 +315,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
     Op(
         "POST",
-        "/v1/store/tokens",
+        wire.ITEMS_TOKENS,
         issue_store_token,
         "Issue a memory token limited to namespace prefixes.",
         request=_body("MemoryTokenRequest"),
@@ -322,7 +324,7 @@ ITEM_OPERATIONS: list[Op] = [
     ),
 ]
 
-ITEM_REQUEST_MODELS: list[type[BaseModel]] = [
+REQUEST_MODELS: list[type[BaseModel]] = [
     ItemKeysRequest,
     ItemSearchRequest,
     ItemWriteRequest,

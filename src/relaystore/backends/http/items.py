@@ -1,7 +1,7 @@
 """The item face (:mod:`relaystore.stores.items`) of the ``http://`` backend.
 
 Each primitive is one request to the server's ``/v1/store/...`` routes
-(:mod:`relaystore.server.items_api`), which run the public item API on the server's store. The
+(:mod:`relaystore.server.routes.items`), which run the public item API on the server's store. The
 server's clock decides expiry: the ``now`` the contract passes is not sent, so clients with a
 skewed clock cannot shorten or stretch anyone's TTL. A memory token limits the namespaces a
 client may use (403 :class:`~relaystore.errors.Forbidden` outside them).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from relaystore import wire
 from relaystore.errors import CorruptRecord
 from relaystore.stores.items import (
     Condition,
@@ -22,7 +23,7 @@ from relaystore.stores.items import (
 )
 
 if TYPE_CHECKING:
-    from relaystore.backends.http import Client
+    from relaystore.backends.http.client import Client
 
 _ALL = 2**62
 
@@ -59,7 +60,7 @@ class HttpItemStore(ItemStore):
 
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
         pairs = [[list(decode_namespace(space)), key] for space, key in keys]
-        answer = await self._post("/v1/store/items/get", {"keys": pairs})
+        answer = await self._post(wire.ITEMS_GET, {"keys": pairs})
         return [_item(body) for body in answer["items"]]
 
     async def _search(
@@ -82,11 +83,11 @@ class HttpItemStore(ItemStore):
             "vectors": vectors,
             "newest_first": newest_first,
         }
-        answer = await self._post("/v1/store/items/search", body)
+        answer = await self._post(wire.ITEMS_SEARCH, body)
         return [item for item in map(_item, answer["items"]) if item is not None]
 
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
-        answer = await self._post("/v1/store/namespaces", {"prefix": _labels(low), "limit": _ALL})
+        answer = await self._post(wire.ITEMS_NAMESPACES, {"prefix": _labels(low), "limit": _ALL})
         return [encode_namespace(tuple(ns)) for ns in answer["namespaces"]]
 
     async def _write(self, puts: list[ItemWrite], touch: list[tuple[str, str]], now: float) -> None:
@@ -101,11 +102,11 @@ class HttpItemStore(ItemStore):
             for p in puts
         ]
         pairs = [[list(decode_namespace(space)), key] for space, key in touch]
-        await self._post("/v1/store/items/write", {"writes": writes, "touch": pairs})
+        await self._post(wire.ITEMS_WRITE, {"writes": writes, "touch": pairs})
 
     async def _sweep(self, now: float) -> int:
-        return int((await self._post("/v1/store/sweep", {}))["removed"])
+        return int((await self._post(wire.ITEMS_SWEEP, {}))["removed"])
 
     async def _count(self, low: str | None, high: str | None, now: float | None) -> int:
         body = {"prefix": _labels(low), "include_expired": now is None}
-        return int((await self._post("/v1/store/count", body))["count"])
+        return int((await self._post(wire.ITEMS_COUNT, body))["count"])
