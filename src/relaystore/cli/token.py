@@ -8,9 +8,18 @@ from typing import Annotated
 import typer
 
 from relaystore.backends import scheme_of
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    print_json,
+    require_server,
+    run,
+    sub_app,
+)
 
-token_app = typer.Typer(help="Issue tokens for sub-agents.", no_args_is_help=True)
+token_app = sub_app("Issue and revoke tokens for sub-agents.")
 app.add_typer(token_app, name="token")
 
 
@@ -41,6 +50,7 @@ def issue(
     With an http(s):// --url the running server issues it (admin token needed); otherwise it is
     signed here with the key that `relaystore serve` keeps in the state directory.
     """
+    require_server("token issue")
     from relaystore.server.tokens import (
         issue_token,
         load_signing_key,

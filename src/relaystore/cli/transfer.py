@@ -36,7 +36,16 @@ from rich.text import Text
 
 import relaystore
 from relaystore.cli._paging import every
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, err_console, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    err_console,
+    open_existing,
+    print_json,
+    run,
+)
 from relaystore.errors import Conflict, InvalidInput, NotFound, RelayStoreError
 from relaystore.models.adaptive import RunRecord
 from relaystore.models.checkpoints import CheckpointMetadata
@@ -336,7 +345,7 @@ async def _blob_lines(store: Store) -> AsyncIterator[dict[str, Any]]:
 async def export_to(url: str, sink: IO[str]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     documents: Counter[str] = Counter()
-    async with relaystore.connect(url) as store:
+    async with open_existing(url) as store:
         with progress_bar(f"exporting {store.backend}") as (progress, task):
             async for kind, line in export_lines(store):
                 sink.write(dump_line(line) + "\n")

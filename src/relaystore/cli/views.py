@@ -23,7 +23,16 @@ from rich.tree import Tree
 
 import relaystore
 from relaystore.cli._paging import collect
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, console, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    console,
+    open_existing,
+    print_json,
+    run,
+)
 from relaystore.errors import NotFound
 from relaystore.models.adaptive import ExecutionPlan, Metrics, Prediction, RunRecord, TrieEnvelope, TrieNode
 from relaystore.models.checkpoints import CheckpointMetadata
@@ -103,7 +112,7 @@ def info(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Show which backend the URL opens and its facts (path, schema version, …)."""
 
     async def work() -> dict[str, Any]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return {"relaystore_version": relaystore.__version__, **await store.info()}
 
     facts = run(work)
@@ -132,7 +141,7 @@ def threads(
     """List the threads that hold checkpoints, with their checkpoint count and head."""
 
     async def work() -> tuple[list[dict[str, Any]], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             ids, next_cursor = await collect(store.checkpoints.list_threads, limit, cursor)
             rows = [
                 {
@@ -166,7 +175,7 @@ def checkpoints(
     """List a thread's checkpoints in store order (metadata only; the state stays in the store)."""
 
     async def work() -> tuple[list[CheckpointMetadata], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return await collect(
                 partial(store.checkpoints.list, thread, newest_first=newest_first),
                 limit,
@@ -208,7 +217,7 @@ def outputs(
     """List the outputs of one task attempt in store order, with their parents."""
 
     async def work() -> tuple[list[OutputRecord], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return await collect(partial(store.outputs.list_for_attempt, task, attempt), limit, cursor)
 
     items, next_cursor = run(work)
@@ -311,7 +320,7 @@ def lineage(
     """Show an output's ancestors (what it was built from) and a tree of its descendants."""
 
     async def work() -> tuple[OutputRecord, list[OutputRecord], list[OutputRecord]]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             record = await store.outputs.get(ref)
             return (
                 record,
@@ -371,7 +380,7 @@ def runs(
     """List an agent's recorded runs, oldest first: duration, calls and tokens."""
 
     async def work() -> tuple[list[RunRecord], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return await collect(partial(store.adaptive.list_runs, agent), limit, cursor)
 
     items, next_cursor = run(work)
@@ -419,7 +428,7 @@ def show_document(url: str, agent: str, kind: str, render: Callable[[Any], Tree]
     """Load the agent's ``kind`` document (``store.adaptive.load_<kind>``) and print it."""
 
     async def work() -> Any:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             found = await getattr(store.adaptive, f"load_{kind}")(agent)
         if found is None:
             raise NotFound(f"agent {agent!r} has no {kind}")

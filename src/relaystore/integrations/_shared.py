@@ -20,11 +20,6 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
 
-def missing_extra(module: str, extra: str) -> ImportError:
-    """The one-line error raised when an integration's runtime package is not installed."""
-    return ImportError(f"{module} needs the {extra} extra: pip install 'relaystore[{extra}]'")
-
-
 def dump_json(value: Any, what: str) -> str:
     """Compact JSON text of ``value``; :class:`InvalidInput` if it is not JSON data.
 
