@@ -734,11 +734,11 @@ class PgCheckpointStore(CheckpointStore):
             "WHERE thread_id = %s AND checkpoint_id = %s",
             (thread_id, checkpoint_id),
         )
-        return None if row is None else _checkpoint(self._db.schema, row)  # type: ignore[arg-type]
+        return None if row is None else _checkpoint(self._db.schema, row)
 
     async def _load_latest(self, thread_id: str) -> Checkpoint | None:
         row = await self._db.one(LATEST_CHECKPOINT, (thread_id,))
-        return None if row is None else _checkpoint(self._db.schema, row)  # type: ignore[arg-type]
+        return None if row is None else _checkpoint(self._db.schema, row)
 
     async def _list(
         self, thread_id: str, limit: int | None, after: int | None, newest_first: bool

@@ -807,7 +807,7 @@ class RedisBlobStore(BlobStore):
             raise CorruptRecord(f"{self._meta}[{sha256}]", str(exc)) from exc
 
     async def _chunk(self, sha256: str, index: int) -> bytes | None:
-        return await self._c.do(self._base, "GET", f"{self._base}c:{sha256}:{index}")  # type: ignore[no-any-return]
+        return await self._c.do(self._base, "GET", f"{self._base}c:{sha256}:{index}")
 
     async def _delete(self, sha256: str) -> bool:
         return bool(await self._c.script("_DELETE_BLOB", [self._meta], [self._base, sha256]))
@@ -1069,7 +1069,7 @@ async def open_store(url: str, **options: Any) -> Store:
     blobs = RedisBlobStore(conn, config.prefix)
     try:
         if config.cluster:
-            await conn.call("cluster", conn.client.initialize)  # type: ignore[union-attr]
+            await conn.call("cluster", conn.client.initialize)
         await conn.do("PING", "PING")
         await blobs.drop_stale_uploads()
     except BaseException:

@@ -842,7 +842,7 @@ def _json_safe(metadata: Mapping[str, Any]) -> dict[str, Any]:
     through JSON with ``str`` for what JSON cannot hold (a datetime in user metadata)."""
     if _is_json(metadata):
         return dict(metadata)
-    return json.loads(_dump_json(metadata))  # type: ignore[no-any-return]
+    return json.loads(_dump_json(metadata))
 
 
 def _is_json(value: Any, depth: int = 0) -> bool:
@@ -891,7 +891,7 @@ def _metadata_of(record: RelayMetadata) -> CheckpointMetadata:
     if text is None:
         return {}
     try:
-        return json.loads(text)  # type: ignore[no-any-return]
+        return json.loads(text)
     except ValueError as exc:
         raise CorruptRecord(f"{record.thread_id}/{record.id}", "bad LangGraph metadata JSON") from exc
 

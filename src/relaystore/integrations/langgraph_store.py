@@ -220,7 +220,7 @@ class RelayStore(BaseStore):
         try:
             coro.send(None)
         except StopIteration as finished:
-            return True, finished.value  # type: ignore[no-any-return]
+            return True, finished.value
         coro.close()  # it suspended before writing anything (only embeddings await): run it on the loop
         return False, []
 
