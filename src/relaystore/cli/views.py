@@ -9,6 +9,7 @@ Listings print at most ``--limit`` items and the cursor to continue from (``--cu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -34,10 +35,12 @@ from relaystore.cli.app import (
     run,
 )
 from relaystore.errors import NotFound
+from relaystore.integrations._shared import LANGGRAPH_SEPARATOR
 from relaystore.models.adaptive import ExecutionPlan, Metrics, Prediction, RunRecord, TrieEnvelope, TrieNode
 from relaystore.models.checkpoints import CheckpointMetadata
 from relaystore.models.common import timestamp_to_ns
 from relaystore.models.outputs import OutputRecord
+from relaystore.stores import Store
 
 LimitOption = Annotated[
     int, typer.Option("--limit", min=0, help="Show at most this many items (0: all of them).")
@@ -104,6 +107,33 @@ def describe_event(event: Any) -> str:
     return f"final {'ok' if event.ok else 'failed'}: {describe_content(event.content)}"
 
 
+def langgraph_parts(thread_id: str) -> dict[str, Any]:
+    """For a LangGraph thread key, the ``--json`` field that splits it: ``{"langgraph": {...}}``."""
+    thread, separator, namespace = thread_id.partition(LANGGRAPH_SEPARATOR)
+    return {"langgraph": {"thread_id": thread, "checkpoint_ns": namespace}} if separator else {}
+
+
+def shown_thread(thread_id: str) -> str:
+    """A LangGraph thread key (``t1`` + ``\\x1f`` + namespace) as ``t1 (ns "")``; others as they are."""
+    thread, separator, namespace = thread_id.partition(LANGGRAPH_SEPARATOR)
+    return f"{thread} (ns {json.dumps(namespace, ensure_ascii=False)})" if separator else thread_id
+
+
+async def stored_thread(store: Store, thread: str) -> str:
+    """The thread id as stored, for one typed by hand: ``t1 (ns "x")`` as ``threads`` shows it, or a
+    plain ``t1`` that holds nothing itself but is a LangGraph thread (namespace ``""``)."""
+    shown = _SHOWN_THREAD.match(thread)
+    if shown:
+        return shown.group(1) + LANGGRAPH_SEPARATOR + json.loads(shown.group(2))
+    if LANGGRAPH_SEPARATOR in thread or await store.checkpoints.count(thread):
+        return thread
+    langgraph = thread + LANGGRAPH_SEPARATOR
+    return langgraph if await store.checkpoints.count(langgraph) else thread
+
+
+_SHOWN_THREAD = re.compile(r'^(.*) \(ns ("(?:[^"\\]|\\.)*")\)$')
+
+
 # --------------------------------------------------------------------------- info
 
 
@@ -148,6 +178,7 @@ def threads(
                     "thread_id": thread_id,
                     "checkpoints": await store.checkpoints.count(thread_id),
                     "head": await store.checkpoints.head(thread_id),
+                    **langgraph_parts(thread_id),
                 }
                 for thread_id in ids
             ]
@@ -159,7 +190,7 @@ def threads(
         return
     table = Table("thread", "checkpoints", "head", box=box.SIMPLE_HEAD)
     for row in rows:
-        add_plain_row(table, row["thread_id"], str(row["checkpoints"]), row["head"] or "–")
+        add_plain_row(table, shown_thread(row["thread_id"]), str(row["checkpoints"]), row["head"] or "–")
     print_listing(table, len(rows), next_cursor, "no threads")
 
 
@@ -174,20 +205,18 @@ def checkpoints(
 ) -> None:
     """List a thread's checkpoints in store order (metadata only; the state stays in the store)."""
 
-    async def work() -> tuple[list[CheckpointMetadata], str | None]:
+    async def work() -> tuple[str, list[CheckpointMetadata], str | None]:
         async with open_existing(url) as store:
-            return await collect(
-                partial(store.checkpoints.list, thread, newest_first=newest_first),
-                limit,
-                cursor,
-            )
+            stored = await stored_thread(store, thread)
+            listed = partial(store.checkpoints.list, stored, newest_first=newest_first)
+            return stored, *await collect(listed, limit, cursor)
 
-    items, next_cursor = run(work)
+    stored, items, next_cursor = run(work)
     if as_json:
         print_json(listing_json((m.model_dump(mode="json") for m in items), next_cursor))
         return
     table = Table("id", "step", "label #tags", "parent", "bytes", "created (UTC)", box=box.SIMPLE_HEAD)
-    table.title = Text(thread)
+    table.title = Text(shown_thread(stored))
     table.columns[0].no_wrap = True  # ids are copied from here: keep them whole
     for meta in items:
         add_plain_row(

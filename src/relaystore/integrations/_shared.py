@@ -16,6 +16,9 @@ from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores import Store
 
 T = TypeVar("T")
+LANGGRAPH_SEPARATOR = "\x1f"
+"""RelaySaver's thread key is ``prefix + thread_id + SEPARATOR + checkpoint_ns`` (here, so that the
+CLI can read it without LangGraph installed)."""
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 

@@ -54,6 +54,7 @@ except ImportError as exc:  # without the extra: one line that names it
 import relaystore
 from relaystore.connect import _LoopThread
 from relaystore.errors import Conflict, CorruptRecord, InvalidInput
+from relaystore.integrations._shared import LANGGRAPH_SEPARATOR
 from relaystore.integrations.langgraph_store import RelayStore
 from relaystore.models.checkpoints import CheckpointBundle, PendingWrite
 from relaystore.models.checkpoints import CheckpointMetadata as RelayMetadata
@@ -61,7 +62,7 @@ from relaystore.stores import Store
 
 __all__ = ["SEPARATOR", "RelaySaver", "RelayStore"]
 
-SEPARATOR = "\x1f"
+SEPARATOR = LANGGRAPH_SEPARATOR
 """Joins thread id and namespace (and channel and version); refused inside ids for that reason."""
 
 _STATE_FORMAT = 1  # first byte of every packed value, so a later layout can be told apart
