@@ -117,3 +117,14 @@ def test_help_names_the_token_variable_and_shows_no_type_labels(tmp_path: Path) 
         assert "<str>" not in shown and "<bool>" not in shown and "<int" not in shown, shown
     serve = cli("-m", "relaystore", "serve", "--help", cwd=tmp_path).stdout
     assert "token-signing key (mode 0600) to the state directory" in " ".join(serve.split())
+
+
+def test_piped_output_is_not_cut_to_80_columns(tmp_path: Path) -> None:
+    thread = "a-thread-id-long-enough-that-an-80-column-table-would-have-to-cut-or-wrap-it-somewhere"
+    put = "import relaystore\nfrom relaystore.models import CheckpointMetadata as M\n"
+    put += "with relaystore.connect_sync('sqlite:///p.db') as s:\n"
+    put += f"    s.checkpoints.save({thread!r}, M.new({thread!r}), b'x')\n"
+    assert cli("-c", put, cwd=tmp_path).returncode == 0
+    done = cli("-m", "relaystore", "threads", "--url", "sqlite:///p.db", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert any(thread in line for line in done.stdout.splitlines()), done.stdout
