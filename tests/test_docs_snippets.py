@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.support.relay_server import start_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"(?:<!-- (not-run|run-with): ?([^>]*?) ?-->\n)?```python\n(.*?)```", re.S)
@@ -59,29 +58,15 @@ def run_program(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """A ``relaystore serve`` on a free port; its directory holds ``.relaystore/admin-token``."""
+    """A ``relaystore serve``, and a directory whose ``.relaystore/admin-token`` is its token."""
     where = tmp_path_factory.mktemp("served")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "relaystore", "serve", "--url", "sqlite:///./s.db", "--port", str(port)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen(command, cwd=where, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    served = start_server(f"sqlite:///{where / 's.db'}", where)
+    (where / ".relaystore").mkdir()
+    (where / ".relaystore" / "admin-token").write_text(served.admin_token + "\n")
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "relaystore serve did not start"
-            time.sleep(0.1)
-        yield where, url
+        yield where, served.url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        served.stop()
 
 
 def test_few_snippets_are_not_run() -> None:

@@ -128,3 +128,18 @@ def test_piped_output_is_not_cut_to_80_columns(tmp_path: Path) -> None:
     done = cli("-m", "relaystore", "threads", "--url", "sqlite:///p.db", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert any(thread in line for line in done.stdout.splitlines()), done.stdout
+
+
+def test_http_store_without_a_token_names_the_option(tmp_path: Path) -> None:
+    from tests.support.relay_server import start_server
+
+    served = start_server(f"sqlite:///{tmp_path / 's.db'}", tmp_path)
+    try:
+        done = cli("-m", "relaystore", "info", "--url", served.url, cwd=tmp_path)
+        assert_one_line_error(done, "Unauthorized", "--token", "RELAYSTORE_TOKEN")
+        shown = cli(
+            "-m", "relaystore", "--token", served.admin_token, "info", "--url", served.url, cwd=tmp_path
+        )
+        assert shown.returncode == 0 and "http" in shown.stdout, shown.stderr
+    finally:
+        served.stop()

@@ -27,7 +27,7 @@ from typer.models import ArgumentInfo, OptionInfo
 
 import relaystore
 from relaystore._extras import installed, missing_extra
-from relaystore.errors import NotFound, RelayStoreError
+from relaystore.errors import NotFound, RelayStoreError, Unauthorized
 from relaystore.stores import Store
 
 T = TypeVar("T")
@@ -122,7 +122,10 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
     try:
         return asyncio.run(work())  # type: ignore[arg-type]
     except RelayStoreError as exc:
-        raise fail(type(exc).__name__, str(exc)) from None
+        message = str(exc)
+        if isinstance(exc, Unauthorized) and "RELAYSTORE_TOKEN" not in message:
+            message += " (pass relaystore --token TOKEN, or set RELAYSTORE_TOKEN)"
+        raise fail(type(exc).__name__, message) from None
     except OSError as exc:  # the store's path: a missing parent, a parent that is a file, no rights
         where = f" {exc.filename}" if exc.filename else ""
         raise fail(type(exc).__name__, f"{exc.strerror or exc}:{where} (fix the path in --url)") from None
