@@ -623,9 +623,13 @@ def describe(result: CaseResult) -> str:
     for peer, ratio in zip(result.peers, result.ratios, strict=True):
         verdict = "" if ratio.met is None else (" ✔" if ratio.met else " ✘")
         goal = f" (target {ratio.target})" if ratio.target else ""
+        # The ratio pairs subject and peer repeat by repeat (same slices of machine noise), so it
+        # need not equal the quotient of the two medians printed beside it; both are shown.
         lines.append(
             f"  {peer.label:<34} {peer.median:>12,.0f} {result.unit}"
             f"   ratio {ratio.median:.2f}×{goal}{verdict}"
+            f" [paired per repeat: median of {min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f}×;"
+            f" medians' quotient {result.subject.median / max(peer.median, 1e-9):.2f}×]"
         )
     for m in [result.subject, *result.peers]:
         if m.facts:

@@ -129,3 +129,18 @@ async def test_facts_checks_and_failures_are_reported(tmp_path: Path) -> None:
         md_path=tmp_path / "b.md",
     )
     assert "failed: RuntimeError" in page and "check: the counter was called ✔" in page
+
+
+def test_console_line_explains_the_paired_ratio() -> None:
+    """877 vs 1,046 ops/s beside "0.62×": the line says the ratio is paired per repeat and gives the
+    medians' quotient too, so the figures on it agree."""
+    from benchmarks.harness import CaseResult, Measurement, Ratio, describe
+
+    subject = Measurement("relaystore", "subject", [500.0, 877.0, 1400.0])
+    peer = Measurement("peer", "peer", [1000.0, 1046.0, 1500.0])
+    paired = [s / p for s, p in zip(subject.ops_per_s, peer.ops_per_s, strict=True)]
+    result = CaseResult("c", "g", "case", "sqlite", "ops/s", 10, 3, subject=subject, peers=[peer])
+    result.ratios = [Ratio("peer", paired)]
+    line = describe(result).splitlines()[1]
+    assert f"ratio {sorted(paired)[1]:.2f}×" in line and "paired per repeat" in line
+    assert f"medians' quotient {877 / 1046:.2f}×" in line

@@ -19,6 +19,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from relaystore.errors import RelayStoreError
 from relaystore.server.tokens import ADMIN_TOKEN_FILE, STATE_DIR_NAME, request_token
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +38,10 @@ def admin_token(given: str | None, token_file: Path) -> str:
         return token
     if token_file.exists():
         return token_file.read_text().strip()
-    sys.exit(f"no admin token: pass --admin-token, set RELAYSTORE_ADMIN_TOKEN or create {token_file}")
+    sys.exit(
+        f"swarm: no admin token in {token_file}: start the server first (make run), "
+        "or pass --admin-token / set RELAYSTORE_ADMIN_TOKEN"
+    )
 
 
 def spawn(command: list[str], env: dict[str, str]) -> str:
@@ -49,6 +53,13 @@ def spawn(command: list[str], env: dict[str, str]) -> str:
 
 
 def main() -> None:
+    try:
+        swarm()
+    except RelayStoreError as exc:  # a server that is down or refuses the token: one line, the fix
+        sys.exit(f"swarm: {type(exc).__name__}: {exc} (is `make run` serving --url?)")
+
+
+def swarm() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

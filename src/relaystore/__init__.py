@@ -17,7 +17,7 @@ One URL opens a :class:`Store` with three faces:
 from relaystore.connect import SyncStore, connect, connect_sync
 from relaystore.stores import ANY, AdaptiveStore, CheckpointStore, OutputStore, Store
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ANY",

@@ -109,7 +109,7 @@ class SyncStore:
         return self._store
 
     def info(self) -> dict[str, Any]:
-        return self._runner.run(self._store.info())  # type: ignore[no-any-return]
+        return self._runner.run(self._store.info())
 
     def close(self) -> None:
         if not self._store.closed:

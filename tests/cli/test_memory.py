@@ -42,6 +42,7 @@ def test_put_ls_search_get_rm(tmp_path: Path) -> None:
 
 def test_errors_are_one_line_naming_the_fix(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'mem.db'}"
+    invoke(url, "put", "users.u1", "k0", "{}")  # reading commands need the database to exist
     missing = invoke(url, "get", "users.u1", "nope", code=1)
     assert "relaystore memory search" in missing.output and len(missing.output.strip().splitlines()) == 1
     bad = invoke(url, "put", "users.u1", "k", "not json", code=1)

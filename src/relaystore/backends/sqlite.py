@@ -410,7 +410,7 @@ class SqliteDatabase:
             result = _transaction(self._inline, fn) if wrap else fn(self._inline)
         except sqlite3.OperationalError as exc:
             if _is_busy(exc):
-                return _BUSY  # type: ignore[no-any-return]
+                return _BUSY
             raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc

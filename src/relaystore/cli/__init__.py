@@ -8,23 +8,39 @@
 
 Every command takes ``--url`` (default ``$RELAYSTORE_URL``, else ``sqlite:///./relaystore.db``)
 and ``--json`` for machine-readable output. All work goes through the library API.
+
+The command line is the ``cli`` extra (Typer and Rich); ``serve`` and ``token`` also need the
+``server`` extra. Without them :func:`main` prints one line naming the extra and exits 1.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
-from relaystore.cli.app import app
+from relaystore._extras import installed
 
-for _module in ("views", "transfer", "learn", "serve", "token", "memory"):
-    try:
+SERVER_COMMANDS = ("serve", "token")
+
+
+CLI_MODULES = ("typer", "rich", "rfc8785")
+
+if installed(*CLI_MODULES):  # without the extra, main() says which to install
+    from relaystore.cli.app import app, name_values
+
+    for _module in ("views", "transfer", "learn", "serve", "token", "memory"):
         importlib.import_module(f"relaystore.cli.{_module}")
-    except ModuleNotFoundError as exc:  # a command group not written yet
-        if exc.name != f"relaystore.cli.{_module}":
-            raise
+    name_values(app)
 
 
 def main() -> None:
+    """The ``relaystore`` script and ``python -m relaystore``."""
+    if not installed(*CLI_MODULES):
+        wanted = "server" if any(arg in SERVER_COMMANDS for arg in sys.argv[1:]) else "cli"
+        sys.stderr.write(
+            f"relaystore: the command line needs the {wanted} extra: pip install 'relaystore[{wanted}]'\n"
+        )
+        raise SystemExit(1)
     app()
 
 

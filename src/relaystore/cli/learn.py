@@ -8,7 +8,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, console, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    console,
+    open_existing,
+    print_json,
+    run,
+)
 from relaystore.connect import connect
 from relaystore.errors import InvalidInput, NotFound
 from relaystore.learning import learn, predict, relearn
@@ -146,7 +155,7 @@ def predict_command(
     """Look up the learned prediction for PATH (deepest match; per-index before any-index)."""
 
     async def work() -> Any:
-        async with connect(url) as store:
+        async with open_existing(url) as store:
             trie = await store.adaptive.load_trie(agent_id)
         if trie is None:
             raise NotFound(f"agent {agent_id!r} has no trie; run `relaystore learn {agent_id}` first")

@@ -18,11 +18,21 @@ from rich.text import Text
 from rich.tree import Tree
 
 import relaystore
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, console, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    console,
+    open_existing,
+    print_json,
+    run,
+    sub_app,
+)
 from relaystore.errors import InvalidInput, NotFound
 from relaystore.stores.items import Namespace, StoredItem, compile_filter
 
-memory = typer.Typer(help="LangGraph long-term memory: namespaces, items, search.", no_args_is_help=True)
+memory = sub_app("LangGraph long-term memory: namespaces, items, search.")
 app.add_typer(memory, name="memory")
 
 NamespaceArg = Annotated[str, typer.Argument(help="Namespace, labels joined by dots: users.u1.memories.")]
@@ -77,7 +87,7 @@ def list_namespaces(
     prefix = parse_namespace(namespace)
 
     async def work() -> dict[Namespace, int]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             found = await store.items.list_namespaces(prefix=prefix, limit=2**62)
             return {ns: await store.items.count(ns) - await _below(store, ns, found) for ns in found}
 
@@ -103,7 +113,7 @@ def get_item(
     ns = parse_namespace(namespace)
 
     async def work() -> StoredItem:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             found = await store.items.get(ns, key)
         if found is None:
             raise NotFound(f"no memory {key!r} in {namespace!r}; list them with `relaystore memory search`")
@@ -136,7 +146,7 @@ def search_items(
 
     async def work() -> list[StoredItem]:
         conditions = compile_filter(_json_object(filter, "--filter")) if filter else []
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return await store.items.search(prefix, conditions=conditions, limit=limit, offset=offset)
 
     items = run(work)

@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from relaystore.cli.app import DEFAULT_URL, UrlOption, app, err_console, run
+from relaystore.backends import open_backend
+from relaystore.cli.app import DEFAULT_URL, UrlOption, app, err_console, require_server, run
 from relaystore.errors import InvalidInput
 
 _SIZE = re.compile(r"^(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)$")
@@ -127,6 +128,7 @@ def serve(
     directory and prints where they are. Stop it with Ctrl-C or SIGTERM: requests in flight finish,
     then the store is closed.
     """
+    require_server("serve")
     import uvicorn
 
     from relaystore.server import create_app
@@ -144,6 +146,7 @@ def serve(
         os.umask(parse_umask(umask))  # before the store opens: its database, WAL and dirs
         if not 16 * 1024 <= parse_size(header_limit) <= 64 * 1024:
             raise InvalidInput(f"--header-limit must be between 16KiB and 64KiB, got {header_limit}")
+        await (await open_backend(url)).close()  # a bad URL or a store that is down: one line, now
         secrets = load_secrets(state_dir or state_dir_for(url), admin_token_file=admin_token_file)
         application = create_app(
             url,

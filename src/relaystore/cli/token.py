@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from relaystore.backends import scheme_of
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    print_json,
+    require_server,
+    run,
+    sub_app,
+)
 
 
 def names_a_server(url: str) -> bool:
@@ -17,7 +26,7 @@ def names_a_server(url: str) -> bool:
     return scheme_of(url) in ("http", "https")
 
 
-token_app = typer.Typer(help="Issue tokens for sub-agents.", no_args_is_help=True)
+token_app = sub_app("Issue and revoke tokens for sub-agents.")
 app.add_typer(token_app, name="token")
 
 
@@ -48,6 +57,7 @@ def issue(
     With an http(s):// --url the running server issues it (admin token needed); otherwise it is
     signed here with the key that `relaystore serve` keeps in the state directory.
     """
+    require_server("token issue")
     from relaystore.server.tokens import (
         issue_token,
         load_signing_key,
@@ -114,7 +124,7 @@ def adaptive(
     from relaystore.server.tokens import issue_adaptive_token, load_signing_key, state_dir_for, store_id
 
     async def work() -> str:
-        if scheme_of(url) in ("http", "https"):
+        if names_a_server(url):
             raise InvalidInput(
                 "pass the store's own URL as --url (the one `serve --url` has), not the server's"
             )

@@ -22,7 +22,16 @@ from rich.table import Table
 from rich.text import Text
 
 import relaystore
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, err_console, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    err_console,
+    open_existing,
+    print_json,
+    run,
+)
 from relaystore.errors import InvalidInput, RelayStoreError
 from relaystore.stores import DOC_KINDS, redact
 from relaystore.stores.transfer import RECORD_TYPES, Exporter, Importer, dump_line
@@ -97,7 +106,7 @@ def print_summary(title: str, result: dict[str, Any]) -> None:
 
 
 async def export_to(url: str, sink: IO[str]) -> dict[str, Any]:
-    async with relaystore.connect(url) as store:
+    async with open_existing(url) as store:
         exporter = Exporter(store)
         with progress_bar(f"exporting {store.backend}") as (progress, task):
             async for kind, line in exporter.lines():

@@ -9,6 +9,7 @@ Listings print at most ``--limit`` items and the cursor to continue from (``--cu
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -23,12 +24,23 @@ from rich.tree import Tree
 
 import relaystore
 from relaystore.cli._paging import collect
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, console, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    console,
+    open_existing,
+    print_json,
+    run,
+)
 from relaystore.errors import NotFound
+from relaystore.integrations._shared import LANGGRAPH_SEPARATOR
 from relaystore.models.adaptive import ExecutionPlan, Metrics, Prediction, RunRecord, TrieEnvelope, TrieNode
 from relaystore.models.checkpoints import CheckpointMetadata
 from relaystore.models.common import timestamp_to_ns
 from relaystore.models.outputs import OutputRecord
+from relaystore.stores import Store
 
 LimitOption = Annotated[
     int, typer.Option("--limit", min=0, help="Show at most this many items (0: all of them).")
@@ -95,6 +107,33 @@ def describe_event(event: Any) -> str:
     return f"final {'ok' if event.ok else 'failed'}: {describe_content(event.content)}"
 
 
+def langgraph_parts(thread_id: str) -> dict[str, Any]:
+    """For a LangGraph thread key, the ``--json`` field that splits it: ``{"langgraph": {...}}``."""
+    thread, separator, namespace = thread_id.partition(LANGGRAPH_SEPARATOR)
+    return {"langgraph": {"thread_id": thread, "checkpoint_ns": namespace}} if separator else {}
+
+
+def shown_thread(thread_id: str) -> str:
+    """A LangGraph thread key (``t1`` + ``\\x1f`` + namespace) as ``t1 (ns "")``; others as they are."""
+    thread, separator, namespace = thread_id.partition(LANGGRAPH_SEPARATOR)
+    return f"{thread} (ns {json.dumps(namespace, ensure_ascii=False)})" if separator else thread_id
+
+
+async def stored_thread(store: Store, thread: str) -> str:
+    """The thread id as stored, for one typed by hand: ``t1 (ns "x")`` as ``threads`` shows it, or a
+    plain ``t1`` that holds nothing itself but is a LangGraph thread (namespace ``""``)."""
+    shown = _SHOWN_THREAD.match(thread)
+    if shown:
+        return shown.group(1) + LANGGRAPH_SEPARATOR + json.loads(shown.group(2))
+    if LANGGRAPH_SEPARATOR in thread or await store.checkpoints.count(thread):
+        return thread
+    langgraph = thread + LANGGRAPH_SEPARATOR
+    return langgraph if await store.checkpoints.count(langgraph) else thread
+
+
+_SHOWN_THREAD = re.compile(r'^(.*) \(ns ("(?:[^"\\]|\\.)*")\)$')
+
+
 # --------------------------------------------------------------------------- info
 
 
@@ -103,7 +142,7 @@ def info(url: UrlOption = DEFAULT_URL, as_json: JsonOption = False) -> None:
     """Show which backend the URL opens and its facts (path, schema version, …)."""
 
     async def work() -> dict[str, Any]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return {"relaystore_version": relaystore.__version__, **await store.info()}
 
     facts = run(work)
@@ -132,13 +171,14 @@ def threads(
     """List the threads that hold checkpoints, with their checkpoint count and head."""
 
     async def work() -> tuple[list[dict[str, Any]], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             ids, next_cursor = await collect(store.checkpoints.list_threads, limit, cursor)
             rows = [
                 {
                     "thread_id": thread_id,
                     "checkpoints": await store.checkpoints.count(thread_id),
                     "head": await store.checkpoints.head(thread_id),
+                    **langgraph_parts(thread_id),
                 }
                 for thread_id in ids
             ]
@@ -150,7 +190,7 @@ def threads(
         return
     table = Table("thread", "checkpoints", "head", box=box.SIMPLE_HEAD)
     for row in rows:
-        add_plain_row(table, row["thread_id"], str(row["checkpoints"]), row["head"] or "–")
+        add_plain_row(table, shown_thread(row["thread_id"]), str(row["checkpoints"]), row["head"] or "–")
     print_listing(table, len(rows), next_cursor, "no threads")
 
 
@@ -165,20 +205,18 @@ def checkpoints(
 ) -> None:
     """List a thread's checkpoints in store order (metadata only; the state stays in the store)."""
 
-    async def work() -> tuple[list[CheckpointMetadata], str | None]:
-        async with relaystore.connect(url) as store:
-            return await collect(
-                partial(store.checkpoints.list, thread, newest_first=newest_first),
-                limit,
-                cursor,
-            )
+    async def work() -> tuple[str, list[CheckpointMetadata], str | None]:
+        async with open_existing(url) as store:
+            stored = await stored_thread(store, thread)
+            listed = partial(store.checkpoints.list, stored, newest_first=newest_first)
+            return stored, *await collect(listed, limit, cursor)
 
-    items, next_cursor = run(work)
+    stored, items, next_cursor = run(work)
     if as_json:
         print_json(listing_json((m.model_dump(mode="json") for m in items), next_cursor))
         return
     table = Table("id", "step", "label #tags", "parent", "bytes", "created (UTC)", box=box.SIMPLE_HEAD)
-    table.title = Text(thread)
+    table.title = Text(shown_thread(stored))
     table.columns[0].no_wrap = True  # ids are copied from here: keep them whole
     for meta in items:
         add_plain_row(
@@ -208,7 +246,7 @@ def outputs(
     """List the outputs of one task attempt in store order, with their parents."""
 
     async def work() -> tuple[list[OutputRecord], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return await collect(partial(store.outputs.list_for_attempt, task, attempt), limit, cursor)
 
     items, next_cursor = run(work)
@@ -311,7 +349,7 @@ def lineage(
     """Show an output's ancestors (what it was built from) and a tree of its descendants."""
 
     async def work() -> tuple[OutputRecord, list[OutputRecord], list[OutputRecord]]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             record = await store.outputs.get(ref)
             return (
                 record,
@@ -371,7 +409,7 @@ def runs(
     """List an agent's recorded runs, oldest first: duration, calls and tokens."""
 
     async def work() -> tuple[list[RunRecord], str | None]:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             return await collect(partial(store.adaptive.list_runs, agent), limit, cursor)
 
     items, next_cursor = run(work)
@@ -419,7 +457,7 @@ def show_document(url: str, agent: str, kind: str, render: Callable[[Any], Tree]
     """Load the agent's ``kind`` document (``store.adaptive.load_<kind>``) and print it."""
 
     async def work() -> Any:
-        async with relaystore.connect(url) as store:
+        async with open_existing(url) as store:
             found = await getattr(store.adaptive, f"load_{kind}")(agent)
         if found is None:
             raise NotFound(f"agent {agent!r} has no {kind}")

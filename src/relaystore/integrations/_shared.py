@@ -16,6 +16,9 @@ from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores import Store
 
 T = TypeVar("T")
+LANGGRAPH_SEPARATOR = "\x1f"
+"""RelaySaver's thread key is ``prefix + thread_id + SEPARATOR + checkpoint_ns`` (here, so that the
+CLI can read it without LangGraph installed)."""
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ASCII = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
 
@@ -47,11 +50,6 @@ def run_blocking(
         raise asyncio.InvalidStateError(problem)
     assert loop is not None
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
-
-
-def missing_extra(module: str, extra: str) -> ImportError:
-    """The one-line error raised when an integration's runtime package is not installed."""
-    return ImportError(f"{module} needs the {extra} extra: pip install 'relaystore[{extra}]'")
 
 
 def dump_json(value: Any, what: str) -> str:

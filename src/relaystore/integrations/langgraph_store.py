@@ -27,23 +27,28 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequen
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from langgraph.store.base import (
-    BaseStore,
-    GetOp,
-    IndexConfig,
-    Item,
-    ListNamespacesOp,
-    Op,
-    PutOp,
-    Result,
-    SearchItem,
-    SearchOp,
-    TTLConfig,
-    ensure_embeddings,
-    get_text_at_path,
-    tokenize_path,
-    validate_op_namespace,
-)
+try:
+    from langgraph.store.base import (
+        BaseStore,
+        GetOp,
+        IndexConfig,
+        Item,
+        ListNamespacesOp,
+        Op,
+        PutOp,
+        Result,
+        SearchItem,
+        SearchOp,
+        TTLConfig,
+        ensure_embeddings,
+        get_text_at_path,
+        tokenize_path,
+        validate_op_namespace,
+    )
+except ImportError as exc:  # without the extra: one line that names it
+    from relaystore._extras import missing_extra
+
+    raise missing_extra("relaystore.integrations.langgraph_store", "langgraph") from exc
 
 from relaystore.backends import open_backend
 from relaystore.connect import _LoopThread
@@ -217,7 +222,7 @@ class RelayStore(BaseStore):
         try:
             coro.send(None)
         except StopIteration as finished:
-            return True, finished.value  # type: ignore[no-any-return]
+            return True, finished.value
         coro.close()  # it suspended before writing anything (only embeddings await): run it on the loop
         return False, []
 

@@ -30,7 +30,7 @@ try:
     from agents.items import TResponseInputItem
     from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 except ImportError as exc:  # pragma: no cover - exercised without the extra
-    from relaystore.integrations._shared import missing_extra
+    from relaystore._extras import missing_extra
 
     raise missing_extra("relaystore.integrations.openai_agents", "openai-agents") from exc
 

@@ -106,11 +106,11 @@ def _part_text(part: Any) -> str | None:
     if isinstance(part, dict):
         kind = part.get("type")
         if kind == "text" and isinstance(part.get("text"), str):
-            return part["text"]  # type: ignore[no-any-return]
+            return part["text"]
         if kind in ("image", "image_url"):
             return None
         if kind == "refusal" and isinstance(part.get("refusal"), str):
-            return part["refusal"]  # type: ignore[no-any-return]
+            return part["refusal"]
     return compact_json(part)
 
 
@@ -130,11 +130,11 @@ def _seed_part_text(part: Any) -> str:
     if isinstance(part, dict):
         kind = part.get("type")
         if kind == "text" and isinstance(part.get("text"), str):
-            return part["text"]  # type: ignore[no-any-return]
+            return part["text"]
         if kind in ("image", "image_url"):
             return _image_marker(part)
         if kind == "refusal" and isinstance(part.get("refusal"), str):
-            return part["refusal"]  # type: ignore[no-any-return]
+            return part["refusal"]
     return compact_json(part)
 
 
@@ -186,9 +186,9 @@ def _tool_name(tool: Any) -> str:
     if isinstance(tool, dict):
         function = tool.get("function")
         if isinstance(function, dict) and isinstance(function.get("name"), str):
-            return function["name"]  # type: ignore[no-any-return]
+            return function["name"]
         if isinstance(tool.get("name"), str):
-            return tool["name"]  # type: ignore[no-any-return]
+            return tool["name"]
     return ""
 
 

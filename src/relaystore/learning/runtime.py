@@ -323,7 +323,7 @@ async def _write_fresh(
     report.best_acg_key = await _store_best(store, agent_id, {k: results[k] for k in fresh.last_keys})
     if report.best_acg_key is None:
         for kind in ("acg_observations", "acg_stability"):
-            await adaptive.delete_document(kind, agent_id)  # type: ignore[arg-type]
+            await adaptive.delete_document(kind, agent_id)
 
 
 async def _replace(store: Store, kind: str, agent_id: str, value: Any) -> None:
@@ -358,4 +358,4 @@ async def _delete_stale_keys(store: Store, agent_id: str, keep: set[str]) -> Non
     for kind in ("acg_observations", "acg_stability"):
         for key in await agent_learning_keys(store, kind, agent_id):
             if key not in keep:
-                await store.adaptive.delete_document(kind, key)  # type: ignore[arg-type]
+                await store.adaptive.delete_document(kind, key)

@@ -113,7 +113,7 @@ def create_app(
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(TenantMiddleware, stores=stores),
         ],
-        exception_handlers={HTTPException: http_exception, Exception: unexpected},  # type: ignore[dict-item]
+        exception_handlers={HTTPException: http_exception, Exception: unexpected},
         lifespan=lifespan,
     )
     app.state.config = config

@@ -236,7 +236,7 @@ def _prefix(labels: object) -> tuple[str, ...]:
 
     if isinstance(labels, str):
         raise InvalidInput(f"a namespace prefix is a list of labels, got the string {labels!r}")
-    prefix = check_namespace(labels)  # type: ignore[arg-type]
+    prefix = check_namespace(labels)
     if "*" in prefix or len(prefix) > MAX_LABELS_CLAIM:
         raise InvalidInput(f"a token's namespace prefix is literal labels, got {prefix!r}")
     return prefix

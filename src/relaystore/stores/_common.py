@@ -147,12 +147,12 @@ def _decode_cursor(cursor: object, kind: type) -> Any:
 
 def decode_seq_cursor(cursor: object) -> int | None:
     """The store-order position (an int) encoded in ``cursor``, or None for the first page."""
-    return _decode_cursor(cursor, int)  # type: ignore[no-any-return]
+    return _decode_cursor(cursor, int)
 
 
 def decode_key_cursor(cursor: object) -> str | None:
     """The last key (a str) of the previous page, or None for the first page."""
-    return _decode_cursor(cursor, str)  # type: ignore[no-any-return]
+    return _decode_cursor(cursor, str)
 
 
 def prefix_upper_bound(prefix: str) -> str | None:

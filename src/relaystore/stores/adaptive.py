@@ -212,7 +212,7 @@ class AdaptiveStore(ABC):
     # ------------------------------------------------------------------ documents
 
     async def load_plan(self, agent_id: str) -> ExecutionPlan | None:
-        return await self._load("plan", agent_id)  # type: ignore[no-any-return]
+        return await self._load("plan", agent_id)
 
     async def store_plan(self, plan: ExecutionPlan | dict[str, Any]) -> None:
         """Overwrite the plan of ``plan.agent_id`` (NeMo Relay keys plans by the plan itself)."""
@@ -220,26 +220,26 @@ class AdaptiveStore(ABC):
         await self._store("plan", parsed.agent_id, parsed)
 
     async def load_trie(self, agent_id: str) -> TrieEnvelope | None:
-        return await self._load("trie", agent_id)  # type: ignore[no-any-return]
+        return await self._load("trie", agent_id)
 
     async def store_trie(self, agent_id: str, trie: TrieEnvelope | dict[str, Any]) -> None:
         await self._store("trie", agent_id, trie)
 
     async def load_accumulators(self, agent_id: str) -> AccumulatorState | None:
-        return await self._load("accumulators", agent_id)  # type: ignore[no-any-return]
+        return await self._load("accumulators", agent_id)
 
     async def store_accumulators(self, agent_id: str, state: AccumulatorState | dict[str, Any]) -> None:
         await self._store("accumulators", agent_id, state)
 
     async def load_observations(self, key: str) -> list[PromptIR] | None:
         """The ACG observation window of an agent id or learning key, oldest first."""
-        return await self._load("acg_observations", key)  # type: ignore[no-any-return]
+        return await self._load("acg_observations", key)
 
     async def store_observations(self, key: str, observations: list[PromptIR] | list[Any]) -> None:
         await self._store("acg_observations", key, observations)
 
     async def load_stability(self, key: str) -> StabilityAnalysisResult | None:
-        return await self._load("acg_stability", key)  # type: ignore[no-any-return]
+        return await self._load("acg_stability", key)
 
     async def store_stability(self, key: str, result: StabilityAnalysisResult | dict[str, Any]) -> None:
         await self._store("acg_stability", key, result)
@@ -257,19 +257,19 @@ class AdaptiveStore(ABC):
         that retries (Redis compare-and-set) may call it more than once.
         Returns the value stored afterwards.
         """
-        return await self._update("accumulators", agent_id, fn)  # type: ignore[no-any-return]
+        return await self._update("accumulators", agent_id, fn)
 
     async def update_plan(
         self, agent_id: str, fn: Callable[[ExecutionPlan | None], ExecutionPlan | None]
     ) -> ExecutionPlan | None:
         """As :meth:`update_accumulators`, for the plan. The result's ``agent_id`` must match."""
-        return await self._update("plan", agent_id, fn)  # type: ignore[no-any-return]
+        return await self._update("plan", agent_id, fn)
 
     async def update_observations(
         self, key: str, fn: Callable[[list[PromptIR] | None], list[PromptIR] | None]
     ) -> list[PromptIR] | None:
         """As :meth:`update_accumulators`, for an ACG observation window."""
-        return await self._update("acg_observations", key, fn)  # type: ignore[no-any-return]
+        return await self._update("acg_observations", key, fn)
 
     # ------------------------------------------------------------------ versioned documents
 
@@ -324,7 +324,7 @@ class AdaptiveStore(ABC):
     def _kind(kind: object) -> DocKind:
         if kind not in DOC_KINDS:
             raise InvalidInput(f"unknown document kind {kind!r}; expected one of {DOC_KINDS}")
-        return kind  # type: ignore[return-value]
+        return kind
 
     async def _load(self, kind: DocKind, key: str) -> Any:
         text = await self._get_doc(kind, check_id(key, "key"))

@@ -20,7 +20,8 @@ import hashlib
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Generator
+from typing import Any
 
 from relaystore.errors import BlobNotFound, InvalidInput
 from relaystore.models.common import Page
@@ -54,6 +55,38 @@ async def _rechunk(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
             del pending[:CHUNK_SIZE]
     if pending:
         yield bytes(pending)
+
+
+class BlobStream(AsyncIterator[bytes]):
+    """What :meth:`BlobStore.read` returns: an async iterator of chunks that can also be awaited.
+
+    Awaiting it runs the checks (the blob exists, the range fits) and returns the stream itself;
+    iterating without awaiting runs them at the first chunk.
+    """
+
+    def __init__(self, blobs: BlobStore, sha256: str, start: int, end: int | None) -> None:
+        self._blobs, self._args = blobs, (sha256, start, end)
+        self._chunks: AsyncIterator[bytes] | None = None
+
+    async def _open(self) -> BlobStream:
+        if self._chunks is None:
+            self._chunks = await self._blobs._checked(*self._args)
+        return self
+
+    def __await__(self) -> Generator[Any, None, BlobStream]:
+        return self._open().__await__()
+
+    async def __anext__(self) -> bytes:
+        if self._chunks is None:
+            await self._open()
+        assert self._chunks is not None
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop reading early (closes the underlying chunk generator)."""
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            await close()
 
 
 class BlobStore(ABC):
@@ -107,15 +140,20 @@ class BlobStore(ABC):
 
     async def get(self, sha256: str) -> bytes:
         """The whole blob in memory (use :meth:`read` for large ones)."""
-        return b"".join([chunk async for chunk in await self.read(sha256)])
+        return b"".join([chunk async for chunk in self.read(sha256)])
 
-    async def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> BlobStream:
         """Stream bytes ``[start, end)`` of a blob (``end`` None means to the end).
 
-        Checks happen before streaming starts: ``stream = await blobs.read(sha, 0, 10)``, then
-        ``async for chunk in stream``. Raises :class:`BlobNotFound`, or :class:`InvalidInput` for a
-        range outside the blob.
+        Use it directly, ``async for chunk in blobs.read(sha)``, or await it first,
+        ``stream = await blobs.read(sha, 0, 10)``, to have the checks done before the first byte
+        is wanted (the server does, to answer 404 before its headers). Raises
+        :class:`BlobNotFound`, or :class:`InvalidInput` for a range outside the blob; chunks are
+        at most :data:`CHUNK_SIZE` bytes.
         """
+        return BlobStream(self, sha256, start, end)
+
+    async def _checked(self, sha256: str, start: int, end: int | None) -> AsyncIterator[bytes]:
         blob = await self.stat(sha256)
         end = blob.size if end is None else end
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= blob.size):

@@ -114,14 +114,24 @@ class OutputStore(ABC):
         return found[0]
 
     async def get_latest_by_name(self, name: str) -> OutputRecord:
-        """Newest record whose ``producer_agent`` is ``name``, across all tasks and attempts."""
+        """Newest record whose ``producer_agent`` is ``name``, across all tasks and attempts.
+
+        ``name`` is the producer agent, not an artifact's ``name``: as mlua-swarm's
+        ``get_latest_by_name``, which keys its latest index by producer. The server's
+        ``GET /v1/outputs/latest?name=`` is this call. Raises :class:`OutputNotFound` when that
+        agent produced nothing, :class:`InvalidInput` for a bad id.
+        """
         found = await self._latest(OutputFilter(producer_agent=check_id(name, "name")))
         if found is None:
             raise OutputNotFound(name)
         return found
 
     async def get_latest_by_name_in_run(self, task_id: str, attempt: int, name: str) -> OutputRecord:
-        """Newest record of ``name`` within exactly this (task, attempt)."""
+        """Newest record of producer agent ``name`` within exactly this (task, attempt).
+
+        ``name`` is the producer agent, as in :meth:`get_latest_by_name`; another attempt is
+        never used as a fallback. Raises :class:`OutputNotFound`.
+        """
         flt = OutputFilter(
             check_id(task_id, "task_id"), check_u32(attempt, "attempt"), check_id(name, "name")
         )

@@ -295,7 +295,7 @@ class _SkippedRecords(logging.Handler):
         self.into = into
 
     def emit(self, record: logging.LogRecord) -> None:
-        found = [a for a in (record.args or ()) if isinstance(a, CorruptRecord)]  # type: ignore[union-attr]
+        found = [a for a in (record.args or ()) if isinstance(a, CorruptRecord)]
         self.into.extend(exc.key for exc in found)
 
 

@@ -11,7 +11,7 @@ import itertools
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from relaystore.models import (
     AccumulatorState,
@@ -246,7 +246,9 @@ def observations(count: int = 2) -> list[PromptIR]:
 
 
 def stability() -> StabilityAnalysisResult:
-    def score(span: str, classification: str, value: float) -> SpanScore:
+    def score(
+        span: str, classification: Literal["stable", "semi_stable", "variable"], value: float
+    ) -> SpanScore:
         return SpanScore(
             span_id=span, classification=classification, score=value, confidence=0.3, observation_count=6
         )

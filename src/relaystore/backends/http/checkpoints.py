@@ -83,7 +83,7 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _head(self, thread_id: str) -> str | None:
         body = await self._c.json("GET", wire.THREADS_HEAD, params={"thread_id": thread_id})
-        return body["head"]  # type: ignore[no-any-return]
+        return body["head"]
 
     async def _checkpoint(self, path: str, params: dict[str, str]) -> Checkpoint | None:
         response = await self._c.send("GET", path, params=params, missing=True)

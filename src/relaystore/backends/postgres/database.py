@@ -136,12 +136,31 @@ class PgDatabase:
 
     async def open(self) -> None:
         """Fill the pool to ``pool_min``; :class:`BackendUnavailable` if that takes over ``timeout``."""
+        await self._probe()
         try:
             await self.pool.open(wait=True, timeout=self.options.timeout)
         except psycopg.Error as exc:
             raise BackendUnavailable(
                 f"cannot connect to PostgreSQL within {self.options.timeout}s: {exc}"
             ) from exc
+
+    async def _probe(self) -> None:
+        """One direct connection first: a refusal that retrying cannot fix (the server's FATAL: no
+        such database, bad password) fails at once with the server's words, instead of the pool
+        retrying it until ``timeout`` and logging each try. A network error is left to the pool,
+        which waits for a server that is still starting."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.options.conninfo, **_connection_kwargs(self.options)
+            )
+        except psycopg.OperationalError as exc:
+            text = str(exc)
+            if "FATAL:" not in text:
+                return
+            reason = text.rsplit("FATAL:", 1)[-1].strip().splitlines()[0]
+            fix = "create it, or fix the URL" if "does not exist" in reason else "fix the URL"
+            raise BackendUnavailable(f"cannot connect to PostgreSQL: {reason} ({fix})") from exc
+        await conn.close()
 
     async def close(self) -> None:
         await self.pool.close()

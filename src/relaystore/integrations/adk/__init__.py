@@ -10,7 +10,7 @@ from __future__ import annotations
 try:
     import google.adk.sessions  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised without the extra
-    from relaystore.integrations._shared import missing_extra
+    from relaystore._extras import missing_extra
 
     raise missing_extra("relaystore.integrations.adk", "adk") from exc
 

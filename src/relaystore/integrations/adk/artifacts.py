@@ -26,10 +26,15 @@ import json
 import time
 from typing import Any
 
-from google.adk.artifacts import BaseArtifactService, artifact_util
-from google.adk.artifacts.base_artifact_service import ArtifactVersion, ensure_part
-from google.adk.errors.input_validation_error import InputValidationError
-from google.genai import types
+try:
+    from google.adk.artifacts import BaseArtifactService, artifact_util
+    from google.adk.artifacts.base_artifact_service import ArtifactVersion, ensure_part
+    from google.adk.errors.input_validation_error import InputValidationError
+    from google.genai import types
+except ImportError as exc:  # without the extra: one line that names it
+    from relaystore._extras import missing_extra
+
+    raise missing_extra("relaystore.integrations.adk", "adk") from exc
 
 from relaystore.errors import Conflict, NotFound
 from relaystore.integrations._shared import StoreHandle, dump_json

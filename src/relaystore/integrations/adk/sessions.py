@@ -22,12 +22,17 @@ import time
 import uuid
 from typing import Any
 
-from google.adk.errors.already_exists_error import AlreadyExistsError
-from google.adk.errors.session_not_found_error import SessionNotFoundError
-from google.adk.events import Event
-from google.adk.sessions import BaseSessionService, Session, State
-from google.adk.sessions._session_util import extract_json_safe_state_delta
-from google.adk.sessions.base_session_service import GetSessionConfig, ListSessionsResponse
+try:
+    from google.adk.errors.already_exists_error import AlreadyExistsError
+    from google.adk.errors.session_not_found_error import SessionNotFoundError
+    from google.adk.events import Event
+    from google.adk.sessions import BaseSessionService, Session, State
+    from google.adk.sessions._session_util import extract_json_safe_state_delta
+    from google.adk.sessions.base_session_service import GetSessionConfig, ListSessionsResponse
+except ImportError as exc:  # without the extra: one line that names it
+    from relaystore._extras import missing_extra
+
+    raise missing_extra("relaystore.integrations.adk", "adk") from exc
 
 from relaystore.errors import Conflict, InvalidInput
 from relaystore.integrations._shared import StoreHandle, dump_json, load_json

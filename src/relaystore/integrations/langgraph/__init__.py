@@ -27,7 +27,7 @@ try:
     import langchain_core  # noqa: F401
     import langgraph.checkpoint.base  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
-    from relaystore.integrations._shared import missing_extra
+    from relaystore._extras import missing_extra
 
     raise missing_extra("relaystore.integrations.langgraph", "langgraph") from exc
 

@@ -14,10 +14,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointMetadata
 
 from relaystore.errors import CorruptRecord, InvalidInput
+from relaystore.integrations._shared import LANGGRAPH_SEPARATOR
 from relaystore.models.checkpoints import CheckpointBundle
 from relaystore.models.checkpoints import CheckpointMetadata as RelayMetadata
 
-SEPARATOR = "\x1f"
+SEPARATOR = LANGGRAPH_SEPARATOR
 """Joins thread id and namespace (and channel and version); refused inside ids for that reason."""
 
 _STATE_FORMAT = 1  # first byte of every packed value, so a later layout can be told apart
@@ -83,7 +84,7 @@ def _json_safe(metadata: Mapping[str, Any]) -> dict[str, Any]:
     through JSON with ``str`` for what JSON cannot hold (a datetime in user metadata)."""
     if _is_json(metadata):
         return dict(metadata)
-    return json.loads(_dump_json(metadata))  # type: ignore[no-any-return]
+    return json.loads(_dump_json(metadata))
 
 
 def _is_json(value: Any, depth: int = 0) -> bool:
@@ -132,7 +133,7 @@ def _metadata_of(record: RelayMetadata) -> CheckpointMetadata:
     if text is None:
         return {}
     try:
-        return json.loads(text)  # type: ignore[no-any-return]
+        return json.loads(text)
     except ValueError as exc:
         raise CorruptRecord(f"{record.thread_id}/{record.id}", "bad LangGraph metadata JSON") from exc
 

@@ -123,3 +123,15 @@ async def test_delete_and_list_pages(blobs) -> None:  # type: ignore[no-untyped-
     second = await blobs.list(limit=2, cursor=first.next_cursor)
     assert [b.sha256 for b in [*first, *second]] == [r.sha256 for r in refs[1:]]
     assert second.next_cursor is None
+
+
+async def test_read_streams_without_being_awaited_first(blobs) -> None:  # type: ignore[no-untyped-def]
+    ref = await blobs.put(b"0123456789")
+    assert b"".join([chunk async for chunk in blobs.read(ref.sha256, 2, 5)]) == b"234"
+    assert await read_all(blobs, ref.sha256, 2, 5) == b"234"  # the awaited form still works
+    with pytest.raises(BlobNotFound):
+        async for _ in blobs.read("a" * 64):
+            pass
+    with pytest.raises(InvalidInput):
+        async for _ in blobs.read(ref.sha256, 4, 99):
+            pass
