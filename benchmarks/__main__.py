@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     extras["rss_mb_end"] = rss_mb()
     extras["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
     extras["seconds"] = round(time.monotonic() - began, 1)
+    extras["only"] = args.only  # a partial run says which cases it ran
     extras["run_token"] = RUN_TOKEN  # in every Redis prefix / PostgreSQL schema this run made
     command = "python -m benchmarks " + shlex.join(argv if argv is not None else sys.argv[1:])
     write_outputs(args, results, extras, env, command.strip())

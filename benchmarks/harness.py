@@ -1,21 +1,11 @@
 """The benchmark harness: a registry of cases, an interleaved runner, and result rows.
 
-A *case* pits one subject (a relaystore operation) against one or more peers doing the same
-work. Every contender is an async context manager that prepares its store and yields an
-``op(i)`` coroutine function performing operation number ``i``. The runner enters all of them,
-then times them in turns (subject, peer A, peer B; then peer A, peer B, subject; …) a tenth of
-a batch at a time, so that machine noise hits everyone alike. A ratio is computed per repeat from the
-paired batches, and the median of those is reported, which resists drifts in background load.
-
-Adding a case::
-
-    @case("checkpoints", "save 2 KB", n=1000, quick_n=200,
-          targets={"AsyncSqliteSaver.aput": Target.at_least(1.5)})
-    def save_2kb(ctx: Context) -> Matchup:
-        return Matchup(subject=Contender("relaystore", my_setup(ctx)), peers=[...])
-
-``backends=("sqlite", "postgres")`` registers one case per backend (``ctx.backend`` tells which;
-``ctx.store_url(label)`` gives a fresh store URL); a backend whose service is down is skipped.
+A *case* pits one subject (a relaystore operation) against peers doing the same work. Every
+contender is an async context manager that prepares its store and yields ``op(i)``. The runner
+enters all of them, then times them in rotating turns, a tenth of a round at a time, so machine
+noise hits everyone alike; a ratio is paired per round and its median over the rounds reported,
+which resists drifts in background load. No library pairs peers like this; the statistics are
+the stdlib's, the console tables rich's. How to add a case: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -323,12 +313,13 @@ class Registry:
         ``quick_backends`` limits which backends ``--quick`` runs (default: all of them).
         """
 
+        backends_ = list(backends)
+        quick_set = set(backends_ if quick_backends is None else quick_backends)
+        n = options.pop("n", 1000)
+        quick_n = options.pop("quick_n", None) or max(1, n // 5)
+        in_quick = options.pop("in_quick", True)
+
         def register(build: Callable[[Context], Matchup]) -> Callable[[Context], Matchup]:
-            backends_ = list(backends)
-            quick_set = set(backends_ if quick_backends is None else quick_backends)
-            n = options.pop("n", 1000)
-            quick_n = options.pop("quick_n", None) or max(1, n // 5)
-            in_quick = options.pop("in_quick", True)
             for backend in backends_:
                 if backend not in BACKENDS:
                     raise ValueError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
@@ -349,10 +340,9 @@ class Registry:
 
 
 def matches(case_id: str, pattern: str) -> bool:
+    """A case-insensitive substring (so an id copied from ``--list`` works, brackets and all) or a glob."""
     lowered, pattern = case_id.lower(), pattern.lower()
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatch(lowered, pattern)
-    return pattern in lowered
+    return pattern in lowered or (any(ch in pattern for ch in "*?[") and fnmatch.fnmatch(lowered, pattern))
 
 
 GROUP_ORDER = ["checkpoints", "langgraph", "agent loop", "outputs", "http", "adaptive", "scaling"]
@@ -392,6 +382,11 @@ class Ratio:
     @property
     def median(self) -> float:
         return statistics.median(self.per_repeat)
+
+    @property
+    def text(self) -> str:
+        """``1.23× (1.01–1.40)``: the median paired ratio and its min–max over the rounds."""
+        return f"{self.median:.2f}× ({min(self.per_repeat):.2f}–{max(self.per_repeat):.2f})"
 
     @property
     def median_round(self) -> int:
@@ -600,7 +595,7 @@ async def run_all(
 
 def console() -> Console:
     """A rich console; piped, it is wide enough that the tables are not wrapped at 80 columns."""
-    out = Console(highlight=False)
+    out = Console(highlight=False, markup=False)  # ids hold "[sqlite]", which is not markup
     if not out.is_terminal:
         out.width = 160
     return out
@@ -618,7 +613,7 @@ def describe(result: CaseResult) -> RenderableType:
         return f"  skipped: {result.skipped}" if result.skipped else f"  FAILED: {result.error}"
     assert result.subject is not None
     subject = result.subject
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 1), caption=PAIRING if result.peers else None)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, caption=PAIRING if result.peers else None)
     table.caption_justify = "left"
     table.add_column("contender")
     table.add_column(f"{result.unit}, median (min–max) of {result.repeats} rounds", justify="right")
@@ -628,18 +623,21 @@ def describe(result: CaseResult) -> RenderableType:
     table.add_row(subject.label, _figures(subject.ops_per_s))
     for peer, ratio in zip(result.peers, result.ratios, strict=True):
         rnd = ratio.median_round
-        verdict = "" if ratio.met is None else f"{ratio.target} {'✔' if ratio.met else '✘'}"
-        spread = f"{ratio.median:.2f}× ({min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f})"
+        verdict = "" if ratio.met is None else f"{ratio.target} {tick(ratio.met)}"
         pair = f"{subject.ops_per_s[rnd]:,.0f} / {peer.ops_per_s[rnd]:,.0f}"
-        table.add_row(peer.label, _figures(peer.ops_per_s), spread, pair, verdict)
+        table.add_row(peer.label, _figures(peer.ops_per_s), ratio.text, pair, verdict)
     lines = [f"  {m.label}: {format_facts(m.facts)}" for m in [subject, *result.peers] if m.facts]
     if result.check is not None:
-        lines.append(f"  check: {result.check['text']} {'✔' if result.check['met'] else '✘'}")
+        lines.append(f"  check: {result.check['text']} {tick(result.check['met'])}")
     return Group(table, *lines, f"  ({result.seconds:.1f} s)")
 
 
 def _figures(values: list[float]) -> str:
     return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def tick(met: bool) -> str:
+    return "✔" if met else "✘"
 
 
 def format_facts(facts: dict[str, Any]) -> str:
