@@ -1,21 +1,11 @@
 """The benchmark harness: a registry of cases, an interleaved runner, and result rows.
 
-A *case* pits one subject (a relaystore operation) against one or more peers doing the same
-work. Every contender is an async context manager that prepares its store and yields an
-``op(i)`` coroutine function performing operation number ``i``. The runner enters all of them,
-then times them in turns (subject, peer A, peer B; then peer A, peer B, subject; …) a tenth of
-a batch at a time, so that machine noise hits everyone alike. A ratio is computed per repeat from the
-paired batches, and the median of those is reported, which resists drifts in background load.
-
-Adding a case::
-
-    @case("checkpoints", "save 2 KB", n=1000, quick_n=200,
-          targets={"AsyncSqliteSaver.aput": Target.at_least(1.5)})
-    def save_2kb(ctx: Context) -> Matchup:
-        return Matchup(subject=Contender("relaystore", my_setup(ctx)), peers=[...])
-
-``backends=("sqlite", "postgres")`` registers one case per backend (``ctx.backend`` tells which;
-``ctx.store_url(label)`` gives a fresh store URL); a backend whose service is down is skipped.
+A *case* pits one subject (a relaystore operation) against peers doing the same work. Every
+contender is an async context manager that prepares its store and yields ``op(i)``. The runner
+enters all of them, then times them in rotating turns, a tenth of a round at a time, so machine
+noise hits everyone alike; a ratio is paired per round and its median over the rounds reported,
+which resists drifts in background load. No library pairs peers like this; the statistics are
+the stdlib's, the console tables rich's. How to add a case: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -33,6 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
 
 Op = Callable[[int], Awaitable[object]]
 """One timed operation; the argument is a running index, unique per contender."""
@@ -262,21 +256,21 @@ class Context:
 
 @dataclass(frozen=True)
 class Case:
-    """A registered benchmark. ``id`` is ``group/name [backend]``."""
+    """A registered benchmark. ``id`` is ``group/name [backend]``; the options: :meth:`Registry.case`."""
 
     group: str
     name: str
     build: Callable[[Context], Matchup]
-    n: int
-    quick_n: int
-    repeats: int
-    quick_repeats: int
-    unit: str
     backend: str
-    in_quick: bool
-    targets: dict[str, Target]
-    skip_if: Callable[[], str | None]
-    note: str
+    n: int = 1000
+    quick_n: int = 200
+    repeats: int = 7
+    quick_repeats: int = 5
+    unit: str = "ops/s"
+    in_quick: bool = True
+    targets: dict[str, Target] = field(default_factory=dict)
+    skip_if: Callable[[], str | None] = lambda: None
+    note: str = ""
     ops_per_call: int = 1
     check: Check | None = None
     reasons: dict[str, str] = field(default_factory=dict)
@@ -300,62 +294,39 @@ class Registry:
         group: str,
         name: str,
         *,
-        n: int = 1000,
-        quick_n: int | None = None,
-        repeats: int = 7,
-        quick_repeats: int = 5,
-        unit: str = "ops/s",
         backends: Iterable[str] = ("sqlite",),
-        in_quick: bool = True,
-        targets: dict[str, Target] | None = None,
-        skip_if: Callable[[], str | None] = lambda: None,
-        note: str = "",
-        ops_per_call: int = 1,
-        check: Check | None = None,
-        reasons: dict[str, str] | None = None,
         n_scale: dict[str, float] | None = None,
         quick_backends: Iterable[str] | None = None,
+        **options: Any,
     ) -> Callable[[Callable[[Context], Matchup]], Callable[[Context], Matchup]]:
-        """Register ``build(ctx) -> Matchup`` once per backend.
+        """Register ``build(ctx) -> Matchup`` once per backend; ``options`` are :class:`Case` fields.
 
-        ``n`` operations are timed per batch (``quick_n`` with ``--quick``); each contender runs
-        ``repeats`` batches. ``targets`` maps a peer label to the ratio goal shown as ✔/✘.
-        ``in_quick=False`` leaves the case out of ``--quick``.
+        ``n`` operations are timed per round (``quick_n`` with ``--quick``, default ``n // 5``); each
+        contender runs ``repeats`` rounds (``quick_repeats``). ``targets`` maps a peer label to the
+        ratio goal shown as ✔/✘. ``in_quick=False`` leaves the case out of ``--quick``.
         ``ops_per_call``: each ``op(i)`` does this many operations (a burst of concurrent writers),
         so the figures are operations per second, not calls. ``check(facts)`` judges the facts the
         contenders recorded. ``reasons`` maps a peer label (or ``"check"``) to the one-line known
-        cause printed when that target is missed. ``n_scale`` multiplies N (and quick N) on the
-        named backends, for those whose operations are much slower; ``quick_backends`` limits
-        which backends ``--quick`` runs (default: all of them, if ``in_quick``).
+        cause printed when that target is missed. ``unit`` labels non-ops figures, ``note`` is
+        printed under the table, ``skip_if()`` returns a reason to skip. ``n_scale`` multiplies N
+        (and quick N) on the named backends, for those whose operations are much slower;
+        ``quick_backends`` limits which backends ``--quick`` runs (default: all of them).
         """
 
+        backends_ = list(backends)
+        quick_set = set(backends_ if quick_backends is None else quick_backends)
+        n = options.pop("n", 1000)
+        quick_n = options.pop("quick_n", None) or max(1, n // 5)
+        in_quick = options.pop("in_quick", True)
+
         def register(build: Callable[[Context], Matchup]) -> Callable[[Context], Matchup]:
-            backends_ = list(backends)
-            quick_set = set(backends_ if quick_backends is None else quick_backends)
             for backend in backends_:
                 if backend not in BACKENDS:
                     raise ValueError(f"unknown backend {backend!r}; known: {sorted(BACKENDS)}")
                 scale = (n_scale or {}).get(backend, 1.0)
-                self.cases.append(
-                    Case(
-                        group,
-                        name,
-                        build,
-                        max(1, round(n * scale)),
-                        max(1, round((quick_n or max(1, n // 5)) * scale)),
-                        repeats,
-                        quick_repeats,
-                        unit,
-                        backend,
-                        in_quick and backend in quick_set,
-                        dict(targets or {}),
-                        skip_if,
-                        note,
-                        ops_per_call,
-                        check,
-                        dict(reasons or {}),
-                    )
-                )
+                sizes = {"n": max(1, round(n * scale)), "quick_n": max(1, round(quick_n * scale))}
+                quick = in_quick and backend in quick_set
+                self.cases.append(Case(group, name, build, backend, **sizes, in_quick=quick, **options))
             return build
 
         return register
@@ -364,15 +335,14 @@ class Registry:
         """Cases for this run: ``only`` is a glob (``*save*``) or a case-insensitive substring."""
         chosen = [c for c in self.cases if c.in_quick or not quick]
         if only:
-            chosen = [c for c in chosen if _matches(c.id, only)]
+            chosen = [c for c in chosen if matches(c.id, only)]
         return sorted(chosen, key=lambda c: GROUP_ORDER.index(c.group) if c.group in GROUP_ORDER else 99)
 
 
-def _matches(case_id: str, pattern: str) -> bool:
+def matches(case_id: str, pattern: str) -> bool:
+    """A case-insensitive substring (so an id copied from ``--list`` works, brackets and all) or a glob."""
     lowered, pattern = case_id.lower(), pattern.lower()
-    if any(ch in pattern for ch in "*?["):
-        return fnmatch.fnmatch(lowered, pattern)
-    return pattern in lowered
+    return pattern in lowered or (any(ch in pattern for ch in "*?[") and fnmatch.fnmatch(lowered, pattern))
 
 
 GROUP_ORDER = ["checkpoints", "langgraph", "agent loop", "outputs", "http", "adaptive", "scaling"]
@@ -412,6 +382,16 @@ class Ratio:
     @property
     def median(self) -> float:
         return statistics.median(self.per_repeat)
+
+    @property
+    def text(self) -> str:
+        """``1.23× (1.01–1.40)``: the median paired ratio and its min–max over the rounds."""
+        return f"{self.median:.2f}× ({min(self.per_repeat):.2f}–{max(self.per_repeat):.2f})"
+
+    @property
+    def median_round(self) -> int:
+        """The round whose paired ratio is the median (with an even count, the one nearest to it)."""
+        return min(range(len(self.per_repeat)), key=lambda k: abs(self.per_repeat[k] - self.median))
 
     @property
     def met(self) -> bool | None:
@@ -599,45 +579,65 @@ async def run_all(
     cases: list[Case],
     *,
     quick: bool,
-    progress: Callable[[str], None] = print,
+    progress: Callable[[Any], None] | None = None,
     tmp_root: Path | None = None,
 ) -> list[CaseResult]:
-    """Run ``cases`` one after another, reporting each as it finishes."""
+    """Run ``cases`` one after another, reporting each as it finishes (default: on the console)."""
+    show = progress or console().print
     results = []
     for c in cases:
-        progress(f"▶ {c.id} …")
+        show(f"▶ {c.id} …")
         result = await run_case(c, quick=quick, tmp_root=tmp_root)
-        progress(describe(result))
+        show(describe(result))
         results.append(result)
     return results
 
 
-def describe(result: CaseResult) -> str:
-    """One line per contender, for the console."""
-    if result.skipped:
-        return f"  skipped: {result.skipped}"
-    if result.error:
-        return f"  FAILED: {result.error}"
+def console() -> Console:
+    """A rich console; piped, it is wide enough that the tables are not wrapped at 80 columns."""
+    out = Console(highlight=False, markup=False)  # ids hold "[sqlite]", which is not markup
+    if not out.is_terminal:
+        out.width = 160
+    return out
+
+
+PAIRING = (
+    "ratio = relaystore ÷ peer ops/s within one round (their slices interleaved), median (min–max) over "
+    "rounds; it need not equal the quotient of the two medians. 'median round' is the round it comes from."
+)
+
+
+def describe(result: CaseResult) -> RenderableType:
+    """For the console: each contender's ops/s and, per peer, the paired ratio and the round behind it."""
+    if result.skipped or result.error:
+        return f"  skipped: {result.skipped}" if result.skipped else f"  FAILED: {result.error}"
     assert result.subject is not None
-    lines = [f"  {result.subject.label:<34} {result.subject.median:>12,.0f} {result.unit}"]
+    subject = result.subject
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, caption=PAIRING if result.peers else None)
+    table.caption_justify = "left"
+    table.add_column("contender")
+    table.add_column(f"{result.unit}, median (min–max) of {result.repeats} rounds", justify="right")
+    table.add_column("ratio, paired per round", justify="right")
+    table.add_column(f"median round: {subject.label} / peer", justify="right")
+    table.add_column("target")
+    table.add_row(subject.label, _figures(subject.ops_per_s))
     for peer, ratio in zip(result.peers, result.ratios, strict=True):
-        verdict = "" if ratio.met is None else (" ✔" if ratio.met else " ✘")
-        goal = f" (target {ratio.target})" if ratio.target else ""
-        # The ratio pairs subject and peer repeat by repeat (same slices of machine noise), so it
-        # need not equal the quotient of the two medians printed beside it; both are shown.
-        lines.append(
-            f"  {peer.label:<34} {peer.median:>12,.0f} {result.unit}"
-            f"   ratio {ratio.median:.2f}×{goal}{verdict}"
-            f" [paired per repeat: median of {min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f}×;"
-            f" medians' quotient {result.subject.median / max(peer.median, 1e-9):.2f}×]"
-        )
-    for m in [result.subject, *result.peers]:
-        if m.facts:
-            lines.append(f"  {m.label}: " + format_facts(m.facts))
+        rnd = ratio.median_round
+        verdict = "" if ratio.met is None else f"{ratio.target} {tick(ratio.met)}"
+        pair = f"{subject.ops_per_s[rnd]:,.0f} / {peer.ops_per_s[rnd]:,.0f}"
+        table.add_row(peer.label, _figures(peer.ops_per_s), ratio.text, pair, verdict)
+    lines = [f"  {m.label}: {format_facts(m.facts)}" for m in [subject, *result.peers] if m.facts]
     if result.check is not None:
-        lines.append(f"  check: {result.check['text']} {'✔' if result.check['met'] else '✘'}")
-    lines.append(f"  ({result.seconds:.1f} s)")
-    return "\n".join(lines)
+        lines.append(f"  check: {result.check['text']} {tick(result.check['met'])}")
+    return Group(table, *lines, f"  ({result.seconds:.1f} s)")
+
+
+def _figures(values: list[float]) -> str:
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}–{max(values):,.0f})"
+
+
+def tick(met: bool) -> str:
+    return "✔" if met else "✘"
 
 
 def format_facts(facts: dict[str, Any]) -> str:

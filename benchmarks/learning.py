@@ -1,13 +1,11 @@
 """Learning throughput: runs per second through ``relaystore.learning`` on a memory store.
 
-Run alone with ``.venv/bin/python benchmarks/learning.py [N_RUNS]``.
+Run alone with ``python -m benchmarks --only extra/learning [--quick]``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import random
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -159,7 +157,3 @@ async def bench_learning(n_runs: int, incremental_runs: int | None = None) -> di
         "from_scratch_seconds": round(scratch, 3),
         "from_scratch_runs_per_s": round(n_runs / scratch, 1),
     }
-
-
-if __name__ == "__main__":
-    print(asyncio.run(bench_learning(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)))

@@ -9,15 +9,13 @@ operation ran (psutil, sampled every 2 ms on a thread) and the growth, in MB (10
   ``blobs.read`` back chunk by chunk (digest checked, nothing kept): streaming keeps the growth
   far below the blob's size.
 
-Run alone with ``python -m benchmarks.memory``.
+Run alone with ``python -m benchmarks --only extra/memory``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hashlib
-import json
 import tempfile
 import threading
 import time
@@ -136,7 +134,3 @@ async def bench_memory() -> dict[str, Any]:
         "list_runs_10k": runs,
         "blob_50mb": blob,
     }
-
-
-if __name__ == "__main__":
-    print(json.dumps(asyncio.run(bench_memory()), indent=2))

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import CaseResult, Ratio, format_facts
+from benchmarks.harness import CaseResult, Ratio, format_facts, tick
 
 LIBRARIES = (
     "relaystore",
@@ -114,7 +114,7 @@ def _target_cell(ratio: Ratio) -> str:
     """``≥ 1.5× ✘``; time targets also show the time ratio; a verdict inside the noise says so."""
     if ratio.met is None:
         return ""
-    cell = f"{ratio.target} {'✔' if ratio.met else '✘'}"
+    cell = f"{ratio.target} {tick(ratio.met)}"
     if ratio.time_based:
         cell += f" (time {1 / ratio.median:.2f}×)"
     return cell + (" ~noise" if ratio.within_noise else "")
@@ -126,14 +126,12 @@ def _case_rows(r: CaseResult) -> list[str]:
     subject = f"| {r.name} [{r.backend}] | {r.subject.label} | **{median}** ({spread}) "
     if not r.peers:
         return [subject + "| — | | | |"]
-    rows = []
-    for peer, ratio in zip(r.peers, r.ratios, strict=True):
-        rows.append(
-            subject + f"| {peer.label} | {_num(peer.median)} ({_spread(peer.ops_per_s)}) "
-            f"| **{ratio.median:.2f}×** ({min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f}) "
-            f"| {_target_cell(ratio)} |"
-        )
-    return rows
+    return [
+        subject + f"| {peer.label} | {_num(peer.median)} ({_spread(peer.ops_per_s)}) "
+        f"| **{ratio.median:.2f}×** ({min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f}) "
+        f"| {_target_cell(ratio)} |"
+        for peer, ratio in zip(r.peers, r.ratios, strict=True)
+    ]
 
 
 def _case_notes(r: CaseResult) -> list[str]:
@@ -145,7 +143,7 @@ def _case_notes(r: CaseResult) -> list[str]:
         if m.facts:
             lines.append(f"  - {m.label}: {format_facts(m.facts)}")
     if r.check is not None:
-        lines.append(f"  - check: {r.check['text']} {'✔' if r.check['met'] else '✘'}")
+        lines.append(f"  - check: {r.check['text']} {tick(r.check['met'])}")
     return lines
 
 
@@ -155,7 +153,7 @@ def _misses(results: list[CaseResult]) -> list[str]:
     for r in results:
         for ratio in r.ratios:
             if ratio.met is False:
-                measured = f"{ratio.median:.2f}× ({min(ratio.per_repeat):.2f}–{max(ratio.per_repeat):.2f})"
+                measured = ratio.text
                 if ratio.time_based:
                     measured += f", time {1 / ratio.median:.2f}×"
                 reason = reason_for(r, ratio.peer)
@@ -210,7 +208,8 @@ def markdown(
         "objects alive after the set-up are frozen out of the garbage collector while timing "
         "(`gc.freeze`), so no contender pays for walking another's prefill. "
         "Figures are the median ops/s over the repeats with the min–max in brackets; the ratio is "
-        "relaystore ÷ peer ops/s, paired per repeat (median, min–max), so above 1× relaystore is faster. "
+        "relaystore ÷ peer ops/s, paired per repeat (median, min–max), so above 1× relaystore is faster; "
+        "being paired, it need not equal the quotient of the two median ops/s beside it. "
         "A target marked ~noise lies inside the repeats' min–max ratio: a rerun could flip it. "
         "The machine is shared, so compare ratios, not absolute numbers, between runs. "
         "Redis and PostgreSQL cases run on the shared local servers, each in its own key prefix or "
@@ -298,7 +297,7 @@ def _memory_section(memory: dict[str, Any]) -> list[str]:
         if not isinstance(row, dict) or "peak_rss_mb" not in row:
             continue
         check = row.get("check")
-        verdict = f"{check['text']} {'✔' if check['met'] else '✘'}" if check else ""
+        verdict = f"{check['text']} {tick(check['met'])}" if check else ""
         lines.append(
             f"| {row['what']} | {row['rss_before_mb']} | {row['peak_rss_mb']} | **{row['growth_mb']}** "
             f"| {row['seconds']} | {verdict} |"

@@ -61,7 +61,7 @@ QUICK_200KB = ("sqlite",)  # --quick keeps its 2 minutes: the 2 KB cases cover t
 SAVE_REASONS = {
     RAW: "Both commit inline with one fsync; relaystore also checks ids, copies and serializes a "
     "CheckpointMetadata model, and keeps a unique (thread, id) index and AUTOINCREMENT seq the raw "
-    "table lacks (`python -m benchmarks.profile_sqlite` shows where the time goes).",
+    "table lacks (`python -m benchmarks --profile sqlite` shows where the time goes).",
     SAVER: "Both do one durable SQLite commit per save; what relaystore saves is the hop to a thread "
     "(its small writes commit inline), so the margin is that hop against the fsync.",
     PG_SAVER: "Both are bound by one durable commit on a 2-core box shared with the server: relaystore's "
@@ -483,9 +483,9 @@ SCALING_QUICK = ("sqlite", "postgres", "redis")  # file's 2×10,000 saves of pre
 SCALING_REASONS = {
     f"{SHORT} [file]": "The file backend lists and sorts the thread's directory (2 files per "
     "checkpoint) on every read, so reads grow with the thread; a per-thread head/index file would fix it.",
-    f"{SHORT} [postgres]": "The server's work is one index descent either way (pg_bench.py EXPLAIN: "
-    "0.04–0.07 ms); the call is pool round trips, and two pools on a busy shared 2-core box differ by "
-    "more than the 30% band (see the min–max).",
+    f"{SHORT} [postgres]": "The server's work is one index descent either way (EXPLAIN ANALYZE in "
+    "`python -m benchmarks --profile postgres`: 0.04–0.07 ms); the call is pool round trips, and two "
+    "pools on a busy shared 2-core box differ by more than the 30% band (see the min–max).",
 }
 
 
@@ -741,7 +741,7 @@ def writers_contender(ctx: Context, label: str, serialized: bool) -> Contender:
     targets={LOCKED: Target.at_least(2.0)},
     reasons={
         LOCKED: "client, server and other engineers' tests share 2 cores: once both are busy, "
-        "concurrency only overlaps round-trip waits (pg_bench.py measured 1.6–4.9×)."
+        "concurrency only overlaps round-trip waits (two earlier runs measured 1.6–4.9×)."
     },
     note=f"{WRITERS} asyncio tasks × {SAVES_PER_WRITER} saves per call, each on its own thread, "
     f"one store with pool_min = pool_max = {WRITERS}",

@@ -6,24 +6,29 @@ timed call is a burst: every one of the 16 clients does a few calls concurrently
 are appends (gets) per second across all clients. Contenders: the ``http://`` backend (one
 ``relaystore.connect`` per client, what a Python agent uses), a raw ``POST /v1/outputs`` /
 ``GET /v1/outputs/{ref}`` with httpx (what a curl or non-Python agent does), and the ``sqlite://``
-backend in this process (the ratio is what going over HTTP costs). Standalone, with latency
-percentiles: ``python -m benchmarks.http``.
+backend in this process (the ratio is what going over HTTP costs). Each contender's p50/p99
+latencies are printed as its facts (``python -m benchmarks --only http/``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 import relaystore
 from benchmarks.harness import Contender, Context, Matchup, Op, case
-from benchmarks.http import ADMIN, EVENT, _start_server
 
 CLIENTS = 16
 PER_CLIENT = 4  # calls per client per timed burst
@@ -32,7 +37,38 @@ HTTP_BACKEND = "relaystore http:// backend"
 RAW = "raw httpx (POST/GET /v1/outputs)"
 IN_PROCESS = "relaystore sqlite:// in-process"
 
+EVENT = {"type": "final", "ok": True, "content": {"kind": "inline", "value": {"summary": "x" * 200}}}
+ADMIN = "bench-admin-token"
+
 Call = Callable[[int], Awaitable[Any]]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_server(store_url: str, state_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``relaystore serve`` on a free loopback port, once its /healthz answers: (process, base URL)."""
+    port = _free_port()
+    binary = str(Path(sys.executable).parent / "relaystore")
+    argv = [binary, "serve", "--url", store_url, "--port", str(port), "--state-dir", str(state_dir)]
+    process = subprocess.Popen(
+        [*argv, "--log-level", "warning"],
+        env={**os.environ, "RELAYSTORE_ADMIN_TOKEN": ADMIN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("relaystore serve did not start")
 
 
 def _burst(calls: list[Call]) -> Op:
@@ -114,11 +150,10 @@ def _timed(call: Call, latencies: list[float]) -> Call:
 
 
 def _percentiles(latencies: list[float]) -> dict[str, float]:
-    if not latencies:
+    if len(latencies) < 2:
         return {}
-    ordered = sorted(latencies)
-    pick = lambda q: round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)  # noqa: E731
-    return {"p50 ms": pick(0.50), "p99 ms": pick(0.99)}
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"p50 ms": round(1000 * cuts[49], 2), "p99 ms": round(1000 * cuts[98], 2)}
 
 
 async def _prefill(store: relaystore.Store, count: int) -> list[str]:

@@ -4,9 +4,7 @@ On sqlite the peer is ``AsyncSqliteSaver``, on postgres ``AsyncPostgresSaver``, 
 ``InMemorySaver`` (against RelaySaver on ``memory://``: both keep serialized values in process
 dicts, so the ratio is the Python each does per call); both sides are driven by the same
 :class:`SaverDriver` (the anchors' checkpoint shape, parent = thread head), so the ratio is what
-swapping the saver in a LangGraph app changes. The standalone comparison in
-``benchmarks/langgraph.py`` (``python -m benchmarks.langgraph``) measures the same operations
-sequentially; these cases time them interleaved, in the same run as everything else.
+swapping the saver in a LangGraph app changes (``python -m benchmarks --only langgraph/``).
 
 The "unchanged 200 KB channel" case times ``aput`` of a checkpoint whose big ``messages`` channel
 keeps its version (only ``step`` changes, as when a graph node does not touch the history), and
@@ -15,8 +13,10 @@ records the database size after 200 such checkpoints: the target is RelaySaver â
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,7 +27,6 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from psycopg import sql
 
 from benchmarks.harness import PG_URL, Contender, Context, Matchup, Op, Target, case
-from benchmarks.langgraph import relay_saver_on_file, sqlite_saver_on_file, stored_bytes
 from benchmarks.payloads import channel_values, thread_of
 from benchmarks.peers.langgraph_savers import SaverDriver, UnchangedChannel
 from relaystore.integrations.langgraph import RelaySaver
@@ -209,6 +208,37 @@ def alist(ctx: Context) -> Matchup:
 
 
 # --------------------------------------------------------------------------- unchanged big channel
+
+
+@asynccontextmanager
+async def relay_saver_on_file(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    async with RelaySaver.from_url(f"sqlite:///{path}") as saver:
+        yield saver
+
+
+@asynccontextmanager
+async def sqlite_saver_on_file(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        await saver.setup()
+        yield saver
+
+
+async def stored_bytes(
+    factory: Callable[[Path], AbstractAsyncContextManager[BaseCheckpointSaver[Any]]], path: Path, steps: int
+) -> int:
+    """Bytes on disk after ``steps`` checkpoints on one thread where only ``step`` changes and
+    ``messages`` (~200 KB) keeps its version, as a graph whose big channel is untouched puts them.
+
+    Measured after the saver is closed: an open SQLite store keeps its WAL file at its largest
+    size (rewound, not truncated), which says nothing about what is stored.
+    """
+    async with factory(path) as saver:
+        writer = UnchangedChannel(saver)
+        for step in range(steps):
+            await writer.put("dedup", step)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
 def _unchanged_contender(ctx: Context, label: str, native: bool, facts: dict[str, Any]) -> Contender:

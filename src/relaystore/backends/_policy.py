@@ -26,7 +26,9 @@ class BackendOptions(BaseModel):
     """Typed options of one backend, parsed once from a URL and keyword options by its ``parse_url``.
 
     Each backend subclasses it with its own fields; ``scheme`` and ``url`` (password removed where
-    the backend has one) are common to all. Frozen, so a parsed value can be shared.
+    the backend has one) are common to all. A backend whose data lives in local files adds
+    ``local_path`` (the database file or root directory; None for a private in-memory one): the
+    server keeps its secrets beside it. Frozen, so a parsed value can be shared.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)

@@ -1,15 +1,19 @@
-"""Where does relaystore's SQLite backend spend a checkpoint save or load? A diagnostic, not a benchmark.
+"""Where does a backend spend its time? Diagnostics, not benchmarks: no peer, no ratio, no target.
 
-    python -m benchmarks.profile_sqlite [--n 2000] [--top 12]
+    python -m benchmarks --profile sqlite [--n 2000] [--top 12]
+    python -m benchmarks --profile postgres [--n 2000]
 
-Prints (1) a cost breakdown in microseconds per operation, timing each layer on its own, and
-(2) cProfile's top functions on the event-loop thread and, separately, on the store's worker
-thread (cProfile follows one thread only, so a profiler is switched on inside the worker).
+sqlite prints (1) a cost breakdown in microseconds per checkpoint save or load, timing each layer
+on its own, and (2) cProfile's top functions on the event-loop thread and, separately, on the
+store's worker thread (cProfile follows one thread only, so a profiler is switched on inside the
+worker). postgres prints µs per read (load_latest, list(limit=10) both ways, head) on a thread of
+100 and of 10,000 checkpoints (6 threads of that size, rows interleaved), and EXPLAIN ANALYZE of
+the read queries at 10,000; the timed comparison of the two lengths is the case
+``checkpoints/load_latest long vs short thread [postgres]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import cProfile
 import io
@@ -21,8 +25,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 import relaystore
+from benchmarks.harness import PG_URL, drop_pg_schema, unique_name
 from benchmarks.payloads import channel_values, encode_state, thread_of
+from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
 from relaystore.models.checkpoints import CheckpointMetadata
 
 VALUES = channel_values("2 KB")
@@ -127,15 +136,70 @@ async def profiles(tmp: Path, n: int, top: int) -> None:
                 print(body[body.find("   ncalls") :].rstrip())
 
 
-async def main(n: int, top: int) -> None:
+async def profile_sqlite(n: int, top: int) -> None:
     with tempfile.TemporaryDirectory(prefix="relaystore-prof-") as tmp:
         await breakdown(Path(tmp), n)
         await profiles(Path(tmp), n, top)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_sqlite", description=__doc__)
-    parser.add_argument("--n", type=int, default=2000)
-    parser.add_argument("--top", type=int, default=12)
-    args = parser.parse_args()
-    asyncio.run(main(args.n, args.top))
+# --------------------------------------------------------------------------- postgres reads
+
+
+async def _fill_pg(schema: str, per_thread: int, threads: int = 6) -> None:
+    """``threads`` threads of ``per_thread`` 2 KB checkpoints each, rows interleaved across threads."""
+    table = sql.Identifier(schema, "checkpoints")
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (thread_id, checkpoint_id, metadata, state) "
+                "SELECT 't' || (i %% %s), 'c' || i, jsonb_build_object('id', 'c' || i, 'thread_id', "
+                "'t' || (i %% %s), 'created_at', 1700000000, 'step', i), decode(repeat('ab', 1024), 'hex') "
+                "FROM generate_series(1, %s) AS i"
+            ).format(table),
+            (threads, threads, per_thread * threads),
+        )
+        await conn.execute(sql.SQL("ANALYZE {}").format(table))
+
+
+async def _explain(schema: str) -> None:
+    ident = sql.Identifier(schema)
+    async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
+        for title, template, params in (
+            ("load_latest", LATEST_CHECKPOINT, ("t1",)),
+            ("list(limit=10)", list_checkpoints_query(False, False), ("t1", 11)),
+            ("list(limit=10) page 2", list_checkpoints_query(True, False), ("t1", 5000, 11)),
+        ):
+            query = sql.SQL("EXPLAIN (ANALYZE, COSTS OFF) ") + sql.SQL(template).format(s=ident)  # type: ignore[arg-type]
+            print(f"  EXPLAIN {title}:")
+            for (line,) in await (await conn.execute(query, params)).fetchall():
+                print("    " + line)
+
+
+def _pg_reads(store: relaystore.Store) -> dict[str, Callable[[int], Awaitable[Any]]]:
+    cps = store.checkpoints
+    return {
+        "load_latest": lambda _i: cps.load_latest("t1"),
+        "list(limit=10)": lambda _i: cps.list("t1", limit=10),
+        "list(newest_first, limit=10)": lambda _i: cps.list("t1", limit=10, newest_first=True),
+        "head": lambda _i: cps.head("t1"),
+    }
+
+
+async def profile_postgres(n: int) -> None:
+    for per_thread in (100, 10_000):
+        schema = unique_name(f"profile-{per_thread}")
+        try:
+            async with relaystore.connect(f"{PG_URL}?schema={schema}") as store:
+                await _fill_pg(schema, per_thread)
+                print(f"\nthread of {per_thread:,} checkpoints (6 such threads), µs per call (n={n})")
+                for label, op in _pg_reads(store).items():
+                    print(f"  {label:<30} {await per_op_us(op, n):8.1f}")
+                if per_thread == 10_000:
+                    await _explain(schema)
+        finally:
+            await drop_pg_schema(schema)
+
+
+def profile(backend: str, n: int, top: int) -> None:
+    """Run the ``backend`` diagnostic ("sqlite" or "postgres") and print it."""
+    asyncio.run(profile_sqlite(n, top) if backend == "sqlite" else profile_postgres(n))
