@@ -39,9 +39,9 @@ class Inspector:
         self.url = url
         self.seeded = seeded
 
-    def get(self, path: str, token: str | None = ADMIN, **params: Any) -> Any:
+    def get(self, route: str, /, token: str | None = ADMIN, **params: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.client.get(path, params=params, headers=headers)
+        return self.client.get(route, params=params, headers=headers)
 
     def agent_token(self, task: str | None = None, reads: tuple[str, ...] = ()) -> str:
         audience = store_id(self.url)
