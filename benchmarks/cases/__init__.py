@@ -13,6 +13,7 @@ from benchmarks.cases import (
     outputs,
     runtimes,
     scaling,
+    ui,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "outputs",
     "runtimes",
     "scaling",
+    "ui",
 ]

@@ -8,19 +8,41 @@ children come as their own fragment (``/ui/f/trie?agent=…&path=[…]``) when i
 from __future__ import annotations
 
 import json
+import time
+from collections import OrderedDict
 from typing import Any
 
 from starlette.responses import Response
 
 from relaystore.errors import InvalidInput, NotFound
-from relaystore.models.adaptive import Prediction, TrieNode
+from relaystore.models.adaptive import Prediction, TrieEnvelope, TrieNode
 from relaystore.server.ui.render import bars
 from relaystore.server.ui.routes import Ctx, Fragment
+from relaystore.stores import Store
 
 AGENTS_PAGE = 100
 RUNS_PAGE = 50
 CHILDREN_SHOWN = 200  # children of one trie node listed; the rest are counted
 WINDOWS = 12  # observation windows charted on one page
+TRIE_SECONDS = 10.0  # a parsed trie is reused this long, so opening its nodes does not reparse it
+TRIES_KEPT = 4
+_tries: OrderedDict[tuple[str, str], tuple[float, TrieEnvelope | None]] = OrderedDict()
+
+
+async def load_trie(store: Store, agent: str) -> TrieEnvelope | None:
+    """``store.adaptive.load_trie(agent)``, reused for :data:`TRIE_SECONDS`: validating a large
+    trie is most of a page's time (about 0.5 s for 22,000 nodes), and each opened node asks again."""
+    key = (store.url, agent)
+    now = time.monotonic()
+    cached = _tries.get(key)
+    if cached is not None and now - cached[0] < TRIE_SECONDS:
+        return cached[1]
+    envelope = await store.adaptive.load_trie(agent)
+    _tries[key] = (now, envelope)
+    _tries.move_to_end(key)
+    while len(_tries) > TRIES_KEPT:
+        _tries.popitem(last=False)
+    return envelope
 
 
 async def adaptive(ctx: Ctx) -> Response:
@@ -32,7 +54,7 @@ async def adaptive(ctx: Ctx) -> Response:
         return ctx.page("agents.html", rows=rows, next_cursor=page.next_cursor)
     face = ctx.store.adaptive
     runs = await face.list_runs(agent, limit=RUNS_PAGE, cursor=ctx.q("cursor"))
-    trie = await face.load_trie(agent)
+    trie = await load_trie(ctx.store, agent)
     return ctx.page(
         "adaptive.html",
         agent=agent,
@@ -102,7 +124,7 @@ async def trie(ctx: Ctx) -> Response:
         assert isinstance(path, list) and all(isinstance(p, str) for p in path)
     except (ValueError, AssertionError):
         raise InvalidInput("path must be a JSON list of node names") from None
-    envelope = await ctx.store.adaptive.load_trie(agent)
+    envelope = await load_trie(ctx.store, agent)
     if envelope is None:
         raise NotFound(f"agent {agent!r} has no trie")
     node = envelope.root

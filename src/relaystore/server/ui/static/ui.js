@@ -40,11 +40,14 @@
     const url = new URL(href, location.origin);
     const response = await fetchFragment(viewOf(url), url.search);
     if (response.status === 401) { sessionStorage.removeItem(KEY); showLogin("The token was refused."); return; }
-    if (push) history.pushState(null, "", url.pathname + url.search);
+    const body = response.ok ? await response.text() : null;
+    const error = response.ok ? null : await response.json().catch(() => ({ detail: response.statusText }));
     login.hidden = true; nav.hidden = false;
     objectUrls.splice(0).forEach(URL.revokeObjectURL);
-    if (!response.ok) { fail(await response.json().catch(() => ({ detail: response.statusText }))); return; }
-    main.innerHTML = await response.text(); // server-rendered and escaped; innerHTML never runs scripts
+    // the address changes only once the page shows what it names
+    if (error) fail(error); else main.innerHTML = body; // server-rendered, escaped; never runs scripts
+    if (push) history.pushState(null, "", url.pathname + url.search);
+    if (error) return;
     document.body.dataset.view = viewOf(url);
     hydrate(main);
   }
