@@ -39,11 +39,11 @@ async def outputs(ctx: Ctx) -> Response:
     if not principal.admin:
         principal.require_task(task)
     found = ctx.store.outputs
-    page_args = {"limit": OUTPUTS_PAGE, "cursor": ctx.q("cursor")}
+    cursor = ctx.q("cursor")
     if task is not None and attempt is not None:
-        page = await found.list_for_attempt(task, attempt, **page_args)
+        page = await found.list_for_attempt(task, attempt, limit=OUTPUTS_PAGE, cursor=cursor)
     else:
-        page = await found.list(task_id=task, **page_args)
+        page = await found.list(task_id=task, limit=OUTPUTS_PAGE, cursor=cursor)
     groups: dict[tuple[str, int], list[OutputRecord]] = {}
     for record in page:
         groups.setdefault((record.task_id, record.attempt), []).append(record)
@@ -96,15 +96,15 @@ async def _lineage(ctx: Ctx, ref: str) -> dict[str, Any]:
     ancestors = [r for r in await store.ancestors(ref, max_depth=LINEAGE_DEPTH) if principal.may_read(r)]
     descendants = [r for r in await store.descendants(ref, max_depth=LINEAGE_DEPTH) if principal.may_read(r)]
     drawn_up, drawn_down = ancestors[:LINEAGE_NODES], descendants[:LINEAGE_NODES]
-    levels = {record.id: 0}
-    up = {r.id: list(r.parent_refs) for r in [record, *drawn_up]}
+    levels: dict[str, int] = {record.id: 0}
+    up: dict[str, list[str]] = {r.id: list(r.parent_refs) for r in [record, *drawn_up]}
     _spread(levels, record.id, up, set(up), -1)
     children: dict[str, list[str]] = {}
     for child in drawn_down:
         for parent in child.parent_refs:
             children.setdefault(parent, []).append(child.id)
     _spread(levels, record.id, children, {r.id for r in drawn_down}, +1)
-    records = {r.id: r for r in [record, *drawn_up, *drawn_down] if r.id in levels}
+    records: dict[str, OutputRecord] = {r.id: r for r in [record, *drawn_up, *drawn_down] if r.id in levels}
     nodes, edges, width, height = layout(records, levels, record.id)
     return {
         "record": record,

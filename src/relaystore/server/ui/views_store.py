@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import Response
 
 from relaystore.errors import InvalidInput, RelayStoreError
+from relaystore.models.checkpoints import CheckpointMetadata
 from relaystore.server.ui.render import bars, decode_json_bytes, json_diff, plain
 from relaystore.server.ui.routes import Ctx, Fragment
 from relaystore.server.web import scrub_paths
@@ -66,7 +67,7 @@ async def _item_count(store: Store) -> str:
 
 async def _recent(store: Store) -> list[Any]:
     """The latest checkpoint of the first threads, newest first: what changed lately."""
-    latest = []
+    latest: list[CheckpointMetadata] = []
     for thread in await store.checkpoints.list_threads(limit=RECENT * 5):
         page = await store.checkpoints.list(thread, limit=1, newest_first=True)
         latest.extend(page)
