@@ -173,3 +173,23 @@ def test_revoked_agent_token_is_refused(sqlite_inspector: Inspector) -> None:
     )
     assert revoked.status_code in (200, 204), revoked.text
     assert sqlite_inspector.get("/ui/f/outputs", token=agent).status_code == 401
+
+
+def test_a_tenants_inspector_links_under_its_prefix(tmp_path: Any) -> None:
+    from starlette.testclient import TestClient
+
+    from relaystore.server.app import create_app
+
+    app = create_app(
+        f"sqlite:///{tmp_path / 'main.db'}",
+        admin_token=ADMIN,
+        signing_key=SIGNING_KEY,
+        tenant_url=f"sqlite:///{tmp_path}/{{tenant}}.db",
+    )
+    with TestClient(app) as client:
+        shell = client.get("/t/acme/ui")
+        assert shell.status_code == 200 and 'data-base="/t/acme"' in shell.text
+        assert "/t/acme/ui/static/ui.js" in shell.text
+        assert client.get("/t/Bad%22Name/ui").status_code == 404
+        overview = client.get("/t/acme/ui/f/overview", headers={"Authorization": f"Bearer {ADMIN}"})
+        assert overview.status_code == 200 and "acme" in overview.text

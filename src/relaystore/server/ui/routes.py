@@ -23,6 +23,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from relaystore.errors import Forbidden, InvalidInput, NotFound
+from relaystore.server.stores import TENANT
 from relaystore.server.tokens import Principal, bearer, verify_token
 from relaystore.server.ui.render import HERE, link, render
 from relaystore.server.web import ServerConfig, collect_warnings, error_response
@@ -133,8 +134,9 @@ def ui_routes(config: ServerConfig) -> list[Route]:
 
     async def shell(request: Request) -> Response:
         page = request.path_params.get("page", "overview") or "overview"
-        if page not in PAGES:
-            return secure(error_response(NotFound(f"no inspector page {page[:60]!r}")))
+        tenant = request.scope.get("relaystore.tenant")  # app.TENANT_KEY
+        if page not in PAGES or (tenant is not None and not TENANT.match(tenant)):
+            return secure(error_response(NotFound(f"no inspector page {request.url.path[:80]!r}")))
         base = request.scope.get("root_path", "")
         return secure(HTMLResponse(render("shell.html", base=base, pages=PAGES)))
 
