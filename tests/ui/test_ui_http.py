@@ -124,6 +124,7 @@ def test_agent_token_sees_only_its_scope(sqlite_inspector: Inspector) -> None:
         and "Recent activity" not in overview.text
         and s.thread not in overview.text
     )
+    assert "ui.db" not in overview.text and "checkpoints" not in overview.text  # no store-wide facts
 
     stranger = sqlite_inspector.agent_token(task="other-task")
     assert sqlite_inspector.get("/ui/f/outputs", token=stranger, ref=s.writer_ref).status_code == 403

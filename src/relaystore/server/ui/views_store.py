@@ -34,8 +34,9 @@ async def overview(ctx: Ctx) -> Response:
     started = time.perf_counter()
     info = {k: scrub_paths(str(v)) for k, v in (await ctx.store.info()).items() if k != "path"}
     answered_ms = (time.perf_counter() - started) * 1000
-    if not ctx.principal.admin:
-        return ctx.page("overview.html", info=info, counts={}, recent=[], health_ms=answered_ms)
+    if not ctx.principal.admin:  # store-wide facts (counts, URL) are the admin's
+        scoped = {"backend": info.get("backend", "")}
+        return ctx.page("overview.html", info=scoped, counts={}, recent=[], health_ms=answered_ms)
     counts = {
         "threads": await _capped(lambda cursor: ctx.store.checkpoints.list_threads(limit=500, cursor=cursor)),
         "agents": await _capped(lambda cursor: ctx.store.adaptive.list_agents(limit=500, cursor=cursor)),
