@@ -42,6 +42,7 @@ class Seeded:
     writer_ref: str
     image_ref: str
     graph_thread: str  # the LangGraph thread_id
+    nested_thread: str  # a LangGraph thread whose subgraph writes namespace "outer"
 
 
 class State(TypedDict):
@@ -83,6 +84,20 @@ async def langgraph_run(store: relaystore.Store, thread_id: str) -> None:
         await graph.ainvoke({"messages": ["third"]}, config)
 
 
+async def nested_run(store: relaystore.Store, thread_id: str) -> None:
+    """A graph whose one node is a subgraph with its own checkpoints (namespace ``outer``)."""
+    inner = StateGraph(State)
+    inner.add_node("inner", lambda state: {"messages": ["from the subgraph"]})
+    inner.add_edge(START, "inner")
+    inner.add_edge("inner", END)
+    outer = StateGraph(State)
+    outer.add_node("outer", inner.compile(checkpointer=True))
+    outer.add_edge(START, "outer")
+    outer.add_edge("outer", END)
+    graph = outer.compile(checkpointer=RelaySaver(store))
+    await graph.ainvoke({"messages": ["start"], "steps": 0}, {"configurable": {"thread_id": thread_id}})
+
+
 async def seed(url: str) -> Seeded:
     """Write everything the inspector pages show into the store at ``url``."""
     quickstart = _quickstart()
@@ -91,6 +106,7 @@ async def seed(url: str) -> Seeded:
     graph_thread = f"graph-{uuid.uuid4().hex[:8]}"
     async with relaystore.connect(url) as store:
         await langgraph_run(store, graph_thread)
+        await nested_run(store, graph_thread + "-nested")
         image = await store.blobs.put(PNG, mime="image/png")
         chart = ArtifactEvent(name="chart", content=image)
         image_ref = await store.outputs.append(tour.task, 0, "writer", chart, parent_refs=[tour.writer_ref])
@@ -103,7 +119,14 @@ async def seed(url: str) -> Seeded:
         await store.items.put(("users", "alice", "notes"), "n2", {"text": "lives in Lyon", "kind": "fact"})
         await store.items.put(("users", "bob"), "profile", {"text": "bob's secret", "kind": "profile"})
     return Seeded(
-        tour.thread, tour.task, tour.agent, tour.planner_ref, tour.writer_ref, image_ref, graph_thread
+        tour.thread,
+        tour.task,
+        tour.agent,
+        tour.planner_ref,
+        tour.writer_ref,
+        image_ref,
+        graph_thread,
+        graph_thread + "-nested",
     )
 
 

@@ -59,6 +59,10 @@ def test_every_page_on_every_backend(any_inspector: Inspector) -> None:
             assert expected[name] in answer.text, name
     graph = any_inspector.get("/ui/f/thread", id=s.graph_thread + "\x1f")
     assert "Channel values" in graph.text and "thought 1" in graph.text and "acted" in graph.text
+    nested = any_inspector.get("/ui/f/thread", id=s.nested_thread + "\x1f")
+    assert "Namespaces:" in nested.text and ">outer</a>" in nested.text
+    subgraph = any_inspector.get("/ui/f/thread", id=s.nested_thread + "\x1fouter")
+    assert "from the subgraph" in subgraph.text and "namespace “outer”" in subgraph.text
 
 
 def test_shell_and_static_need_no_token_and_hold_no_data(sqlite_inspector: Inspector) -> None:
