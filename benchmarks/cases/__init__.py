@@ -14,6 +14,7 @@ from benchmarks.cases import (
     resp,
     runtimes,
     scaling,
+    ui,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "resp",
     "runtimes",
     "scaling",
+    "ui",
 ]

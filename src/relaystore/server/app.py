@@ -28,6 +28,7 @@ from relaystore.server.openapi import build_openapi
 from relaystore.server.routes import OPERATIONS, json_of
 from relaystore.server.stores import StoreSet
 from relaystore.server.tokens import Principal, bearer, verify_token
+from relaystore.server.ui import ui_routes
 from relaystore.server.web import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MEMORY_BUDGET,
@@ -108,7 +109,10 @@ def create_app(
             await stores.close()
 
     app = Starlette(
-        routes=[Route(op.path, endpoint(op, config), methods=[op.method]) for op in operations],
+        routes=[
+            *(Route(op.path, endpoint(op, config), methods=[op.method]) for op in operations),
+            *ui_routes(config),  # the read-only inspector (docs/ui.md)
+        ],
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(TenantMiddleware, stores=stores),
