@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import relaystore
-from relaystore.backends.sqlite import parse_url as sqlite_path
+from relaystore.backends.sqlite import parse_url as sqlite_options
 from tests.reliability.checks import Acks, verify_crashed_store
 from tests.reliability.conftest import BACKENDS, CrashableRedis, Tally, fresh_url
 
@@ -74,7 +74,7 @@ def final_exception(stderr: Path) -> str:
 
 
 def assert_sqlite_intact(url: str) -> None:
-    path, _, _ = sqlite_path(url, {})
+    path = sqlite_options(url, {}).local_path
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 

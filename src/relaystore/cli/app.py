@@ -16,7 +16,6 @@ import sys
 import typing
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -141,8 +140,8 @@ def open_existing(url: str) -> AbstractAsyncContextManager[Store]:
     if url.lower().startswith("sqlite:"):
         from relaystore.backends.sqlite import parse_url
 
-        path, _, _ = parse_url(url, {})
-        if path != ":memory:" and not Path(path).is_file():
+        path = parse_url(url, {}).local_path
+        if path is not None and not path.is_file():
             raise NotFound(
                 f"no SQLite database at {path} (check the path in --url; a writing command "
                 "such as import or serve creates it)"

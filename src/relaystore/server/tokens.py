@@ -377,8 +377,8 @@ def local_path(store_url: str) -> Path | None:
 
 
 def _untyped_local_path(options: tuple[Any, ...]) -> Path | None:
-    # Transitional, until sqlite and file return typed options with ``local_path`` (issue 14):
-    # until then their parse_url returns ``(path, …)``, ":memory:" for a private database.
+    # Transitional, until the file backend returns typed options with ``local_path`` (issue 14):
+    # until then its parse_url returns ``(root, …)``. sqlite already returns SqliteOptions.
     path = options[0]
     return None if str(path) in ("", ":memory:") else Path(path).resolve()
 

@@ -40,7 +40,7 @@ class Store:
         self.concurrent_calls = concurrent_calls
         """True when each call waits on a network round trip and calls may run side by side (a
         connection pool, an HTTP client): independent reads are then worth sending together.
-        False when calls are answered in this process (sqlite reads run inline, memory, files)."""
+        False when calls are answered in this process (memory, files, sqlite: on its few threads)."""
         self.reopenable = reopenable
         """True when opening the same URL again reaches the same data through a second connection
         (a file, a server). False for data that lives in this process alone (``memory://``, a

@@ -253,9 +253,26 @@ class AdaptiveStore(ABC):
 
         ``fn`` gets the stored value (or None) and returns the new one; returning None leaves the
         document as it is. Concurrent updaters, in any process, never lose an update; within one
-        Store they take turns (see :meth:`use_update_queues`). ``fn`` must be a pure function: a backend
-        that retries (Redis compare-and-set) may call it more than once.
-        Returns the value stored afterwards.
+        Store they take turns (see :meth:`use_update_queues`). Returns the value stored afterwards.
+        Whatever ``fn`` raises propagates, and nothing is written.
+
+        Where ``fn`` runs depends on the backend's atomic step, so it must be a quick, pure
+        function of its argument:
+
+        - sqlite: on the store's worker thread, not the event loop's, inside the write
+          transaction: the database's write lock is held while it runs, so every other write to
+          the file, from this process or another, waits for it;
+        - file: on a worker thread, holding the store-wide write lock (this process's and the
+          lock file);
+        - postgres: on the event loop thread, inside a transaction holding the document's
+          advisory lock;
+        - memory: on the calling thread, holding the store's lock;
+        - redis and http: on the event loop thread with no lock held, and perhaps more than once
+          (a lost compare-and-set calls it again on the newer value).
+
+        So ``fn`` must not block, use objects bound to an event loop, or call the store (a
+        blocking call from ``fn`` into a sqlite store through ``connect_sync`` would wait for
+        the very worker thread that runs ``fn``).
         """
         return await self._update("accumulators", agent_id, fn)
 
@@ -399,4 +416,8 @@ class AdaptiveStore(ABC):
         self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]
     ) -> str | None:
         """Atomically: read the document, ``new = apply(text)``, write ``new`` unless None.
-        Return the text stored afterwards. ``apply`` may raise; then nothing is written."""
+        Return the text stored afterwards. ``apply`` may raise; then nothing is written.
+
+        ``apply`` runs inside the backend's atomic step (a lock held, or a compare-and-set round
+        that may repeat), on whichever thread that step runs: say which in the backend, and in
+        :meth:`update_accumulators`, which lists them."""

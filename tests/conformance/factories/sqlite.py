@@ -36,7 +36,8 @@ async def fresh(tmp_path: Path) -> AsyncIterator[Store]:
 async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
     """Overwrite the record's JSON column with garbage through a second connection to the file."""
     table, column, key_columns = _TARGETS[what]
-    path, _, _ = parse_url(store.url, {})
+    path = parse_url(store.url, {}).local_path
+    assert path is not None, "a :memory: store has no file to corrupt"
     where = " AND ".join(f"{c} = ?" for c in key_columns)
     with closing(sqlite3.connect(path, timeout=30, isolation_level=None)) as conn:
         changed = conn.execute(f"UPDATE {table} SET {column} = ? WHERE {where}", (GARBAGE, *key)).rowcount

@@ -28,7 +28,6 @@ translation), :mod:`.migrations`, and one per face: :mod:`.checkpoints`, :mod:`.
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from relaystore.backends.sqlite.adaptive import SqliteAdaptiveStore
@@ -38,7 +37,7 @@ from relaystore.backends.sqlite.database import INLINE_MAX_BYTES, SqliteDatabase
 from relaystore.backends.sqlite.items import SqliteItemStore
 from relaystore.backends.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 from relaystore.backends.sqlite.outputs import SqliteOutputStore
-from relaystore.backends.sqlite.url import parse_url
+from relaystore.backends.sqlite.url import SqliteOptions, parse_url
 from relaystore.stores import Store
 
 __all__ = [
@@ -46,19 +45,44 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "SqliteDatabase",
+    "SqliteOptions",
     "open_store",
     "parse_url",
 ]
 
 
+def _collect_info(conn: sqlite3.Connection, options: SqliteOptions) -> dict[str, Any]:
+    """``store.info()``: where the file is, its schema and journal, and row counts (table-wide
+    counts: run on the worker thread, never on the event loop)."""
+
+    def one(sql: str) -> Any:
+        return conn.execute(sql).fetchone()[0]
+
+    return {
+        "path": str(options.local_path) if options.local_path is not None else options.path,
+        "schema_version": one("SELECT MAX(version) FROM relaystore_schema"),
+        "sqlite_version": sqlite3.sqlite_version,
+        "journal_mode": one("PRAGMA journal_mode"),
+        "synchronous": options.synchronous,
+        "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
+        "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
+        "outputs": one("SELECT COUNT(*) FROM outputs"),
+        "runs": one("SELECT COUNT(*) FROM runs"),
+        "blobs": one("SELECT COUNT(*) FROM blobs"),
+        "documents": dict(conn.execute("SELECT kind, COUNT(*) FROM documents GROUP BY kind")),
+    }
+
+
 async def open_store(url: str, **options: Any) -> Store:
     """Open (creating if needed) the SQLite database that ``url`` names.
 
-    Options (URL query or keywords): ``timeout`` (busy timeout, seconds, default 30) and
-    ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``).
+    Options (URL query or keywords, see :mod:`.url`): ``timeout`` (busy timeout, seconds, default
+    30) and ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``). Raises
+    :class:`InvalidInput` for a bad URL or option and :class:`BackendUnavailable` for a file that
+    cannot be opened or was written by a newer relaystore.
     """
-    path, timeout, synchronous = parse_url(url, options)
-    db = SqliteDatabase(path, timeout=timeout, synchronous=synchronous)
+    parsed = parse_url(url, options)
+    db = SqliteDatabase(parsed.path, timeout=parsed.timeout, synchronous=parsed.synchronous)
     blobs = SqliteBlobStore(db)
     try:
         await db.open()
@@ -68,23 +92,7 @@ async def open_store(url: str, **options: Any) -> Store:
         raise
 
     async def info() -> dict[str, Any]:
-        def collect(conn: sqlite3.Connection) -> dict[str, Any]:
-            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
-            return {
-                "path": str(Path(path).resolve()) if path != ":memory:" else path,
-                "schema_version": one("SELECT MAX(version) FROM relaystore_schema"),
-                "sqlite_version": sqlite3.sqlite_version,
-                "journal_mode": one("PRAGMA journal_mode"),
-                "synchronous": synchronous,
-                "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
-                "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
-                "outputs": one("SELECT COUNT(*) FROM outputs"),
-                "runs": one("SELECT COUNT(*) FROM runs"),
-                "blobs": one("SELECT COUNT(*) FROM blobs"),
-                "documents": dict(conn.execute("SELECT kind, COUNT(*) FROM documents GROUP BY kind")),
-            }
-
-        return await db.read(collect)
+        return await db.read(lambda conn: _collect_info(conn, parsed))
 
     return Store(
         url,
@@ -96,5 +104,5 @@ async def open_store(url: str, **options: Any) -> Store:
         items=SqliteItemStore(db),
         close=db.close,
         info=info,
-        reopenable=path != ":memory:",
+        reopenable=not parsed.in_memory,  # a private :memory: database dies with its connection
     )

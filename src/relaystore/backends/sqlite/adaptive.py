@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from relaystore.backends.sqlite.database import SqliteDatabase, placeholders
+from relaystore.backends.sqlite.database import SqliteDatabase, few, placeholders
 from relaystore.errors import Conflict
 from relaystore.stores import AdaptiveStore, DocKind
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
@@ -76,7 +76,8 @@ class SqliteAdaptiveStore(AdaptiveStore):
         row = await self._db.read(
             lambda c: c.execute(
                 "SELECT doc FROM documents WHERE kind = ? AND key = ?", (kind, key)
-            ).fetchone()
+            ).fetchone(),
+            inline=True,
         )
         return None if row is None else row[0]
 
@@ -90,7 +91,7 @@ class SqliteAdaptiveStore(AdaptiveStore):
 
     async def _list_keys(self, kind: DocKind, after: str | None, limit: int | None) -> list[str]:
         sql, params = _keys_after("SELECT key AS k FROM documents WHERE kind = ?", [kind], after, limit)
-        return await self._db.read(lambda c: [r[0] for r in c.execute(sql, params)])
+        return await self._db.read(lambda c: [r[0] for r in c.execute(sql, params)], inline=few(limit))
 
     async def _update_doc(
         self, kind: DocKind, key: str, apply: Callable[[str | None], str | None]

@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
-from relaystore.backends.sqlite.database import SqliteDatabase
+from relaystore.backends.sqlite.database import SqliteDatabase, few
 from relaystore.models.outputs import BlobContent
 from relaystore.stores.blobs import BlobStore
 
@@ -51,7 +51,8 @@ class SqliteBlobStore(BlobStore):
 
     async def _stat(self, sha256: str) -> BlobContent | None:
         row = await self._db.read(
-            lambda c: c.execute("SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+            lambda c: c.execute("SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,)).fetchone(),
+            inline=True,
         )
         return None if row is None else BlobContent(sha256=sha256, size=row[0], mime=row[1])
 
@@ -75,7 +76,8 @@ class SqliteBlobStore(BlobStore):
             lambda c: c.execute(
                 "SELECT sha256, size, mime FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?",
                 ("" if after is None else after, -1 if limit is None else limit),
-            ).fetchall()
+            ).fetchall(),
+            inline=few(limit),
         )
         return [BlobContent(sha256=sha, size=size, mime=mime) for sha, size, mime in rows]
 

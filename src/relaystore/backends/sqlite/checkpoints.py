@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
-from relaystore.backends.sqlite.database import SqliteDatabase, chunks, placeholders
+from relaystore.backends.sqlite.database import SqliteDatabase, chunks, few, placeholders
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.stores import CheckpointStore
 from relaystore.stores._common import ANY, parse_json, parse_rows, prefix_upper_bound
@@ -102,7 +102,7 @@ class SqliteCheckpointStore(CheckpointStore):
         await self._db.write(save, inline_bytes=size)
 
     async def _head(self, thread_id: str) -> str | None:
-        row = await self._db.read(lambda c: c.execute(_HEAD, (thread_id,)).fetchone())
+        row = await self._db.read(lambda c: c.execute(_HEAD, (thread_id,)).fetchone(), inline=True)
         return None if row is None else row[0]
 
     async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
@@ -110,7 +110,8 @@ class SqliteCheckpointStore(CheckpointStore):
             lambda c: c.execute(
                 "SELECT seq, metadata, state FROM checkpoints WHERE thread_id = ? AND checkpoint_id = ?",
                 (thread_id, checkpoint_id),
-            ).fetchone()
+            ).fetchone(),
+            inline=True,
         )
         return None if row is None else _checkpoint(row)
 
@@ -119,7 +120,8 @@ class SqliteCheckpointStore(CheckpointStore):
             lambda c: c.execute(
                 "SELECT seq, metadata, state FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1",
                 (thread_id,),
-            ).fetchone()
+            ).fetchone(),
+            inline=True,
         )
         return None if row is None else _checkpoint(row)
 
@@ -134,7 +136,7 @@ class SqliteCheckpointStore(CheckpointStore):
             params.append(after)
         sql += f" ORDER BY seq {direction} LIMIT ?"
         params.append(-1 if limit is None else limit)
-        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
+        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall(), inline=few(limit))
         return parse_rows(_METADATA, ((seq, f"checkpoints row seq={seq}", md) for seq, md in rows))
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
@@ -289,6 +291,7 @@ class SqliteCheckpointStore(CheckpointStore):
             lambda c: c.execute(
                 "SELECT key FROM thread_attachments WHERE thread_id = ? AND key > ? ORDER BY key LIMIT ?",
                 (thread_id, "" if after is None else after, -1 if limit is None else limit),
-            ).fetchall()
+            ).fetchall(),
+            inline=few(limit),
         )
         return [r[0] for r in rows]

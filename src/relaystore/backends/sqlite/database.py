@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from relaystore.backends._group_commit import GroupCommit
 from relaystore.backends.sqlite.migrations import migrate
@@ -25,6 +26,8 @@ from relaystore.errors import BackendUnavailable
 
 T = TypeVar("T")
 CHUNK = 500  # bound on "IN (?, ?, …)" lists
+INLINE_ROWS = 32  # a page of at most this many keys or metadata rows may be read on the loop thread
+READ_THREADS = 2  # threads for reads that can be large: one of them in a long read leaves another free
 # Larger writes run on the worker; below it, the loop already spends about as long encoding the value.
 INLINE_MAX_BYTES = 256 * 1024
 INLINE_SLOW_S = 0.002  # when inline writes average more than this, the next ones go to the worker…
@@ -48,8 +51,15 @@ class SqliteDatabase:
         self.timeout = timeout
         self.synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relaystore-sqlite")
+        # Reads that can be large run here, each thread on a read-only connection of its own:
+        # never on the event loop, never queued behind the writer's commits, and one large read
+        # leaves the other threads free (sqlite3 releases the GIL while a statement runs).
+        self._read_executor = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="relaystore-sqlite-read")
+        self._read_local = threading.local()  # .conn: the read thread's connection
+        self._read_conns: list[sqlite3.Connection] = []  # every read thread's, to close them
+        self._read_conns_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None  # small point reads, on the loop thread
         self._inline: sqlite3.Connection | None = None
         self._inline_pause = 0  # writes left to send to the worker after slow inline ones
         self._busy_ms = int(timeout * 1000)  # the busy_timeout the worker connection has now
@@ -67,9 +77,8 @@ class SqliteDatabase:
             self._inline = self._open_inline_writer()
 
     def _open_reader(self) -> sqlite3.Connection:
-        # Reads run on the event loop thread: an indexed read costs microseconds, less than a
-        # hop to the worker thread. In WAL mode a reader never waits for the writer, and
-        # busy_timeout 0 makes the rare exception (WAL recovery) fail fast into the worker path.
+        # In WAL mode a reader never waits for the writer, and busy_timeout 0 makes the rare
+        # exception (WAL recovery) fail fast into the worker path, which retries.
         uri = f"file:{Path(self.path).resolve()}?mode=ro"
         reader = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         reader.execute("PRAGMA busy_timeout = 0")
@@ -109,6 +118,12 @@ class SqliteDatabase:
                 self._conn.close()
                 self._conn = None
 
+        # Reads already running finish first; waiting for them on a thread keeps the loop free.
+        await asyncio.to_thread(self._read_executor.shutdown, wait=True)
+        with self._read_conns_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
         await self.call(close_sync)
         self._executor.shutdown(wait=True)
 
@@ -155,19 +170,56 @@ class SqliteDatabase:
             self._require().execute(f"PRAGMA busy_timeout = {wanted}")
             self._busy_ms = wanted
 
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def read(self, fn: Callable[[sqlite3.Connection], T], *, inline: bool = False) -> T:
         """Run a read-only ``fn(conn)`` in autocommit mode (WAL gives it a consistent snapshot
-        per statement): inline on the read connection, or on the worker if that is busy."""
-        if self._reader is not None:
+        per statement) and return what it returns.
+
+        By default ``fn`` runs on the read thread, so a read that can be large (a listing, a
+        count over a range, a recursive lineage query, attachments, a blob chunk, a full read)
+        never stalls the event loop. ``inline=True`` marks a small point read (one row or a few,
+        found by key, at most ``INLINE_ROWS`` rows of keys or metadata): it runs on the loop
+        thread, where an indexed probe costs less than the hop to a thread and back. If a read
+        connection is busy (WAL recovery), or the database is ``:memory:`` (no second
+        connection), the worker runs ``fn`` and retries until the timeout. Raises
+        :class:`BackendUnavailable` for any database error.
+        """
+        result: Any = _BUSY
+        if inline and self._reader is not None:
+            result = self._read_on(self._reader, fn)
+        elif self._reader is not None:  # a file: the read threads may open connections to it
             try:
-                return fn(self._reader)
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):
-                    raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
-            except sqlite3.DatabaseError as exc:
-                raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+                result = await asyncio.get_running_loop().run_in_executor(
+                    self._read_executor, lambda: self._read_on(self._thread_reader(), fn)
+                )
+            except RuntimeError as exc:  # executor shut down
+                raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
+        if result is not _BUSY:
+            return cast(T, result)
         deadline = time.monotonic() + self.timeout
         return await self.call(lambda: self._retry(lambda: fn(self._require()), deadline))
+
+    def _thread_reader(self) -> sqlite3.Connection:
+        """This read thread's connection, opened on its first read."""
+        conn: sqlite3.Connection | None = getattr(self._read_local, "conn", None)
+        if conn is None:
+            try:
+                conn = self._read_local.conn = self._open_reader()
+            except sqlite3.Error as exc:
+                raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            with self._read_conns_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    def _read_on(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> Any:
+        """``fn(conn)``, or ``_BUSY`` when ``conn`` found the database busy."""
+        try:
+            return fn(conn)
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
+            return _BUSY
+        except sqlite3.DatabaseError as exc:
+            raise BackendUnavailable(f"SQLite error on {self.path}: {exc}") from exc
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, inline_bytes: int | None = None) -> T:
         """Run ``fn(conn)`` inside one ``BEGIN IMMEDIATE`` transaction; roll back if it raises.
@@ -275,6 +327,11 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
 def _rollback(conn: sqlite3.Connection) -> None:
     if conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
         conn.execute("ROLLBACK")
+
+
+def few(count: int | None) -> bool:
+    """Whether ``count`` rows of keys or metadata (None: unbounded) are few enough to read inline."""
+    return count is not None and count <= INLINE_ROWS
 
 
 def placeholders(values: Sequence[object]) -> str:

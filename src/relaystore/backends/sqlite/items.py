@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from relaystore.backends.sqlite.database import SqliteDatabase, few
 from relaystore.errors import BackendUnavailable
 from relaystore.stores.items import (
     Condition,
@@ -30,9 +31,6 @@ from relaystore.stores.items import (
     unpack_vectors,
     value_json,
 )
-
-if TYPE_CHECKING:
-    from relaystore.backends.sqlite.database import SqliteDatabase
 
 MIGRATIONS: list[str] = [
     # 1: items, with expiry; vectors are packed float32 (stores.items.pack_vectors)
@@ -183,7 +181,7 @@ class SqliteItemStore(ItemStore):
             rows = [conn.execute(sql, (ns, key, now)).fetchone() for ns, key in keys]
             return [None if row is None else _row_item(row, False) for row in rows]
 
-        return await self._db.read(read)
+        return await self._db.read(read, inline=few(len(keys)))
 
     async def _search(
         self,

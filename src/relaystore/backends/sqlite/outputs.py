@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from relaystore.backends.sqlite.database import SqliteDatabase, chunks, placeholders
+from relaystore.backends.sqlite.database import SqliteDatabase, chunks, few, placeholders
 from relaystore.errors import Conflict
 from relaystore.models.outputs import OutputRecord, OutputRef
 from relaystore.stores import OutputFilter, OutputStore
@@ -82,14 +82,15 @@ class SqliteOutputStore(OutputStore):
                 ).fetchall()
             return rows
 
-        return _records(await self._db.read(get), skip_corrupt=False)
+        return _records(await self._db.read(get, inline=few(len(refs))), skip_corrupt=False)
 
     async def _latest(self, flt: OutputFilter) -> OutputRecord | None:
         where, params = _where(flt)
         row = await self._db.read(
             lambda c: c.execute(
                 f"SELECT seq, record FROM outputs{where} ORDER BY seq DESC LIMIT 1", params
-            ).fetchone()
+            ).fetchone(),
+            inline=True,
         )
         return None if row is None else _record(*row)
 
