@@ -1,7 +1,8 @@
 """The SQLite backend's database: its connections, the worker thread, and the single writer.
 
 One writer connection per store, used by one worker thread; small writes may first try a second
-connection on the event loop thread, and reads run on a read-only connection (the package notes,
+connection on the event loop thread. Reads that can be large run on ``READ_THREADS`` read threads,
+each with a read-only connection; small point reads run inline on one more (the package notes,
 :mod:`relaystore.backends.sqlite`, give the reasons). Every sqlite3 error leaves this module
 translated: "database is locked" is retried until the call's deadline, then raises
 :class:`BackendUnavailable`, as does every other database error.
@@ -44,7 +45,8 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class SqliteDatabase:
-    """One connection, one worker thread, and the retry policy around both."""
+    """The writer connection and its worker thread, the inline writer, the readers, and the
+    retry policy around them."""
 
     def __init__(self, path: str, *, timeout: float = 30.0, synchronous: str = "full") -> None:
         self.path = path
