@@ -10,7 +10,6 @@ import bisect
 import itertools
 import threading
 from typing import Any
-from urllib.parse import urlsplit
 
 from relaystore.models.checkpoints import CheckpointMetadata, PendingWrite
 from relaystore.models.outputs import BlobContent, OutputRecord
@@ -60,10 +59,9 @@ def sorted_after(keys: Any, after: str | None, limit: int | None) -> list[str]:
     return take(ordered[start:], limit)
 
 
-def state_for(url: str) -> MemoryState:
-    """A fresh state for ``memory://``, the shared one of that name for ``memory://NAME``."""
-    name = (urlsplit(url).netloc + urlsplit(url).path).strip("/")
-    if not name:
+def state_for(name: str | None) -> MemoryState:
+    """A fresh state for None (``memory://``), else the one shared state called ``name``."""
+    if name is None:
         return MemoryState()
     with _NAMED_LOCK:
         return _NAMED.setdefault(name, MemoryState())
