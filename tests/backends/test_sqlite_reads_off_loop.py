@@ -82,13 +82,16 @@ async def store(tmp_path: Path) -> AsyncIterator[relaystore.Store]:
 
 
 async def _seed(store: relaystore.Store) -> dict[str, str]:
-    first = await store.checkpoints.save("t", CheckpointMetadata.new("t"), b"state")
     await store.checkpoints.put_attachments("t", {"big": BIG})
+    small = await store.checkpoints.save("t", CheckpointMetadata.new("t"), b"state")
+    first = await store.checkpoints.save(
+        "t", CheckpointMetadata.new("t").model_copy(update={"refs": ["big"]}), b"state"
+    )
     one = await store.outputs.append("task", 0, "agent", FINAL)
     two = await store.outputs.append("task", 0, "agent", FINAL, parent_refs=[one])
     digest = (await store.blobs.put(b"b" * 3_000_000)).sha256
     await store.items.put(("ns",), "k", {"v": 1})
-    return {"checkpoint": first, "output": two, "blob": digest}
+    return {"checkpoint": first, "small": small, "output": two, "blob": digest}
 
 
 # Each read, and a piece of the statement that can be large (a point read may come before it).
@@ -97,7 +100,8 @@ LARGE_READS: dict[str, tuple[Callable[[relaystore.Store, dict[str, str]], Awaita
     "count": (lambda s, _: s.checkpoints.count("t"), "COUNT(*) FROM checkpoints WHERE thread_id"),
     "list_threads": (lambda s, _: s.checkpoints.list_threads(), "DISTINCT thread_id"),
     "attachments": (lambda s, _: s.checkpoints.get_attachments("t", ["big"]), "FROM thread_attachments"),
-    "load_full": (lambda s, _: s.checkpoints.load_full("t"), "WITH c AS MATERIALIZED"),
+    "load_full, a large attachment": (lambda s, _: s.checkpoints.load_full("t"), "WITH c AS MATERIALIZED"),
+    "list_full": (lambda s, _: s.checkpoints.list_full("t"), "WITH c AS MATERIALIZED"),
     "list_writes": (
         lambda s, ids: s.checkpoints.list_writes("t", ids["checkpoint"]),
         "FROM checkpoint_writes",
@@ -133,7 +137,9 @@ async def test_small_point_reads_stay_on_the_loop(
     await store.checkpoints.head("t")
     await store.checkpoints.list("t", limit=10)
     await store.outputs.get(seeded["output"])
-    assert len(log) == 4 and all(on_loop for on_loop, _ in log)
+    small = await store.checkpoints.load_full("t", seeded["small"])  # its size first, then itself
+    assert small is not None and small.state == b"state" and small.attachments == {}
+    assert len(log) == 6 and all(on_loop for on_loop, _ in log)
 
 
 async def test_a_large_read_in_flight_blocks_neither_the_loop_nor_the_server(
@@ -159,5 +165,5 @@ async def test_a_large_read_in_flight_blocks_neither_the_loop_nor_the_server(
             watched.release.set()
         assert latest.state == b"state" and threads == ["t"]
         assert health.status_code == 200 and health.json() == {"status": "ok"}
-        assert info.status_code == 200 and info.json()["checkpoints"] == 1
+        assert info.status_code == 200 and info.json()["checkpoints"] == 2
         assert await large == {"big": BIG}

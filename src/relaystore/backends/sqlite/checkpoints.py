@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
-from relaystore.backends.sqlite.database import SqliteDatabase, chunks, few, placeholders
+from relaystore.backends.sqlite.database import INLINE_READ_BYTES, SqliteDatabase, chunks, few, placeholders
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.stores import CheckpointStore
 from relaystore.stores._common import ANY, parse_json, parse_rows, prefix_upper_bound
@@ -61,6 +61,17 @@ def _full_read_sql(where: str, direction: str) -> str:
         "AND w.checkpoint_id IN (SELECT checkpoint_id FROM c)"
     )
 
+
+# The bytes a full read of one checkpoint returns: its state, the attachments its refs name, and
+# its pending writes. length() of a BLOB comes from the row header: no value is read.
+_FULL_SIZE = (
+    "SELECT length(c.state) + COALESCE((SELECT SUM(length(a.value)) FROM thread_attachments a "
+    "WHERE a.thread_id = :thread AND a.key IN (SELECT j.value FROM json_each(CASE WHEN "
+    "json_valid(c.metadata) THEN c.metadata ELSE '{{}}' END, '$.refs') j)), 0) "
+    "+ COALESCE((SELECT SUM(length(w.value)) FROM checkpoint_writes w "
+    "WHERE w.thread_id = :thread AND w.checkpoint_id = c.checkpoint_id), 0) "
+    "FROM checkpoints c WHERE c.thread_id = :thread{where} ORDER BY c.seq DESC LIMIT 1"
+)
 
 _HEAD = "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1"
 
@@ -234,7 +245,14 @@ class SqliteCheckpointStore(CheckpointStore):
         where = "" if checkpoint_id is None else " AND checkpoint_id = :id"
         sql = _full_read_sql(where, "DESC")
         params = {"thread": thread_id, "id": checkpoint_id, "limit": 1, "values": 1}
-        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall())
+        # One checkpoint is a point read, but its attachments and writes may be large: their size
+        # (read from the row headers, not the values) decides where the read runs.
+        size_sql = _FULL_SIZE.format(where=where)
+        size = await self._db.read(lambda c: c.execute(size_sql, params).fetchone(), inline=True)
+        if size is None:
+            return None
+        inline = size[0] <= INLINE_READ_BYTES
+        rows = await self._db.read(lambda c: c.execute(sql, params).fetchall(), inline=inline)
         found = full_reads.bundles(rows, full_reads.SINGLE, "checkpoints", strict=True)
         return found[0][1] if found else None
 

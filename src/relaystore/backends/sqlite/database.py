@@ -28,6 +28,7 @@ from relaystore.errors import BackendUnavailable
 T = TypeVar("T")
 CHUNK = 500  # bound on "IN (?, ?, …)" lists
 INLINE_ROWS = 32  # a page of at most this many keys or metadata rows may be read on the loop thread
+INLINE_READ_BYTES = 256 * 1024  # a point read of at most this much may run on the loop thread (as writes)
 READ_THREADS = 2  # threads for reads that can be large: one of them in a long read leaves another free
 # Larger writes run on the worker; below it, the loop already spends about as long encoding the value.
 INLINE_MAX_BYTES = 256 * 1024
