@@ -16,9 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import relaystore
+from relaystore import backends
+from relaystore.backends._policy import describe
 from relaystore.backends.filesystem import (
     EVENT_FILE_BYTES,
     PLAIN_NAME_BYTES,
+    FileOptions,
     decode_name,
     encode_name,
     parse_url,
@@ -50,10 +53,19 @@ def metadata(thread: str, cid: str) -> CheckpointMetadata:
 
 
 def test_absolute_urls_name_the_directory() -> None:
-    assert parse_url("file:///srv/store", {})[0] == Path("/srv/store")
-    assert parse_url("file:////srv/store", {})[0] == Path("/srv/store")
-    assert parse_url("file://localhost/srv/my%20store", {})[0] == Path("/srv/my store")
-    assert parse_url("file:///srv/store?timeout=2&fsync=false", {})[1:] == (2.0, False)
+    assert parse_url("file:///srv/store", {}).local_path == Path("/srv/store")
+    assert parse_url("file:////srv/store", {}).local_path == Path("/srv/store")
+    assert parse_url("file://localhost/srv/my%20store", {}).local_path == Path("/srv/my store")
+    parsed = parse_url("file:///srv/store?timeout=2&fsync=false", {})
+    assert (parsed.timeout, parsed.fsync) == (2.0, False)
+    assert parse_url("file:///srv/store", {"timeout": 5}).timeout == 5.0  # keywords win
+
+
+def test_the_parse_url_entry_gives_typed_options_with_the_root_as_local_path() -> None:
+    parsed = backends.parse_url("file:///srv/a/../store?fsync=0")
+    assert isinstance(parsed, FileOptions)
+    assert (parsed.scheme, parsed.local_path, parsed.fsync) == ("file", Path("/srv/store"), False)
+    assert describe(parsed)["local_path"] == "/srv/store"
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,6 @@ def _record_file(root: Path, what: str, key: tuple[str, ...]) -> Path:
 
 async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
     """Overwrite the record's JSON file with garbage, as a foreign writer would."""
-    path = _record_file(parse_url(store.url, {})[0], what, key)
+    path = _record_file(parse_url(store.url, {}).local_path, what, key)
     assert path.exists(), f"no {what} {key} to corrupt"
     path.write_bytes(GARBAGE)

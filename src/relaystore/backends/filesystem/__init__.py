@@ -78,7 +78,7 @@ from relaystore.backends.filesystem.items import FileItemStore
 from relaystore.backends.filesystem.layout import FORMAT_VERSION, FileRoot
 from relaystore.backends.filesystem.names import PLAIN_NAME_BYTES, decode_name, encode_name, seq_name
 from relaystore.backends.filesystem.outputs import EVENT_FILE_BYTES, FileOutputStore
-from relaystore.backends.filesystem.url import parse_url
+from relaystore.backends.filesystem.url import FileOptions, parse_url
 from relaystore.stores import Store
 
 __all__ = [
@@ -89,6 +89,7 @@ __all__ = [
     "FileBlobStore",
     "FileCheckpointStore",
     "FileItemStore",
+    "FileOptions",
     "FileOutputStore",
     "FileRoot",
     "decode_name",
@@ -106,8 +107,8 @@ async def open_store(url: str, **options: Any) -> Store:
     (default true). Raises :class:`InvalidInput` for a bad URL or a directory that is not a
     store, :class:`BackendUnavailable` if the directory cannot be created, written or locked.
     """
-    path, timeout, fsync = parse_url(url, options)
-    root = FileRoot(path, timeout=timeout, fsync=fsync)
+    parsed = parse_url(url, options)
+    root = FileRoot(parsed.local_path, timeout=parsed.timeout, fsync=parsed.fsync)
     await asyncio.to_thread(root.guard, root.open_sync)
     blobs = FileBlobStore(root)
     await root.read(blobs.drop_stale_uploads)
@@ -117,7 +118,12 @@ async def open_store(url: str, **options: Any) -> Store:
 
     async def info() -> dict[str, Any]:
         last_seq = await root.read(root.last_seq)
-        return {"path": str(path), "format_version": FORMAT_VERSION, "fsync": fsync, "last_seq": last_seq}
+        return {
+            "path": str(parsed.local_path),
+            "format_version": FORMAT_VERSION,
+            "fsync": parsed.fsync,
+            "last_seq": last_seq,
+        }
 
     return Store(
         url,
