@@ -85,7 +85,7 @@ async def test_open_creates_manifest_and_counter(tmp_path: Path) -> None:
         info = await store.info()
     assert json.loads((tmp_path / "s" / "relaystore.json").read_text()) == {
         "format": "relaystore-file",
-        "version": 2,
+        "version": 3,
     }
     assert (tmp_path / "s" / "seq").read_text().strip() == "0"
     assert info["backend"] == "file" and info["last_seq"] == 0
@@ -141,7 +141,12 @@ async def test_checkpoint_state_is_a_raw_file_next_to_its_metadata(tmp_path: Pat
     async with relaystore.connect(url_of(tmp_path / "s")) as store:
         await store.checkpoints.save("Thread A", metadata("Thread A", "c1"), b"\x00raw")
     thread_dir = tmp_path / "s" / "checkpoints" / "^thread%20^a"
-    assert sorted(os.listdir(thread_dir)) == ["00000000000000000001-c1.json", "00000000000000000001-c1.state"]
+    assert sorted(os.listdir(thread_dir)) == [
+        ".index",
+        "00000000000000000001-c1.json",
+        "00000000000000000001-c1.state",
+    ]
+    assert (thread_dir / ".index").read_bytes().split() == [b"00000000000000000001", b"0528629c", b"c1"]
     assert (thread_dir / "00000000000000000001-c1.state").read_bytes() == b"\x00raw"
     assert json.loads((thread_dir / "00000000000000000001-c1.json").read_text())["thread_id"] == "Thread A"
 
@@ -297,4 +302,4 @@ async def test_format_1_writes_are_keyed_by_checkpoint_id_on_open(tmp_path: Path
     async with relaystore.connect(url_of(root)) as store:
         assert [w.value for w in await store.checkpoints.list_writes("t", "c1")] == [b"w"]
     assert sorted(p.name for p in writes_dir.iterdir()) == ["c1"]
-    assert json.loads((root / "relaystore.json").read_text())["version"] == 2
+    assert json.loads((root / "relaystore.json").read_text())["version"] == 3

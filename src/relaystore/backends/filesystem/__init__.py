@@ -109,7 +109,8 @@ async def open_store(url: str, **options: Any) -> Store:
     """
     parsed = parse_url(url, options)
     root = FileRoot(parsed.local_path, timeout=parsed.timeout, fsync=parsed.fsync)
-    await asyncio.to_thread(root.guard, root.open_sync)
+    checkpoints = FileCheckpointStore(root)
+    await asyncio.to_thread(root.guard, lambda: root.open_sync([checkpoints.check_indexes]))
     blobs = FileBlobStore(root)
     await root.read(blobs.drop_stale_uploads)
 
@@ -128,7 +129,7 @@ async def open_store(url: str, **options: Any) -> Store:
     return Store(
         url,
         "file",
-        FileCheckpointStore(root),
+        checkpoints,
         FileOutputStore(root),
         FileAdaptiveStore(root),
         blobs=blobs,

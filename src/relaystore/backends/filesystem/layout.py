@@ -14,7 +14,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ A = TypeVar("A")
 log = logging.getLogger("relaystore")
 
 FORMAT = "relaystore-file"
-FORMAT_VERSION = 2  # 2: pending writes keyed by checkpoint id alone (they may precede it)
+FORMAT_VERSION = 3  # 2: pending writes keyed by checkpoint id alone; 3: per-thread checkpoint index
 MANIFEST = "relaystore.json"
 COUNTER = "seq"
 LOCK_FILE = ".lock"
@@ -238,17 +238,21 @@ class FileRoot:
 
     # ---------------------------------------------------------------- opening
 
-    def open_sync(self) -> None:
-        """Create or check the store directory, then remove temp files of interrupted writes."""
+    def open_sync(self, checks: Sequence[Callable[[], object]] = ()) -> None:
+        """Create or check the store directory, run ``checks`` (repairs derived data, such as the
+        checkpoint indexes) under the lock, then remove temp files of interrupted writes.
+
+        ``checks`` run before an older manifest is upgraded: a crash mid-upgrade reruns them, and
+        older versions, which would not maintain what they build, refuse the upgraded store."""
         if not self.path.parent.is_dir():
             raise BackendUnavailable(f"cannot open file store {self.path}: {self.path.parent} does not exist")
         with contextlib.suppress(FileExistsError):
             self.path.mkdir()
         if not self.path.is_dir():
             raise BackendUnavailable(f"cannot open file store {self.path}: not a directory")
-        self.locked(self._prepare)
+        self.locked(lambda: self._prepare(checks))
 
-    def _prepare(self) -> None:
+    def _prepare(self, checks: Sequence[Callable[[], object]]) -> None:
         manifest = self.path / MANIFEST
         raw = self.read_bytes(manifest)
         if raw is None:
@@ -257,10 +261,16 @@ class FileRoot:
             self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
             self.write_file(self.path / COUNTER, b"0\n")
         else:
-            if self._check_manifest(manifest, raw) < 2:
-                self._key_writes_by_id()
-                self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
+            self._upgrade(manifest, self._check_manifest(manifest, raw), checks)
         self._remove_temp_files()
+
+    def _upgrade(self, manifest: Path, version: int, checks: Sequence[Callable[[], object]]) -> None:
+        if version < 2:
+            self._key_writes_by_id()
+        for check in checks:
+            check()
+        if version < FORMAT_VERSION:
+            self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
 
     def _key_writes_by_id(self) -> None:
         """Format 1 named a checkpoint's writes directory ``<seq>-<id>``; 2 names it ``<id>``,
