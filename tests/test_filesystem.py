@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import zlib
 from pathlib import Path
 
 import filelock
@@ -87,8 +88,42 @@ async def test_open_creates_manifest_and_counter(tmp_path: Path) -> None:
         "format": "relaystore-file",
         "version": 3,
     }
-    assert (tmp_path / "s" / "seq").read_text().strip() == "0"
+    assert (tmp_path / "s" / "seq").read_text() == f"{0:020d} {zlib.crc32(b'0' * 20):08x}\n"
     assert info["backend"] == "file" and info["last_seq"] == 0
+
+
+async def test_a_torn_or_older_counter_never_goes_back(tmp_path: Path) -> None:
+    counter = tmp_path / "s" / "seq"
+    async with relaystore.connect(url_of(tmp_path / "s")) as store:
+        await store.checkpoints.save("t", metadata("t", "c1"), b"")
+        await store.checkpoints.save("t", metadata("t", "c2"), b"")
+        torn = bytearray(counter.read_bytes())
+        torn[19] = ord("1")  # "…02" became "…01": a torn overwrite, which its CRC exposes
+        counter.write_bytes(bytes(torn))
+        ref = await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
+        assert (await store.outputs.get(ref)).seq == 3  # after the highest seq on disk
+        counter.write_text("7\n")  # format 2's bare number is read, then replaced by a checked line
+        await store.checkpoints.save("t", metadata("t", "c3"), b"")
+        assert counter.read_bytes().split()[0] == b"%020d" % 8
+        assert (await store.info())["last_seq"] == 8
+
+
+async def test_a_save_and_an_append_cost_a_fixed_number_of_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with relaystore.connect(url_of(tmp_path / "s")) as store:
+        await store.checkpoints.save("t", metadata("t", "c0"), b"")  # directories exist from here on
+        await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "0"})
+        calls: list[int] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+        await store.checkpoints.save("t", metadata("t", "c1"), b"state", expected_head="c0")
+        # the counter (in place), then state and metadata (file and directory each); the index
+        # line is not fsynced (open rebuilds it after an OS crash)
+        assert len(calls) == 5
+        calls.clear()
+        await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
+        assert len(calls) == 1 + 5 + 2  # the counter, five index directories, the record
 
 
 async def test_missing_parent_is_unavailable(tmp_path: Path) -> None:
