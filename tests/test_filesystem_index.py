@@ -178,3 +178,12 @@ async def test_a_format_2_store_gets_its_indexes_at_open(store: Store, root: Pat
         assert (thread_dir(root) / ".index").read_bytes() == expected_index(root)
         await assert_reads_are_right(reopened, [f"c{i}" for i in range(N)])
     assert json.loads((root / "relaystore.json").read_text())["version"] == 3
+
+
+async def test_a_foreign_file_gets_no_line_and_cannot_break_the_width(store: Store, root: Path) -> None:
+    (thread_dir(root) / f"{10**6:020d}-{'x' * 200}.json").write_text("{}")  # no encode_name makes it
+    await store.close()
+    async with relaystore.connect(url_of(root)) as reopened:
+        raw = (thread_dir(root) / ".index").read_bytes()
+        assert len(raw) == N * file_index.LINE
+        assert (await reopened.checkpoints.load_latest(THREAD)).metadata.id == f"c{N - 1}"

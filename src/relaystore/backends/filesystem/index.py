@@ -59,8 +59,17 @@ def line(seq: int, stem: str) -> bytes:
 
 
 def lines(files: list[tuple[int, str]]) -> bytes:
-    """The whole index of a thread whose metadata files are ``(seq, name)``, in seq order."""
-    return b"".join(line(seq, stem_of_json(name)) for seq, name in files)
+    """The whole index of a thread whose metadata files are ``(seq, name)``, in seq order.
+
+    A name :func:`encode_name` cannot have made (too long, a space, not ASCII: a foreign file)
+    gets no line, so it cannot break the fixed width.
+    """
+    stems = ((seq, stem_of_json(name)) for seq, name in files)
+    return b"".join(line(seq, stem) for seq, stem in stems if _fits(stem))
+
+
+def _fits(stem: str) -> bool:
+    return 0 < len(stem) <= STEM_WIDTH and stem.isascii() and stem.isprintable() and " " not in stem
 
 
 def stem_of_json(name: str) -> str:
