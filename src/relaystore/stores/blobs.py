@@ -26,7 +26,7 @@ from typing import Any
 from relaystore.errors import BlobNotFound, InvalidInput
 from relaystore.models.common import Page
 from relaystore.models.outputs import BlobContent
-from relaystore.stores._common import check_limit, decode_key_cursor, fetch_size, make_page
+from relaystore.stores._common import Skipped, check_limit, decode_key_cursor, fetch_size, make_page
 
 CHUNK_SIZE = 1024 * 1024
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -173,10 +173,11 @@ class BlobStore(ABC):
         return await self._delete(check_digest(sha256))
 
     async def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[BlobContent]:
-        """Stored blobs sorted by digest."""
+        """Stored blobs sorted by digest; one whose metadata is corrupt is skipped with a warning
+        (its own :meth:`stat` raises :class:`~relaystore.errors.CorruptRecord`)."""
         limit = check_limit(limit)
         blobs = await self._list(decode_key_cursor(cursor), fetch_size(limit))
-        return make_page([(b.sha256, b) for b in blobs], limit)
+        return make_page([(b.seq if isinstance(b, Skipped) else b.sha256, b) for b in blobs], limit)
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -207,4 +208,5 @@ class BlobStore(ABC):
     async def _delete(self, sha256: str) -> bool: ...
 
     @abstractmethod
-    async def _list(self, after: str | None, limit: int | None) -> builtins.list[BlobContent]: ...
+    async def _list(self, after: str | None, limit: int | None) -> builtins.list[BlobContent | Skipped]:
+        """Blobs with digest > ``after``, sorted; a corrupt one is a :class:`Skipped` at its digest."""
