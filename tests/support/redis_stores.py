@@ -12,8 +12,8 @@ from redis.asyncio.cluster import RedisCluster
 
 import relaystore
 from relaystore.backends.redis.checkpoints import RedisCheckpointStore
-from relaystore.backends.redis.layout import AdaptiveKeys, glob_escape
 from relaystore.backends.redis.items import RedisItemStore
+from relaystore.backends.redis.layout import AdaptiveKeys, glob_escape
 from relaystore.backends.redis.outputs import RedisOutputStore
 from relaystore.stores import Store
 from relaystore.stores.items import encode_namespace

@@ -223,7 +223,11 @@ def parse_rows(adapter: TypeAdapter[T], rows: Iterable[tuple[Any, str, str | byt
     the record is logged on the ``relaystore`` logger and left out by :func:`make_page`, while
     its own read (``get``/``load``) raises :class:`CorruptRecord`.
     """
-    return [(position, or_skipped(position, parse_json, adapter, text, key)) for position, key, text in rows]
+    # typed as T: callers carry a Skipped as an item until make_page or without_skipped drops it
+    decoded: list[tuple[Any, Any]] = [
+        (position, or_skipped(position, parse_json, adapter, text, key)) for position, key, text in rows
+    ]
+    return decoded
 
 
 def or_skipped(position: Any, decode: Callable[..., T], *args: Any) -> T | Skipped:
@@ -236,5 +240,5 @@ def or_skipped(position: Any, decode: Callable[..., T], *args: Any) -> T | Skipp
         return Skipped(position, exc.key)
 
 
-def without_skipped(items: Iterable[T]) -> list[T]:
+def without_skipped(items: Iterable[T | Skipped]) -> list[T]:
     return [item for item in items if not isinstance(item, Skipped)]

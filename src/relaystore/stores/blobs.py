@@ -15,12 +15,11 @@ the range arithmetic once; a backend only stores and returns numbered chunks:
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Generator
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Sequence
 from typing import Any
 
 from relaystore.errors import BlobNotFound, InvalidInput
@@ -177,7 +176,8 @@ class BlobStore(ABC):
         (its own :meth:`stat` raises :class:`~relaystore.errors.CorruptRecord`)."""
         limit = check_limit(limit)
         blobs = await self._list(decode_key_cursor(cursor), fetch_size(limit))
-        return make_page([(b.seq if isinstance(b, Skipped) else b.sha256, b) for b in blobs], limit)
+        rows: list[tuple[str, Any]] = [(b.seq if isinstance(b, Skipped) else b.sha256, b) for b in blobs]
+        return make_page(rows, limit)
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -208,5 +208,5 @@ class BlobStore(ABC):
     async def _delete(self, sha256: str) -> bool: ...
 
     @abstractmethod
-    async def _list(self, after: str | None, limit: int | None) -> builtins.list[BlobContent | Skipped]:
+    async def _list(self, after: str | None, limit: int | None) -> Sequence[BlobContent | Skipped]:
         """Blobs with digest > ``after``, sorted; a corrupt one is a :class:`Skipped` at its digest."""

@@ -42,7 +42,7 @@ from relaystore.models.common import Page, now_rfc3339
 from relaystore.models.outputs import OutputRecord
 from relaystore.stores import DOC_KINDS, AdaptiveStore, DocKind, Store
 from relaystore.stores.adaptive import ADAPTERS
-from relaystore.stores.items import ItemWrite
+from relaystore.stores.items import ItemWrite, StoredItem, encode_namespace
 
 FORMAT = "relaystore-export"
 VERSION = 2
@@ -395,25 +395,21 @@ class Exporter:
             items = self.store.items
         except NotSupported:
             return
-        offset = 0
+        offset, last = 0, ("", "")
         while True:
             found = await items.search((), limit=PAGE_SIZE, offset=offset, newest_first=False, vectors=True)
-            for item in found:
-                yield (
-                    "item",
-                    {
-                        "type": "item",
-                        "namespace": list(item.namespace),
-                        "key": item.key,
-                        "value": item.value,
-                        "ttl": item.ttl,
-                        "vectors": {k: list(v) for k, v in item.vectors.items()} if item.vectors else None,
-                    },
-                )
             # A short page is not the end: a backend may have left a corrupt item out of it.
             if not found:
                 return
             offset += len(found)
+            for item in found:
+                # Where a skipped corrupt row still took its place in the offset, the next page
+                # starts one early: items come in (namespace, key) order, so a repeat is dropped.
+                place = (encode_namespace(item.namespace), item.key)
+                if place <= last:
+                    continue
+                last = place
+                yield "item", _item_line(item)
 
     async def _blobs(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         try:
@@ -426,6 +422,17 @@ class Exporter:
             except NotFound:  # deleted since it was listed
                 continue
             yield "blob", {"type": "blob", "sha256": blob.sha256, "mime": blob.mime, "data": b64(data)}
+
+
+def _item_line(item: StoredItem) -> dict[str, Any]:
+    return {
+        "type": "item",
+        "namespace": list(item.namespace),
+        "key": item.key,
+        "value": item.value,
+        "ttl": item.ttl,
+        "vectors": {k: list(v) for k, v in item.vectors.items()} if item.vectors else None,
+    }
 
 
 def _write_line(thread_id: str, checkpoint_id: str, writes: list[PendingWrite]) -> dict[str, Any]:

@@ -60,7 +60,11 @@ class RedisBlobStore(BlobStore):
         digests = {k.decode() for k in await self._c.do(self._meta, "HKEYS", self._meta)}
         page = sorted_page(digests, after, limit)
         raws = await self._c.hmget(self._meta, page)
-        return [or_skipped(sha, self._blob, sha, raw) for sha, raw in zip(page, raws, strict=True) if raw is not None]
+        return [
+            or_skipped(sha, self._blob, sha, raw)
+            for sha, raw in zip(page, raws, strict=True)
+            if raw is not None
+        ]
 
     async def drop_stale_uploads(self) -> int:
         cutoff = time.time() - STALE_UPLOAD_SECONDS

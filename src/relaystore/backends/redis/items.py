@@ -35,7 +35,6 @@ from relaystore.stores.items import (
     value_json,
 )
 
-
 log = logging.getLogger("relaystore")
 
 
@@ -118,7 +117,9 @@ class RedisItemStore(ItemStore):
         newest_first: bool,
         values: bool = True,
     ) -> list[StoredItem]:
-        items = [i for i in (await self._live_items(low, high, now, vectors))[0] if matches(i.value, conditions)]
+        items = [
+            i for i in (await self._live_items(low, high, now, vectors))[0] if matches(i.value, conditions)
+        ]
         items.sort(key=lambda i: (encode_namespace(i.namespace), i.key))
         if newest_first:
             items.sort(key=lambda i: i.updated_at, reverse=True)
