@@ -317,3 +317,7 @@ class BundlePageWire(BaseModel):
 
     items: list[BundleWire]
     next_cursor: str | None = None
+    warnings: list[str] = []
+    """One line per warning the store logged while answering (a skipped corrupt record)."""
+    corrupt: list[dict[str, str]] = []
+    """The corrupt records the store skipped: ``{"key", "reason"}`` (a fixed phrase) each."""
