@@ -17,8 +17,8 @@ from pathlib import Path
 
 import relaystore
 from relaystore.stores import Store
-from tests.support.sqlite_corrupt import corrupt_file
 from tests.support.relay_server import RelayServer, start_server
+from tests.support.sqlite_corrupt import corrupt_file
 
 NAME = "http"
 _server: RelayServer | None = None
