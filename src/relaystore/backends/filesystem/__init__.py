@@ -69,8 +69,10 @@ writes, the lock, the seq counter), one per face: :mod:`.checkpoints`, :mod:`.ou
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
+from relaystore.backends.filesystem import counter
 from relaystore.backends.filesystem.adaptive import FileAdaptiveStore
 from relaystore.backends.filesystem.blobs import FileBlobStore
 from relaystore.backends.filesystem.checkpoints import FileCheckpointStore
@@ -79,7 +81,7 @@ from relaystore.backends.filesystem.layout import FORMAT_VERSION, FileRoot
 from relaystore.backends.filesystem.names import PLAIN_NAME_BYTES, decode_name, encode_name, seq_name
 from relaystore.backends.filesystem.outputs import EVENT_FILE_BYTES, FileOutputStore
 from relaystore.backends.filesystem.url import parse_url
-from relaystore.stores import Store
+from relaystore.stores import CounterCheck, Store
 
 __all__ = [
     "EVENT_FILE_BYTES",
@@ -119,6 +121,10 @@ async def open_store(url: str, **options: Any) -> Store:
         last_seq = await root.read(root.last_seq)
         return {"path": str(path), "format_version": FORMAT_VERSION, "fsync": fsync, "last_seq": last_seq}
 
+    async def counters(repair: bool) -> list[CounterCheck]:
+        check = partial(counter.check, root, repair)
+        return await (root.write(check) if repair else root.read(check))
+
     return Store(
         url,
         "file",
@@ -129,4 +135,5 @@ async def open_store(url: str, **options: Any) -> Store:
         items=FileItemStore(root),
         close=close,
         info=info,
+        counters=counters,
     )

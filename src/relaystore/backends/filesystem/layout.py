@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import filelock
 
+from relaystore.backends.filesystem import counter
 from relaystore.backends.filesystem.names import KEY_SUFFIX, SEQ_JSON, SEQ_PREFIX, decode_name, encode_name
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 
@@ -205,20 +206,19 @@ class FileRoot:
     # ---------------------------------------------------------------- seq counter
 
     def next_seq(self) -> int:
-        """Advance the store-order counter (caller holds the lock) and return the new value."""
+        """Advance the store-order counter (caller holds the lock) and return the new value.
+
+        Raises :class:`CorruptRecord` when the counter cannot be trusted (see :mod:`.counter`)."""
         path = self.path / COUNTER
-        raw = self.read_bytes(path)
-        try:
-            last = int(raw) if raw is not None else None
-        except ValueError:
-            last = None
-        if last is None:
-            last = self._highest_seq_on_disk()
-            log.warning("%s is missing or unreadable; continuing after seq %d found on disk", path, last)
-        self.write_file(path, f"{last + 1}\n".encode())
+        last = counter.last_trusted(self, self.read_bytes(path))
+        if last < 0:
+            last = self.highest_seq_on_disk()
+            log.warning("%s is missing; continuing after seq %d found on disk", path, last)
+        self.write_file(path, counter.encode(last + 1))
         return last + 1
 
-    def _highest_seq_on_disk(self) -> int:
+    def highest_seq_on_disk(self) -> int:
+        """The highest seq any record file carries (a walk of the whole store)."""
         highest = 0
         for directory, subdirs, files in os.walk(self.path):
             if Path(directory).parent == self.path / CHECKPOINTS_DIR:
@@ -230,11 +230,10 @@ class FileRoot:
         return highest
 
     def last_seq(self) -> int:
+        """The counter's value for display (0 when missing or unreadable)."""
         raw = self.read_bytes(self.path / COUNTER)
-        try:
-            return int(raw) if raw is not None else 0
-        except ValueError:
-            return 0
+        value = counter.decode(raw)[0] if raw is not None else None
+        return value or 0
 
     # ---------------------------------------------------------------- opening
 
@@ -255,7 +254,7 @@ class FileRoot:
             if self.names(self.path):
                 raise InvalidInput(f"{self.path} is not empty and has no {MANIFEST}: not a relaystore store")
             self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
-            self.write_file(self.path / COUNTER, b"0\n")
+            self.write_file(self.path / COUNTER, counter.encode(0))
         else:
             if self._check_manifest(manifest, raw) < 2:
                 self._key_writes_by_id()
