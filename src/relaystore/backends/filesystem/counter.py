@@ -24,7 +24,7 @@ from relaystore.stores.doctor import CounterCheck
 if TYPE_CHECKING:
     from relaystore.backends.filesystem.layout import FileRoot
 
-_CHECKED = re.compile(rb"^(0|[1-9][0-9]*) ([0-9a-f]{16})\n?$")
+_CHECKED = re.compile(rb"^([0-9]+) ([0-9a-f]{16})\n?$")
 _LEGACY = re.compile(rb"^\s*([0-9]+)\s*$")
 
 
@@ -42,9 +42,9 @@ def decode(raw: bytes) -> tuple[int | None, str | None]:
     form (to be compared with the data), else why it cannot be trusted (value None then)."""
     if match := _CHECKED.match(raw):
         value = int(match.group(1))
-        if match.group(2).decode() == _check_of(value):
+        if match.group(1) == str(value).encode() and match.group(2).decode() == _check_of(value):
             return value, None
-        return None, f"it holds {value} but its check does not match (a damaged digit)"
+        return None, f"it holds {match.group(1).decode()}, which its check does not match (a damaged digit)"
     if match := _LEGACY.match(raw):
         return int(match.group(1)), "unchecked"
     return None, "it is not a number"
