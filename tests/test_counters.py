@@ -44,7 +44,9 @@ async def file_store(tmp_path: Path) -> AsyncIterator[Store]:
         yield store
 
 
-async def test_a_damaged_digit_refuses_writes_until_doctor_repairs_it(file_store: Store, tmp_path: Path) -> None:
+async def test_a_damaged_digit_refuses_writes_until_doctor_repairs_it(
+    file_store: Store, tmp_path: Path
+) -> None:
     await fill(file_store)  # seq 24 handed out last
     counter = tmp_path / "s" / "seq"
     assert counter.read_text().startswith("24 ")

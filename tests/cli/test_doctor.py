@@ -67,7 +67,11 @@ def test_doctor_reports_corrupt_records_and_repairs_the_counter(tmp_path: Path) 
     found = runner.invoke(app, ["doctor", "--url", url, "--json"])
     assert found.exit_code == 2, found.stderr
     report = json.loads(found.stdout)
-    assert not report["healthy"] and len(report["corrupt"]) == 1 and report["corrupt"][0].endswith(("b.json", "accumulators:b"))
+    assert (
+        not report["healthy"]
+        and len(report["corrupt"]) == 1
+        and report["corrupt"][0].endswith(("b.json", "accumulators:b"))
+    )
     assert [(c["trusted"], c["expected"]) for c in report["counters"]] == [(False, 5)]
     assert report["read"] == {"output": 5, "document": 2}
 

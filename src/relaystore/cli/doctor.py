@@ -11,7 +11,16 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from relaystore.cli.app import DEFAULT_URL, JsonOption, UrlOption, app, console, open_existing, print_json, run
+from relaystore.cli.app import (
+    DEFAULT_URL,
+    JsonOption,
+    UrlOption,
+    app,
+    console,
+    open_existing,
+    print_json,
+    run,
+)
 from relaystore.stores.doctor import DoctorReport, diagnose
 
 
@@ -27,7 +36,9 @@ def _print(report: DoctorReport) -> None:
         console.print(Text.assemble(("corrupt ", "yellow"), key), soft_wrap=True)
     for check in report.counters:
         if check.repaired:
-            line = Text.assemble(("repaired ", "green"), f"{check.name}: {check.detail}; now {check.expected}")
+            line = Text.assemble(
+                ("repaired ", "green"), f"{check.name}: {check.detail}; now {check.expected}"
+            )
         elif check.trusted:
             line = Text.assemble(("ok ", "green"), f"{check.name} ({check.stored})")
         else:

@@ -22,10 +22,19 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Generator, Sequence
 from typing import Any
 
-from relaystore.errors import BlobNotFound, InvalidInput
+from pydantic import ValidationError
+
+from relaystore.errors import BlobNotFound, CorruptRecord, InvalidInput
 from relaystore.models.common import Page
 from relaystore.models.outputs import BlobContent
-from relaystore.stores._common import Skipped, check_limit, decode_key_cursor, fetch_size, make_page
+from relaystore.stores._common import (
+    Skipped,
+    check_limit,
+    decode_key_cursor,
+    fetch_size,
+    make_page,
+    summarize,
+)
 
 CHUNK_SIZE = 1024 * 1024
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -86,6 +95,15 @@ class BlobStream(AsyncIterator[bytes]):
         close = getattr(self._chunks, "aclose", None)
         if close is not None:
             await close()
+
+
+def stored_blob(sha256: str, size: object, mime: object, where: str) -> BlobContent:
+    """A blob's stored metadata as :class:`BlobContent`; :class:`CorruptRecord` naming ``where``
+    when it is not that (a mime that is not UTF-8 text, a size that is no count)."""
+    try:
+        return BlobContent(sha256=sha256, size=size, mime=mime)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise CorruptRecord(where, summarize(exc)) from exc
 
 
 class BlobStore(ABC):

@@ -11,8 +11,8 @@ from __future__ import annotations
 from relaystore.backends.redis.checkpoints import RedisCheckpointStore
 from relaystore.backends.redis.connection import RedisConnection
 from relaystore.backends.redis.outputs import RedisOutputStore
-from relaystore.stores.outputs import OutputFilter
 from relaystore.stores.doctor import CounterCheck
+from relaystore.stores.outputs import OutputFilter
 
 
 async def _top(conn: RedisConnection, zset: str) -> int:

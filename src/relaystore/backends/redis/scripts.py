@@ -113,7 +113,9 @@ return 1
 # KEYS: order, meta, state, threads, seq, attachments, attachment keys.
 # ARGV: thread, id, cas flag, expected head, metadata, state, then attachment key, value, ...
 # The checks come first and write nothing, so a Conflict leaves the attachments unwritten too.
-SAVE_CHECKPOINT = _NEXT_SEQ_FN + """
+SAVE_CHECKPOINT = (
+    _NEXT_SEQ_FN
+    + """
 local head = redis.call('ZRANGE', KEYS[1], -1, -1)[1] or ''
 if ARGV[3] == '1' and head ~= ARGV[4] then return {'head', head} end
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {'dup'} end
@@ -128,6 +130,7 @@ for i = 7, #ARGV, 2 do
 end
 return {'ok', seq}
 """
+)
 
 LOAD_CHECKPOINT = """
 return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
@@ -282,13 +285,16 @@ return n
 # KEYS: seq, records, then every zset the output joins (indexes, the first being "all", then
 # parents' children). ARGV[2] is the record's JSON without "seq"; the script splices the new seq
 # in as the first field.
-INSERT_OUTPUT = _NEXT_SEQ_FN + """
+INSERT_OUTPUT = (
+    _NEXT_SEQ_FN
+    + """
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
 local seq = next_seq(KEYS[1], KEYS[3])
 redis.call('HSET', KEYS[2], ARGV[1], '{"seq":' .. string.format('%d', seq) .. ',' .. string.sub(ARGV[2], 2))
 for i = 3, #KEYS do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
 return seq
 """
+)
 
 LATEST_OUTPUT = """
 local ref = redis.call('ZRANGE', KEYS[1], -1, -1)[1]

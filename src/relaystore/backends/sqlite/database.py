@@ -40,6 +40,18 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
+def text_or_bytes(raw: bytes) -> str | bytes:
+    """Every connection's ``text_factory``: TEXT as ``str``, or its bytes when they are not UTF-8.
+
+    sqlite3's own decoding fails the whole statement ("Could not decode to UTF-8 column"), so one
+    damaged record would fail every listing that reads it; handed on as bytes, it fails only its
+    own decoding (:func:`relaystore.stores._common.parse_json` reports it as corrupt)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
+
+
 class SqliteDatabase:
     """One connection, one worker thread, and the retry policy around both."""
 
@@ -72,12 +84,14 @@ class SqliteDatabase:
         # busy_timeout 0 makes the rare exception (WAL recovery) fail fast into the worker path.
         uri = f"file:{Path(self.path).resolve()}?mode=ro"
         reader = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        reader.text_factory = text_or_bytes
         reader.execute("PRAGMA busy_timeout = 0")
         return reader
 
     def _open_inline_writer(self) -> sqlite3.Connection:
         # timeout=0: on the event loop a taken lock must fail at once (the worker then waits).
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn.text_factory = text_or_bytes
         conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # copying the WAL back is the worker's job
         return conn
@@ -92,6 +106,7 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
+        conn.text_factory = text_or_bytes
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         self._busy_ms = int(self.timeout * 1000)
         self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))

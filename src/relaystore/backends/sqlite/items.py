@@ -11,18 +11,19 @@ on first use, so this face evolves independently of the backend's ``relaystore_s
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from relaystore.errors import BackendUnavailable
+from relaystore.stores._common import or_skipped, without_skipped
 from relaystore.stores.items import (
     Condition,
     ItemStore,
     ItemWrite,
     StoredItem,
     decode_namespace,
+    decode_value,
     encode_namespace,
     json_kind,
     matches,
@@ -153,10 +154,13 @@ def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[s
 
 
 def _row_item(row: Sequence[Any], vectors: bool) -> StoredItem:
+    """The item of a row of :data:`_COLUMNS` and then vectors (read only when ``vectors``);
+    :class:`~relaystore.errors.CorruptRecord` when its value is not a JSON object."""
+    where = f"items[{row[0]!r}, {row[1]!r}]"
     return StoredItem(
         decode_namespace(row[0]),
         row[1],
-        json.loads(row[2]) if row[2] is not None else {},
+        decode_value(row[2], where) if row[2] is not None else {},
         row[3],
         row[4],
         row[5],
@@ -214,7 +218,8 @@ class SqliteItemStore(ItemStore):
             params += [-1 if limit is None else limit, offset]
 
         def read(conn: sqlite3.Connection) -> list[StoredItem]:
-            items = [_row_item(row, vectors) for row in conn.execute(sql, params)]
+            rows = conn.execute(sql, params)
+            items = without_skipped([or_skipped(None, _row_item, row, vectors) for row in rows])
             if in_python:
                 items = [i for i in items if matches(i.value, conditions)]
                 items = items[offset : None if limit is None else offset + limit]
