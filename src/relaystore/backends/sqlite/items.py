@@ -54,6 +54,10 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# the items table of migration 1 as an empty TEMP table, where the main one does not exist
+_EMPTY_ITEMS = (
+    MIGRATIONS[0].split(";")[0].replace("CREATE TABLE items", "CREATE TEMP TABLE IF NOT EXISTS items")
+)
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _COLUMNS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 _UPSERT = """
@@ -69,6 +73,11 @@ _UPSERT = """
         vectors = excluded.vectors"""
 _TOUCH = f"UPDATE items SET expires_at = ? + ttl WHERE ns = ? AND key = ? AND ttl IS NOT NULL AND {_LIVE}"
 _KIND_TEST = {"number": "IN ('integer', 'real')", "string": "= 'text'", "null": "= 'null'"}
+
+
+def _has_items(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'items'")
+    return found.fetchone() is not None
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -176,7 +185,10 @@ class SqliteItemStore(ItemStore):
 
     async def _setup(self) -> None:
         if not self._ready:
-            await self._db.write(migrate)
+            if self._db.read_only is None:
+                await self._db.write(migrate)
+            elif not await self._db.read(_has_items):  # a read-only file that never held items
+                await self._db.on_each_connection(_EMPTY_ITEMS)  # reads as empty
             self._ready = True
 
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
