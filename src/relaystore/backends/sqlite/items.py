@@ -217,10 +217,12 @@ class SqliteItemStore(ItemStore):
         clauses, params = _where(low, high, now)
         compiled = [condition_sql(c) for c in conditions]
         in_python = any(c is None for c in compiled)
-        for piece in compiled if not in_python else ():
-            assert piece is not None
-            clauses.append(piece[0])
-            params.extend(piece[1])
+        pieces = [piece for piece in compiled if piece is not None] if not in_python else []
+        if pieces:
+            # CASE evaluates in order: a corrupt value (not JSON) fails the filter instead of
+            # failing the whole search with "malformed JSON"
+            clauses.append(f"CASE WHEN json_valid(value) THEN {' AND '.join(p[0] for p in pieces)} ELSE 0 END")
+            params.extend(param for p in pieces for param in p[1])
         order = "updated_at DESC, ns, key" if newest_first else "ns, key"
         columns = _COLUMNS if values or in_python else _COLUMNS.replace("value", "NULL")
         sql = f"SELECT {columns}, {'vectors' if vectors else 'NULL'} FROM items"

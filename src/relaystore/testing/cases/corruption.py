@@ -26,6 +26,7 @@ import pytest
 
 from relaystore.errors import CorruptRecord, NotSupported
 from relaystore.stores import Store
+from relaystore.stores.items import Condition
 from relaystore.stores.transfer import Exporter
 from relaystore.testing import Capability
 from relaystore.testing import docs as kit
@@ -198,6 +199,8 @@ async def test_corrupt_item_is_contained(
         found = await items.search(("mem",), limit=None, newest_first=False)
     assert [i.key for i in found] == ["a", "z"]
     assert _warned(caplog)
+    filtered = await items.search(("mem",), conditions=[Condition(("text",), "ne", "x")], limit=None)
+    assert sorted(i.key for i in filtered) == ["a", "z"]  # a filter pushed into SQL skips it too
     assert await items.count(("mem",)) == 3  # stored items, the skipped one included
 
     lines, corrupt = await _export(store)
