@@ -221,7 +221,8 @@ class SqliteItemStore(ItemStore):
         if pieces:
             # CASE evaluates in order: a corrupt value (not JSON) fails the filter instead of
             # failing the whole search with "malformed JSON"
-            clauses.append(f"CASE WHEN json_valid(value) THEN {' AND '.join(p[0] for p in pieces)} ELSE 0 END")
+            tests = " AND ".join(p[0] for p in pieces)
+            clauses.append(f"CASE WHEN json_valid(value) THEN {tests} ELSE 0 END")
             params.extend(param for p in pieces for param in p[1])
         order = "updated_at DESC, ns, key" if newest_first else "ns, key"
         columns = _COLUMNS if values or in_python else _COLUMNS.replace("value", "NULL")
