@@ -13,7 +13,6 @@ their owner can tell what they held (delete or overwrite them through the API).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,26 +71,8 @@ async def diagnose(store: Store, *, repair: bool = False) -> DoctorReport:
     untrusted counters from the data. Raises what the store raises when it cannot be reached."""
     from relaystore.stores.transfer import Exporter
 
-    class _Scan(Exporter):
-        """An export that reads no blob bytes and no attachments: only what can be corrupt."""
-
-        async def _attachments(self, thread_id: str) -> AsyncIterator[dict[str, Any]]:
-            for _ in ():
-                yield {}
-
-        async def _blobs(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-            from relaystore.errors import NotSupported
-            from relaystore.stores.transfer import every
-
-            try:
-                blobs = self.store.blobs
-            except NotSupported:
-                return
-            async for blob in every(blobs.list):
-                yield "blob", {"type": "blob", "sha256": blob.sha256}
-
     report = DoctorReport()
-    scan = _Scan(store)
+    scan = Exporter(store, contents=False)
     async for kind, _ in scan.lines():
         if kind not in ("header", "footer"):
             report.read[kind] = report.read.get(kind, 0) + 1

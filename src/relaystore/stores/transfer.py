@@ -309,8 +309,11 @@ class Exporter:
     and :attr:`corrupt` the keys of records that could not be read and were left out.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, contents: bool = True) -> None:
         self.store = store
+        self.contents = contents
+        """False: read no attachment values and no blob bytes (blob lines then hold no data): a
+        scan of everything that can be corrupt, as ``relaystore doctor`` runs it."""
         self.tally = Tally()
         self.corrupt: list[str] = []
 
@@ -359,6 +362,8 @@ class Exporter:
         """The thread's attachments (runtimes keep per-thread state there: LangGraph channel
         values, ADK session/app/user state), 100 values in memory at a time."""
         cps = self.store.checkpoints
+        if not self.contents:
+            return
         keys = [key async for key in every(partial(cps.list_attachments, thread_id))]
         for start in range(0, len(keys), 100):
             found = await cps.get_attachments(thread_id, keys[start : start + 100])
@@ -417,6 +422,9 @@ class Exporter:
         except NotSupported:
             return
         async for blob in every(blobs.list):
+            if not self.contents:
+                yield "blob", {"type": "blob", "sha256": blob.sha256, "mime": blob.mime}
+                continue
             try:
                 data = await blobs.get(blob.sha256)
             except NotFound:  # deleted since it was listed
