@@ -158,6 +158,10 @@ def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
 
 
 _CORRUPT_REASONS = (
+    (
+        re.compile(r"relaystore doctor"),
+        "an untrusted counter: run relaystore doctor --repair on the server's store",
+    ),
     (re.compile(r"utf-?8|unicode|decode byte|invalid (start|continuation) byte", re.I), "not UTF-8 text"),
     (re.compile(r"json|unterminated|expecting|eof|delimiter|control character", re.I), "not JSON"),
 )

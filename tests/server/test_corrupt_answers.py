@@ -78,3 +78,25 @@ def test_every_error_answer_has_a_code(tmp_path: Path) -> None:
         server.stop()
     assert missing.status_code == 404
     assert (missing.json()["error"], missing.json()["code"]) == ("ThreadNotFound", "thread_not_found")
+
+
+def test_an_untrusted_counter_over_http_names_the_repair(tmp_path: Path) -> None:
+    root = tmp_path / "files"
+    server = start_server(f"file://{root}", tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {server.admin_token}"}
+        body = {
+            "task_id": "t",
+            "attempt": 0,
+            "producer_agent": "p",
+            "event": {"type": "progress", "stage": "s"},
+        }
+        assert httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers).status_code == 201
+        counter = root / "seq"
+        counter.write_text(counter.read_text().replace("1", "0", 1))
+        refused = httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers)
+    finally:
+        server.stop()
+    assert refused.status_code == 500 and refused.json()["code"] == "corrupt_record"
+    assert "relaystore doctor --repair" in refused.json()["reason"]
+    assert str(tmp_path) not in refused.text
