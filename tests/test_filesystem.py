@@ -27,9 +27,10 @@ from relaystore.backends.filesystem import (
     encode_name,
     parse_url,
 )
-from relaystore.errors import BackendUnavailable, InvalidInput
+from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 from relaystore.models import AccumulatorState, CheckpointMetadata
 from relaystore.stores import Store
+from relaystore.stores.doctor import diagnose
 
 # Ids the contract accepts: non-empty, no NUL, at most 1024 UTF-8 bytes.
 IDS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1).filter(
@@ -100,6 +101,9 @@ async def test_a_torn_or_older_counter_never_goes_back(tmp_path: Path) -> None:
         torn = bytearray(counter.read_bytes())
         torn[19] = ord("1")  # "…02" became "…01": a torn overwrite, which its CRC exposes
         counter.write_bytes(bytes(torn))
+        with pytest.raises(CorruptRecord, match="relaystore doctor"):  # never handed out again
+            await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
+        assert (await diagnose(store, repair=True)).healthy  # rebuilt from the records
         ref = await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
         assert (await store.outputs.get(ref)).seq == 3  # after the highest seq on disk
         counter.write_text("7\n")  # format 2's bare number is read, then replaced by a checked line

@@ -73,8 +73,10 @@ rules), one per face: :mod:`.checkpoints`, :mod:`.outputs`, :mod:`.adaptive`, :m
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
+from relaystore.backends.filesystem import counter
 from relaystore.backends.filesystem.adaptive import FileAdaptiveStore
 from relaystore.backends.filesystem.blobs import FileBlobStore
 from relaystore.backends.filesystem.checkpoints import FileCheckpointStore
@@ -83,7 +85,7 @@ from relaystore.backends.filesystem.layout import FORMAT_VERSION, FileRoot
 from relaystore.backends.filesystem.names import PLAIN_NAME_BYTES, decode_name, encode_name, seq_name
 from relaystore.backends.filesystem.outputs import EVENT_FILE_BYTES, FileOutputStore
 from relaystore.backends.filesystem.url import FileOptions, parse_url
-from relaystore.stores import Store
+from relaystore.stores import CounterCheck, Store
 
 __all__ = [
     "EVENT_FILE_BYTES",
@@ -130,6 +132,10 @@ async def open_store(url: str, **options: Any) -> Store:
             "last_seq": last_seq,
         }
 
+    async def counters(repair: bool) -> list[CounterCheck]:
+        check = partial(counter.check, root, repair)
+        return await (root.write(check) if repair else root.read(check))
+
     return Store(
         url,
         "file",
@@ -140,4 +146,5 @@ async def open_store(url: str, **options: Any) -> Store:
         items=FileItemStore(root),
         close=close,
         info=info,
+        counters=counters,
     )

@@ -14,21 +14,14 @@ import logging
 import os
 import secrets
 import threading
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import filelock
 
-from relaystore.backends.filesystem.names import (
-    KEY_SUFFIX,
-    SEQ_JSON,
-    SEQ_PREFIX,
-    SEQ_WIDTH,
-    decode_name,
-    encode_name,
-)
+from relaystore.backends.filesystem import counter
+from relaystore.backends.filesystem.names import KEY_SUFFIX, SEQ_JSON, SEQ_PREFIX, decode_name, encode_name
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 
 T = TypeVar("T")
@@ -215,30 +208,32 @@ class FileRoot:
     def next_seq(self) -> int:
         """Advance the store-order counter (caller holds the lock) and return the new value.
 
-        The counter is one fixed-width, CRC-checked line, overwritten in place and fsynced (one
-        fsync, where a rename costs two). A torn overwrite fails the CRC and the counter then
-        continues after the highest seq on disk; it cannot go back, because no record uses the
-        new value before its fsync returned. Older, missing or damaged counters are replaced
-        atomically instead.
-        """
+        A checked counter is overwritten in place and fsynced (one fsync, where a rename costs
+        two); an older or missing one is replaced atomically. Raises :class:`CorruptRecord` when
+        the counter cannot be trusted (see :mod:`.counter`)."""
         path = self.path / COUNTER
-        last, checked = counter_value(self.read_bytes(path))
-        if last is None:
-            last = self._highest_seq_on_disk()
-            log.warning("%s is missing or unreadable; continuing after seq %d found on disk", path, last)
-        if checked:
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.pwrite(fd, counter_line(last + 1), 0)
-                if self.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+        raw = self.read_bytes(path)
+        last = counter.last_trusted(self, raw)
+        if last < 0:
+            last = self.highest_seq_on_disk()
+            log.warning("%s is missing; continuing after seq %d found on disk", path, last)
+        if counter.is_checked(raw):
+            self._overwrite(path, counter.encode(last + 1))
         else:
-            self.write_file(path, counter_line(last + 1))
+            self.write_file(path, counter.encode(last + 1))
         return last + 1
 
-    def _highest_seq_on_disk(self) -> int:
+    def _overwrite(self, path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def highest_seq_on_disk(self) -> int:
+        """The highest seq any record file carries (a walk of the whole store)."""
         highest = 0
         for directory, subdirs, files in os.walk(self.path):
             if Path(directory).parent == self.path / CHECKPOINTS_DIR:
@@ -250,7 +245,10 @@ class FileRoot:
         return highest
 
     def last_seq(self) -> int:
-        return counter_value(self.read_bytes(self.path / COUNTER))[0] or 0
+        """The counter's value for display (0 when missing or unreadable)."""
+        raw = self.read_bytes(self.path / COUNTER)
+        value = counter.decode(raw)[0] if raw is not None else None
+        return value or 0
 
     # ---------------------------------------------------------------- opening
 
@@ -275,7 +273,7 @@ class FileRoot:
             if self.names(self.path):
                 raise InvalidInput(f"{self.path} is not empty and has no {MANIFEST}: not a relaystore store")
             self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
-            self.write_file(self.path / COUNTER, counter_line(0))
+            self.write_file(self.path / COUNTER, counter.encode(0))
         else:
             self._upgrade(manifest, self._check_manifest(manifest, raw), checks)
         self._remove_temp_files()
@@ -323,26 +321,6 @@ class FileRoot:
             for name in files:
                 if name.startswith(TMP_PREFIX):
                     self.remove(Path(directory) / name)
-
-
-def counter_line(value: int) -> bytes:
-    """The ``seq`` file's content: ``<20 digits> <CRC-32 of the digits, 8 hex>\\n``."""
-    digits = f"{value:0{SEQ_WIDTH}d}"
-    return f"{digits} {zlib.crc32(digits.encode()):08x}\n".encode()
-
-
-def counter_value(raw: bytes | None) -> tuple[int | None, bool]:
-    """``(value, checked)`` of the ``seq`` file: None when missing, torn or unreadable; checked
-    when it is a CRC-checked line (format 3) rather than the older bare number."""
-    if raw is None:
-        return None, False
-    digits, _, crc = raw.decode("ascii", errors="replace").strip().partition(" ")
-    if not (digits.isascii() and digits.isdigit()):
-        return None, False
-    if not crc:
-        return int(digits), False
-    checked = len(digits) == SEQ_WIDTH and crc == f"{zlib.crc32(digits.encode()):08x}"
-    return (int(digits), True) if checked else (None, False)
 
 
 def take(items: list[T], limit: int | None) -> list[T]:
