@@ -369,18 +369,8 @@ def local_path(store_url: str) -> Path | None:
     store's root; None for a private in-memory database and for network stores)."""
     from relaystore.backends import parse_url
 
-    options: Any = parse_url(store_url)
-    if isinstance(options, tuple):  # a backend not yet on typed options: see _untyped_local_path
-        return _untyped_local_path(options)
-    path = getattr(options, "local_path", None)
+    path = getattr(parse_url(store_url), "local_path", None)
     return None if path is None else Path(path).resolve()
-
-
-def _untyped_local_path(options: tuple[Any, ...]) -> Path | None:
-    # Transitional, until the file backend returns typed options with ``local_path`` (issue 14):
-    # until then its parse_url returns ``(root, …)``. sqlite already returns SqliteOptions.
-    path = options[0]
-    return None if str(path) in ("", ":memory:") else Path(path).resolve()
 
 
 def bearer(headers: Any, query: Any, *, query_allowed: bool = True) -> str:

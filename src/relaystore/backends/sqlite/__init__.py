@@ -55,9 +55,9 @@ __all__ = [
 ]
 
 
-def _collect_info(conn: sqlite3.Connection, options: SqliteOptions) -> dict[str, Any]:
-    """``store.info()``: where the file is, its schema and journal, and row counts (table-wide
-    counts: run on the worker thread, never on the event loop)."""
+def _collect_info(conn: sqlite3.Connection, options: SqliteOptions, read_only: str | None) -> dict[str, Any]:
+    """``store.info()``: where the file is, its schema and journal, why it is read-only (None when
+    it is not), and row counts (table-wide counts: run on a read thread, never on the event loop)."""
 
     def one(sql: str) -> Any:
         return conn.execute(sql).fetchone()[0]
@@ -67,6 +67,7 @@ def _collect_info(conn: sqlite3.Connection, options: SqliteOptions) -> dict[str,
         "schema_version": one("SELECT MAX(version) FROM relaystore_schema"),
         "sqlite_version": sqlite3.sqlite_version,
         "journal_mode": one("PRAGMA journal_mode"),
+        "read_only": read_only,
         "synchronous": options.synchronous,
         "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
         "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
@@ -81,22 +82,25 @@ async def open_store(url: str, **options: Any) -> Store:
     """Open (creating if needed) the SQLite database that ``url`` names.
 
     Options (URL query or keywords, see :mod:`.url`): ``timeout`` (busy timeout, seconds, default
-    30) and ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``). Raises
-    :class:`InvalidInput` for a bad URL or option and :class:`BackendUnavailable` for a file that
-    cannot be opened or was written by a newer relaystore.
+    30) and ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``). A database that
+    exists but cannot be opened for writing (a full disk: its ``-shm`` file cannot be created) is
+    opened read-only, with a warning; its writes raise :class:`BackendUnavailable` saying why.
+    Raises :class:`InvalidInput` for a bad URL or option and :class:`BackendUnavailable` for a
+    file that cannot be opened at all or was written by a newer relaystore.
     """
     parsed = parse_url(url, options)
     db = SqliteDatabase(parsed.path, timeout=parsed.timeout, synchronous=parsed.synchronous)
     blobs = SqliteBlobStore(db)
     try:
         await db.open()
-        await blobs.drop_stale_uploads()
+        if db.read_only is None:  # a read-only snapshot (a full disk) cleans nothing up
+            await blobs.drop_stale_uploads()
     except BaseException:
         await db.close()
         raise
 
     async def info() -> dict[str, Any]:
-        return await db.read(lambda conn: _collect_info(conn, parsed))
+        return await db.read(lambda conn: _collect_info(conn, parsed, db.read_only))
 
     return Store(
         url,
