@@ -140,10 +140,10 @@ def open_existing(url: str) -> AbstractAsyncContextManager[Store]:
     if url.lower().startswith("sqlite:"):
         from relaystore.backends.sqlite import parse_url
 
-        path = parse_url(url, {}).local_path
-        if path is not None and not path.is_file():
-            raise NotFound(
-                f"no SQLite database at {path} (check the path in --url; a writing command "
+        options = parse_url(url, {})
+        if options.local_path is not None and not options.local_path.is_file():
+            raise NotFound(  # the path as the user wrote it, to spot the typo
+                f"no SQLite database at {options.path} (check the path in --url; a writing command "
                 "such as import or serve creates it)"
             )
     return relaystore.connect(url)
