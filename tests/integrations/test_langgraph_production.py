@@ -274,17 +274,15 @@ async def counted_statements() -> AsyncIterator[list[str]]:
 
 @contextmanager
 def counted_sqlite(store: relaystore.Store) -> Iterator[list[str]]:
-    """Every statement the store's SQLite connections run (reader, inline writer, worker)."""
+    """Every statement the store's SQLite connections run (reader, inline writer, worker, and
+    the read threads')."""
     db = store.checkpoints._db  # type: ignore[attr-defined]
     sent: list[str] = []
-    connections = [c for c in (db._reader, db._inline, db._conn) if c is not None]
-    for conn in connections:
-        conn.set_trace_callback(sent.append)
+    db.trace(sent.append)
     try:
         yield sent
     finally:
-        for conn in connections:
-            conn.set_trace_callback(None)
+        db.trace(None)
 
 
 async def drive_one_step(saver: RelaySaver, counter: Any) -> dict[str, int]:
@@ -332,5 +330,7 @@ async def test_sqlite_statements_per_op(tmp_path: Path) -> None:
         counts = await drive_one_step(RelaySaver(store), counter)
         writes = await store.checkpoints.list_writes("t1\x1f", "1ef00000-0000-6000-8000-000000000002")
     assert len(writes) == 2
-    # a save with its channel value is one transaction: BEGIN, the checkpoint, its value, COMMIT
-    assert counts == {"aput": 4, "aput_writes": 1, "aget_tuple": 1, "alist": 1}
+    # a save with its channel value is one transaction: BEGIN, the checkpoint, its value, COMMIT;
+    # get_tuple reads the checkpoint's size (row headers only), then the checkpoint: inline when
+    # small, else on a read thread, so a large one never stalls the event loop
+    assert counts == {"aput": 4, "aput_writes": 1, "aget_tuple": 2, "alist": 1}

@@ -77,6 +77,7 @@ class SqliteDatabase:
         self._read_conns: list[sqlite3.Connection] = []  # every read thread's, to close them
         self._read_conns_lock = threading.Lock()
         self._read_setup: list[str] = []  # statements every read connection runs once (on_each_connection)
+        self._trace: Callable[[str], object] | None = None  # see trace()
         self._conn: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None  # small point reads, on the loop thread
         self._inline: sqlite3.Connection | None = None
@@ -191,6 +192,17 @@ class SqliteDatabase:
             self._reader.execute(sql)
         await self.call(lambda: self._require().execute(sql))
 
+    def trace(self, callback: Callable[[str], object] | None) -> None:
+        """Call ``callback(sql)`` for every statement that any of this store's connections runs,
+        the read threads' included (those opened later too); None stops. For tests that count
+        statements. Set it while no call is running."""
+        self._trace = callback
+        with self._read_conns_lock:
+            connections = [self._reader, self._inline, self._conn, *self._read_conns]
+        for conn in connections:
+            if conn is not None:
+                conn.set_trace_callback(callback)
+
     def refuse_writes(self) -> None:
         """Raise :class:`BackendUnavailable` when the store was opened read-only."""
         if self.read_only is not None:
@@ -300,6 +312,7 @@ class SqliteDatabase:
             except sqlite3.Error as exc:
                 raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
             local.applied = 0
+            local.conn.set_trace_callback(self._trace)
             with self._read_conns_lock:
                 self._read_conns.append(local.conn)
         conn: sqlite3.Connection = local.conn
