@@ -28,7 +28,17 @@ from typing import Any
 import httpx
 
 import relaystore
-from benchmarks.harness import Contender, Context, Matchup, Op, case
+from benchmarks.harness import (
+    PG_URL,
+    Contender,
+    Context,
+    Matchup,
+    Op,
+    Target,
+    case,
+    drop_pg_schema,
+    unique_name,
+)
 
 CLIENTS = 16
 PER_CLIENT = 4  # calls per client per timed burst
@@ -36,6 +46,8 @@ PREFILL = 200  # outputs stored before timing get
 HTTP_BACKEND = "relaystore http:// backend"
 RAW = "raw httpx (POST/GET /v1/outputs)"
 IN_PROCESS = "relaystore sqlite:// in-process"
+SERVE = "relaystore serve (raw httpx)"
+BARE = "bare Starlette endpoint (raw httpx)"
 
 EVENT = {"type": "final", "ok": True, "content": {"kind": "inline", "value": {"summary": "x" * 200}}}
 ADMIN = "bench-admin-token"
@@ -54,21 +66,34 @@ def _start_server(store_url: str, state_dir: Path) -> tuple[subprocess.Popen[byt
     port = _free_port()
     binary = str(Path(sys.executable).parent / "relaystore")
     argv = [binary, "serve", "--url", store_url, "--port", str(port), "--state-dir", str(state_dir)]
+    return _spawn([*argv, "--log-level", "warning"], port)
+
+
+def _start_bare(db_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare Starlette peer (``benchmarks.peers.bare_http``) in its own process: (process, base URL)."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "benchmarks.peers.bare_http", "--url", db_url, "--port", str(port)]
+    return _spawn([*argv, "--token", ADMIN], port)
+
+
+def _spawn(argv: list[str], port: int) -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
-        [*argv, "--log-level", "warning"],
+        argv,
         env={**os.environ, "RELAYSTORE_ADMIN_TOKEN": ADMIN},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
+        if process.poll() is not None:
+            break
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return process, url
         except httpx.HTTPError:
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError("relaystore serve did not start")
+    raise RuntimeError(f"{argv[0]} did not start: {' '.join(argv[1:4])}")
 
 
 def _burst(calls: list[Call]) -> Op:
@@ -85,7 +110,16 @@ def _burst(calls: list[Call]) -> Op:
 @asynccontextmanager
 async def _server(ctx: Context, name: str) -> AsyncIterator[str]:
     db = ctx.path(f"{name}.db")
-    process, url = await asyncio.to_thread(_start_server, f"sqlite:///{db}", ctx.path(f"{name}-state"))
+    async with _process(_start_server, f"sqlite:///{db}", ctx.path(f"{name}-state")) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _process(
+    start: Callable[..., tuple[subprocess.Popen[bytes], str]], *args: Any
+) -> AsyncIterator[str]:
+    """``start(*args)`` on a thread; its base URL; SIGTERM (then kill) when done."""
+    process, url = await asyncio.to_thread(start, *args)
     try:
         yield url
     finally:
@@ -217,3 +251,96 @@ def http_get(ctx: Context) -> Matchup:
         _contender(ctx, HTTP_BACKEND, "get"),
         [_contender(ctx, RAW, "get"), _contender(ctx, IN_PROCESS, "get")],
     )
+
+
+# --------------------------------------------------------------------------- serve vs a bare endpoint
+
+
+def _bare_db(ctx: Context) -> str:
+    """The bare peer's own database: a file beside ours, or a schema of its own (dropped after)."""
+    if ctx.backend == "sqlite":
+        return f"sqlite:///{ctx.path('bare.db')}"
+    schema = unique_name("bare http")
+    ctx.defer(lambda: drop_pg_schema(schema))
+    return f"{PG_URL}?schema={schema}"
+
+
+def _served(ctx: Context, label: str, timed: str) -> Contender:
+    """``relaystore serve`` (SERVE) or the bare peer (BARE) on this case's backend, driven by the
+    same 16 raw httpx clients; p50/p99 (ms) of their calls as facts."""
+    latencies: list[float] = []
+    facts: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        async with AsyncExitStack() as stack:
+            if label == SERVE:
+                started = _process(_start_server, ctx.store_url("serve"), ctx.path("serve-state"))
+            else:
+                started = _process(_start_bare, _bare_db(ctx))
+            url = await stack.enter_async_context(started)
+            clients = [
+                await stack.enter_async_context(
+                    httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"})
+                )
+                for _ in range(CLIENTS)
+            ]
+            refs = await _prefill_raw(clients, PREFILL if timed == "get" else 0)
+            calls = [_raw_call(client, c, timed, refs) for c, client in enumerate(clients)]
+            yield _burst([_timed(call, latencies) for call in calls])
+        facts.update(_percentiles(latencies))
+
+    return Contender(label, setup, facts)
+
+
+async def _prefill_raw(clients: list[httpx.AsyncClient], count: int) -> list[str]:
+    body = {"task_id": "seed", "attempt": 0, "producer_agent": "agent", "event": EVENT}
+
+    async def loop(c: int) -> list[str]:
+        refs = []
+        for _ in range(c, count, CLIENTS):
+            response = await clients[c].post("/v1/outputs", json=body)
+            refs.append(response.raise_for_status().json()["out_id"])
+        return refs
+
+    return [ref for refs in await asyncio.gather(*(loop(c) for c in range(CLIENTS))) for ref in refs]
+
+
+BARE_NOTE = (
+    "both servers under uvicorn (h11) in their own process, driven by the same {clients} raw httpx "
+    "clients; the bare peer (benchmarks/peers/bare_http.py) checks a bearer string and does {work} "
+    "per request (SQLite: WAL, synchronous=FULL, one connection on one thread; PostgreSQL: a "
+    "1–10 pool, autocommit); p50/p99 are per call"
+)
+
+
+@case(
+    "http",
+    f"serve vs bare Starlette: append (emit), {CLIENTS} concurrent clients",
+    backends=("sqlite", "postgres"),
+    n=30,
+    repeats=5,
+    in_quick=False,  # two servers per backend: the full run only
+    unit="appends/s",
+    ops_per_call=CLIENTS * PER_CLIENT,
+    targets={BARE: Target.at_least(2.0)},
+    note=BARE_NOTE.format(clients=CLIENTS, work="one INSERT and one COMMIT"),
+)
+def http_append_vs_bare(ctx: Context) -> Matchup:
+    return Matchup(_served(ctx, SERVE, "append"), [_served(ctx, BARE, "append")])
+
+
+@case(
+    "http",
+    f"serve vs bare Starlette: get by ref, {CLIENTS} concurrent clients",
+    backends=("sqlite", "postgres"),
+    n=40,
+    repeats=5,
+    in_quick=False,
+    unit="gets/s",
+    ops_per_call=CLIENTS * PER_CLIENT,
+    targets={BARE: Target.at_least(0.8)},
+    note=BARE_NOTE.format(clients=CLIENTS, work="one SELECT by primary key, answered as stored"),
+)
+def http_get_vs_bare(ctx: Context) -> Matchup:
+    return Matchup(_served(ctx, SERVE, "get"), [_served(ctx, BARE, "get")])
