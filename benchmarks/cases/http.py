@@ -13,6 +13,7 @@ latencies are printed as its facts (``python -m benchmarks --only http/``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -39,6 +40,7 @@ from benchmarks.harness import (
     drop_pg_schema,
     unique_name,
 )
+from benchmarks.loadgen import LeanClient
 
 CLIENTS = 16
 PER_CLIENT = 4  # calls per client per timed burst
@@ -46,8 +48,8 @@ PREFILL = 200  # outputs stored before timing get
 HTTP_BACKEND = "relaystore http:// backend"
 RAW = "raw httpx (POST/GET /v1/outputs)"
 IN_PROCESS = "relaystore sqlite:// in-process"
-SERVE = "relaystore serve (raw httpx)"
-BARE = "bare Starlette endpoint (raw httpx)"
+SERVE = "relaystore serve (lean client)"
+BARE = "bare Starlette endpoint (lean client)"
 
 EVENT = {"type": "final", "ok": True, "content": {"kind": "inline", "value": {"summary": "x" * 200}}}
 ADMIN = "bench-admin-token"
@@ -267,7 +269,7 @@ def _bare_db(ctx: Context) -> str:
 
 def _served(ctx: Context, label: str, timed: str) -> Contender:
     """``relaystore serve`` (SERVE) or the bare peer (BARE) on this case's backend, driven by the
-    same 16 raw httpx clients; p50/p99 (ms) of their calls as facts."""
+    same 16 lean clients (benchmarks/loadgen.py); p50/p99 (ms) of their calls as facts."""
     latencies: list[float] = []
     facts: dict[str, Any] = {}
 
@@ -278,37 +280,55 @@ def _served(ctx: Context, label: str, timed: str) -> Contender:
                 started = _process(_start_server, ctx.store_url("serve"), ctx.path("serve-state"))
             else:
                 started = _process(_start_bare, _bare_db(ctx))
-            url = await stack.enter_async_context(started)
+            port = int((await stack.enter_async_context(started)).rsplit(":", 1)[1])
             clients = [
-                await stack.enter_async_context(
-                    httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {ADMIN}"})
-                )
-                for _ in range(CLIENTS)
+                await stack.enter_async_context(LeanClient("127.0.0.1", port, ADMIN)) for _ in range(CLIENTS)
             ]
-            refs = await _prefill_raw(clients, PREFILL if timed == "get" else 0)
-            calls = [_raw_call(client, c, timed, refs) for c, client in enumerate(clients)]
+            refs = await _prefill_lean(clients, PREFILL if timed == "get" else 0)
+            calls = [_lean_call(client, c, timed, refs) for c, client in enumerate(clients)]
             yield _burst([_timed(call, latencies) for call in calls])
         facts.update(_percentiles(latencies))
 
     return Contender(label, setup, facts)
 
 
-async def _prefill_raw(clients: list[httpx.AsyncClient], count: int) -> list[str]:
-    body = {"task_id": "seed", "attempt": 0, "producer_agent": "agent", "event": EVENT}
+def _emit_body(task: str) -> bytes:
+    return json.dumps({"task_id": task, "attempt": 0, "producer_agent": "agent", "event": EVENT}).encode()
+
+
+def _ok(answer: tuple[int, bytes]) -> bytes:
+    status, body = answer
+    if status >= 300:
+        raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+    return body
+
+
+async def _prefill_lean(clients: list[LeanClient], count: int) -> list[str]:
+    body = _emit_body("seed")
 
     async def loop(c: int) -> list[str]:
-        refs = []
-        for _ in range(c, count, CLIENTS):
-            response = await clients[c].post("/v1/outputs", json=body)
-            refs.append(response.raise_for_status().json()["out_id"])
-        return refs
+        answers = [_ok(await clients[c].post("/v1/outputs", body)) for _ in range(c, count, CLIENTS)]
+        return [json.loads(answer)["out_id"] for answer in answers]
 
     return [ref for refs in await asyncio.gather(*(loop(c) for c in range(CLIENTS))) for ref in refs]
 
 
+def _lean_call(client: LeanClient, c: int, timed: str, refs: list[str]) -> Call:
+    body = _emit_body(f"lean-{c}")
+
+    async def emit(_i: int) -> None:
+        _ok(await client.post("/v1/outputs", body))
+
+    async def get(i: int) -> None:
+        _ok(await client.get(f"/v1/outputs/{refs[(i * 7919 + c) % len(refs)]}"))
+
+    return emit if timed == "append" else get
+
+
 BARE_NOTE = (
-    "both servers under uvicorn (h11) in their own process, driven by the same {clients} raw httpx "
-    "clients; the bare peer (benchmarks/peers/bare_http.py) checks a bearer string and does {work} "
+    "both servers under uvicorn (h11) in their own process, driven by the same {clients} lean "
+    "clients (benchmarks/loadgen.py: httpx would cost more CPU than the servers); the bare peer "
+    "(benchmarks/peers/bare_http.py) checks a bearer string and does {work} "
     "per request (SQLite: WAL, synchronous=FULL, one connection on one thread; PostgreSQL: a "
     "1–10 pool, autocommit); p50/p99 are per call"
 )
