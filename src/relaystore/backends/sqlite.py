@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from pydantic import TypeAdapter
 
+from relaystore._load import concurrent
 from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._group_commit import GroupCommit
 from relaystore.backends._options import merge_options, number
@@ -397,6 +398,8 @@ class SqliteDatabase:
         # While the worker commits a group, a new write joins the next group instead: inline it
         # would only find the lock taken, and alone it would cost a commit of its own.
         if self._inline is None or size > INLINE_MAX_BYTES or self._checkpointing or self._group.busy:
+            return False
+        if concurrent():  # other callers in flight (a server): join a group commit, free the loop
             return False
         if self._inline_pause:
             self._inline_pause -= 1
