@@ -14,9 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 import relaystore
+from relaystore import AlreadyApplied
 from relaystore.errors import BackendUnavailable, Conflict
 from relaystore.models import CheckpointMetadata
-from relaystore.stores._applied import AlreadyApplied
 from tests.reliability.conftest import fresh_url
 from tests.support.dropping_proxy import DroppingProxy, dropping_proxy
 from tests.support.relay_server import start_server

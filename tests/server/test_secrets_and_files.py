@@ -146,3 +146,45 @@ def test_a_corrupt_record_is_logged_with_its_trace_and_answered_without_paths(tm
     assert response.json()["error"] == "CorruptRecord"
     assert str(tmp_path) not in response.text
     assert "Traceback" in log and "CorruptRecord" in log and str(tmp_path) in log
+
+
+def test_an_agent_outside_a_corrupt_records_scope_learns_nothing_of_it(tmp_path: Path) -> None:
+    """The scope is checked before the record is told about: 403, as for any other task's output."""
+    server = start_server(f"file://{tmp_path}/root", tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {server.admin_token}"}
+        body = {
+            "task_id": "t",
+            "attempt": 0,
+            "producer_agent": "p",
+            "event": {"type": "progress", "stage": "s"},
+        }
+        ref = httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers).json()["out_id"]
+        for record in (tmp_path / "root" / "outputs" / "records").rglob("*"):
+            if record.is_file():
+                record.write_bytes(b"\xff not json")
+        scope = {"task": "other-task", "attempt": 0, "producer": "p"}
+        agent = httpx.post(f"{server.url}/v1/tokens", json=scope, headers=headers).json()["token"]
+        response = httpx.get(f"{server.url}/v1/outputs/{ref}", headers={"Authorization": f"Bearer {agent}"})
+    finally:
+        server.stop()
+    assert response.status_code == 403, response.text
+    assert "Corrupt" not in response.text and str(tmp_path) not in response.text
+
+
+def test_the_umask_option_widens_the_data_files(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    server = start_server(f"sqlite:///{tmp_path}/data/w.db", tmp_path, "--umask", "022")
+    try:
+        headers = {"Authorization": f"Bearer {server.admin_token}"}
+        body = {
+            "task_id": "t",
+            "attempt": 0,
+            "producer_agent": "p",
+            "event": {"type": "progress", "stage": "s"},
+        }
+        assert httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers).status_code == 201
+        mode = stat.S_IMODE((tmp_path / "data" / "w.db").stat().st_mode)
+    finally:
+        server.stop()
+    assert mode == 0o644, oct(mode)
