@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from relaystore.errors import InvalidInput
+from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores._common import MAX_ID_BYTES, check_text, prefix_upper_bound
 
 SEPARATOR = "\x1f"
@@ -206,6 +206,19 @@ def _check_vectors(vectors: Mapping[str, Sequence[float]] | None) -> dict[str, l
             raise InvalidInput(f"vector {name!r} holds a NaN or an infinity")
         checked[check_key(name)] = floats
     return checked
+
+
+def decode_value(raw: str | bytes, where: str) -> dict[str, Any]:
+    """A stored item value: JSON text (or its bytes) of an object. Raises
+    :class:`~relaystore.errors.CorruptRecord` naming ``where`` for bytes that are not UTF-8, text
+    that is not JSON, or JSON that is not an object."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both
+        raise CorruptRecord(where, f"the value is not UTF-8 JSON: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(value, dict):
+        raise CorruptRecord(where, f"the value is JSON {json_kind(value)}, not an object")
+    return value
 
 
 def check_write(write: ItemWrite) -> ItemWrite:
