@@ -27,12 +27,9 @@ a namespace prefix is a text range and text order is namespace order.
 
 from __future__ import annotations
 
-import array
 import functools
 import json
 import math
-import struct
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +38,9 @@ from typing import Any, Literal
 
 from relaystore.errors import InvalidInput
 from relaystore.stores._common import MAX_ID_BYTES, check_text, prefix_upper_bound
+from relaystore.stores.vectors import check_query, exact_nearest
+from relaystore.stores.vectors import pack_vectors as pack_vectors  # re-exported for the backends
+from relaystore.stores.vectors import unpack_vectors as unpack_vectors
 
 SEPARATOR = "\x1f"
 Namespace = tuple[str, ...]
@@ -415,6 +415,38 @@ class ItemStore(ABC):
             await self._touch_found(found, now)
         return found
 
+    async def nearest(
+        self,
+        prefix: Namespace,
+        query: Sequence[float],
+        *,
+        conditions: Sequence[Condition] = (),
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[tuple[float | None, StoredItem]]:
+        """``(cosine similarity, item)`` for the live items under ``prefix`` satisfying every
+        condition, ranked as :mod:`relaystore.stores.vectors` says (items without a vector of
+        ``len(query)`` dims come last with score None), then ``offset`` and ``limit``.
+
+        Exact on every backend: numpy over the candidates (O(items under the prefix)) unless
+        :attr:`native_vectors` names the engine's own vector search."""
+        floats = check_query(query)
+        check_namespace(prefix, allow_empty=True)
+        check_count(limit, "limit")
+        check_count(offset, "offset")
+        conditions = [c if isinstance(c, Condition) else _bad_condition(c) for c in conditions]
+        if limit == 0:
+            return []
+        return await self._nearest(tuple(prefix), floats, list(conditions), limit, offset)
+
+    native_vectors: str | None = None
+    """The engine search behind :meth:`nearest` (``"sqlite-vec"``, ``"pgvector"``), None: numpy."""
+
+    async def _nearest(
+        self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
+    ) -> list[tuple[float | None, StoredItem]]:
+        return await exact_nearest(self, prefix, query, conditions, limit, offset)
+
     async def write(
         self, writes: Sequence[ItemWrite], *, touch: Sequence[tuple[Namespace, str]] = ()
     ) -> None:
@@ -547,38 +579,6 @@ def _bad_condition(condition: object) -> Condition:
 
 def next_updated_at(now: float, previous: float | None) -> float:
     return now if previous is None else max(now, previous + 1e-6)
-
-
-def pack_vectors(vectors: Mapping[str, Sequence[float]] | None) -> bytes | None:
-    """Vectors as bytes for a binary column: a JSON header ``[[name, dims], …]``, a newline, then
-    every vector as little-endian float32 (None when there are none)."""
-    if not vectors:
-        return None
-    header = json.dumps([[name, len(v)] for name, v in vectors.items()]).encode()
-    floats = [x for v in vectors.values() for x in v]
-    return header + b"\n" + struct.pack(f"<{len(floats)}f", *floats)
-
-
-def unpack_vectors(data: bytes | None) -> dict[str, Sequence[float]]:
-    """The inverse of :func:`pack_vectors` (float32 precision); each vector is an ``array('f')``,
-    which numpy reads without a copy per element."""
-    if not data:
-        return {}
-    cut = data.index(b"\n")
-    floats = array.array("f", data[cut + 1 :])
-    if sys.byteorder == "big":
-        floats.byteswap()
-    vectors: dict[str, Sequence[float]] = {}
-    start = 0
-    for name, dims in _header(data[:cut]):
-        vectors[name] = floats[start : start + dims]
-        start += dims
-    return vectors
-
-
-@functools.lru_cache(maxsize=256)  # items of one index share a handful of headers
-def _header(raw: bytes) -> tuple[tuple[str, int], ...]:
-    return tuple((str(name), int(dims)) for name, dims in json.loads(raw))
 
 
 def is_live(expires_at: float | None, now: float) -> bool:
