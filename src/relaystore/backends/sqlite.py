@@ -1137,6 +1137,12 @@ async def open_store(url: str, **options: Any) -> Store:
 
         return await db.read(collect)
 
+    items = SqliteItemStore(db)
+
+    async def close() -> None:
+        items.close()
+        await db.close()
+
     return Store(
         url,
         "sqlite",
@@ -1144,8 +1150,8 @@ async def open_store(url: str, **options: Any) -> Store:
         SqliteOutputStore(db),
         SqliteAdaptiveStore(db),
         blobs=blobs,
-        items=SqliteItemStore(db),
-        close=db.close,
+        items=items,
+        close=close,
         info=info,
         reopenable=path != ":memory:",
     )

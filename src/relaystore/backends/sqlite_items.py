@@ -12,29 +12,35 @@ on first use, so this face evolves independently of the backend's ``relaystore_s
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from relaystore.backends import sqlite_vectors
 from relaystore.errors import BackendUnavailable
 from relaystore.stores.items import (
     Condition,
     ItemStore,
     ItemWrite,
+    Namespace,
     StoredItem,
     decode_namespace,
     encode_namespace,
     json_kind,
     matches,
     pack_vectors,
+    prefix_range,
     unpack_vectors,
     value_json,
 )
+from relaystore.stores.vectors import exact_nearest
 
 if TYPE_CHECKING:
     from relaystore.backends.sqlite import SqliteDatabase
 
-MIGRATIONS: list[str] = [
+log = logging.getLogger("relaystore")
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: items, with expiry; vectors are packed float32 (stores.items.pack_vectors)
     """
     CREATE TABLE items (
@@ -51,6 +57,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
     CREATE INDEX items_recent ON items (updated_at)
     """,
+    # 2: one row per vector, for sqlite-vec's search (sqlite_vectors)
+    sqlite_vectors.migrate,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
@@ -82,7 +90,13 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"the items table has schema version {current}; this relaystore knows up to {SCHEMA_VERSION}"
         )
     for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in MIGRATIONS[version - 1].split(";"):
+        step = MIGRATIONS[version - 1]
+        if callable(step):
+            step(conn)
+            statements: list[str] = []
+        else:
+            statements = step.split(";")
+        for statement in statements:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
@@ -169,11 +183,20 @@ class SqliteItemStore(ItemStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         self._ready = False
+        self._vectors: sqlite_vectors.VectorReader | None = None
 
     async def _setup(self) -> None:
         if not self._ready:
             await self._db.write(migrate)
+            self._vectors = sqlite_vectors.open_reader(self._db.path)
+            self.native_vectors = "sqlite-vec" if self._vectors is not None else None
             self._ready = True
+
+    def close(self) -> None:
+        """Close the sqlite-vec read connection (the database itself is the backend's)."""
+        if self._vectors is not None:
+            self._vectors.close()
+            self._vectors = None
 
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
         await self._setup()
@@ -233,13 +256,40 @@ class SqliteItemStore(ItemStore):
         deletes = [(encode_namespace(p.namespace), p.key) for p in puts if p.value is None]
         upserts = [_upsert_params(p, now) for p in puts if p.value is not None]
 
+        vector_rows = sqlite_vectors.vector_rows(puts)
+
         def apply(conn: sqlite3.Connection) -> None:
             conn.executemany(_TOUCH, [(now, ns, key, now) for ns, key in touch])
             conn.executemany("DELETE FROM items WHERE ns = ? AND key = ?", deletes)
-            conn.executemany(_UPSERT, upserts)
+            conn.executemany(_UPSERT, upserts)  # its trigger clears the replaced items' vectors
+            if vector_rows:
+                conn.executemany(sqlite_vectors.INSERT, vector_rows)
 
         size = sum(len(u["value"]) + len(u["vectors"] or b"") for u in upserts)
         await self._db.write(apply, inline_bytes=size)
+
+    async def _nearest(
+        self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
+    ) -> list[tuple[float | None, StoredItem]]:
+        """sqlite-vec's exact search in SQL when loaded (module notes of :mod:`.sqlite_vectors`),
+        else, or for a filter key SQLite's JSON paths cannot write, the numpy reference."""
+        await self._setup()
+        filters = [condition_sql(c) for c in conditions]
+        reader = self._vectors
+        if reader is None or any(f is None for f in filters):
+            return await exact_nearest(self, prefix, query, conditions, limit, offset)
+        low, high = prefix_range(prefix)
+        now = self.clock()
+        try:
+            scored, unscored = sqlite_vectors.nearest_rows(
+                reader, low, high, query, [f for f in filters if f is not None], limit, offset, now
+            )
+        except reader.error as exc:  # e.g. busy during WAL recovery: the exact path still answers
+            log.debug("sqlite-vec search failed, using the exact search: %s", exc)
+            return await exact_nearest(self, prefix, query, conditions, limit, offset)
+        return [(float(row[8]), _row_item(row, False)) for row in scored] + [
+            (None, _row_item(row, False)) for row in unscored
+        ]
 
     async def _sweep(self, now: float) -> int:
         await self._setup()
