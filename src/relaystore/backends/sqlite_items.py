@@ -32,7 +32,7 @@ from relaystore.stores.items import (
     pack_vectors,
     prefix_range,
     unpack_vectors,
-    value_json,
+    write_json,
 )
 from relaystore.stores.vectors import exact_nearest
 
@@ -308,7 +308,7 @@ def _upsert_params(put: ItemWrite, now: float) -> dict[str, Any]:
     return {
         "ns": encode_namespace(put.namespace),
         "key": put.key,
-        "value": value_json(put.value),
+        "value": write_json(put),
         "now": now,
         "expires_at": None if put.ttl is None else now + put.ttl,
         "ttl": put.ttl,

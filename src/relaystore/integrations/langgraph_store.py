@@ -122,6 +122,7 @@ class RelayStore(BaseStore):
         self.index_config, self.embeddings, self._fields = _index(index)
         self._sweeper: Any = None
         self._closed = False
+        self._valid: set[tuple[str, ...]] = set()  # namespaces that passed validate_op_namespace
         # from_url: a second opening of the same URL on the caller's loop, so its a* calls skip
         # the hop to the private loop thread (see from_url); (loop, its item face) or None.
         self._local: tuple[asyncio.AbstractEventLoop, ItemStore] | None = None
@@ -264,6 +265,8 @@ class RelayStore(BaseStore):
 
     async def _batch(self, ops: list[Op], items: ItemStore | None = None) -> list[Result]:
         items = items or self.items
+        if len(ops) == 1 and type(ops[0]) in (GetOp, PutOp):  # what get/put send: skip the general plan
+            return [await self._one(ops[0], items)]
         for op in ops:
             validate_op_namespace(op)
         results: list[Result] = [None] * len(ops)
@@ -290,6 +293,26 @@ class RelayStore(BaseStore):
         if writes or touch:
             await items.write(writes, touch=touch)
         return results
+
+    async def _one(self, op: GetOp | PutOp, items: ItemStore) -> Item | None:
+        """A batch of one get or one put: the same steps as :meth:`_batch`, fewer of them."""
+        namespace = op.namespace
+        if type(namespace) is not tuple or namespace not in self._valid:
+            validate_op_namespace(op)
+            if type(namespace) is tuple and len(self._valid) < 4096:
+                self._valid.add(namespace)  # str labels in a tuple: immutable, a pass holds for good
+        if isinstance(op, GetOp):
+            stored = await items.get(op.namespace, str(op.key))
+            if stored is None:
+                return None
+            if op.refresh_ttl and stored.ttl is not None:
+                await items.write((), touch=[(stored.namespace, stored.key)])
+            return _item(stored)
+        writes = await self._writes([op])
+        if writes[0].ttl is not None:
+            self._start_sweeper(needed=True)
+        await items.write(writes)
+        return None
 
     async def _writes(self, puts: list[PutOp]) -> list[ItemWrite]:
         last: dict[tuple[Namespace, str], PutOp] = {}

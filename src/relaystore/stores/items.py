@@ -33,7 +33,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relaystore.errors import InvalidInput
@@ -81,6 +81,9 @@ class ItemWrite:
     value: Mapping[str, Any] | None
     ttl: float | None = None
     vectors: Mapping[str, Sequence[float]] | None = None
+    text: str | None = field(default=None, compare=False)
+    """The value's JSON text (:func:`value_json`), set by :func:`check_write` so that backends
+    do not encode it a second time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,19 +215,26 @@ def check_write(write: ItemWrite) -> ItemWrite:
     """A checked copy of ``write`` (value copied to a plain dict, vectors to float lists)."""
     if not isinstance(write, ItemWrite):
         raise InvalidInput(f"expected an ItemWrite, got {type(write).__name__}")
-    value = None
+    value = text = None
     if write.value is not None:
         if not isinstance(write.value, Mapping):
             raise InvalidInput(f"an item value is a JSON object (a dict), got {type(write.value).__name__}")
         value = dict(write.value)
-        value_json(value)
+        text = value_json(value)
     return ItemWrite(
         check_namespace(write.namespace),
         check_key(write.key),
         value,
         check_ttl(write.ttl),
         _check_vectors(write.vectors) if value is not None else None,
+        text,
     )
+
+
+def write_json(put: ItemWrite) -> str:
+    """The JSON text of a put's value (kept by :func:`check_write`, else encoded now)."""
+    assert put.value is not None
+    return put.text if put.text is not None else value_json(put.value)
 
 
 # --------------------------------------------------------------------------- filters
@@ -368,7 +378,11 @@ class ItemStore(ABC):
 
     async def get(self, namespace: Namespace, key: str, *, refresh: bool = False) -> StoredItem | None:
         """The live item at ``(namespace, key)`` or None; ``refresh`` also touches its expiry."""
-        return (await self.get_many([(namespace, key)], refresh=refresh))[0]
+        if refresh:
+            return (await self.get_many([(namespace, key)], refresh=True))[0]
+        return (
+            await self._get([(encode_namespace(check_namespace(namespace)), check_key(key))], self.clock())
+        )[0]
 
     async def get_many(
         self, keys: Sequence[tuple[Namespace, str]], *, refresh: bool = False
