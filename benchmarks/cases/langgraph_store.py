@@ -106,8 +106,8 @@ def contender(ctx: Context, label: str, relay: bool, op: str, index: bool = Fals
                 facts["prefill RSS MiB"] = round(after - before, 1)
             if op == "put":
                 yield lambda i: store.aput(namespace(i), f"new{i}", value(i))
-            elif op == "get":
-                yield lambda i: store.aget(namespace(i), f"k{(i * 7919) % ITEMS}")
+            elif op == "get":  # an item that exists: k lives in namespace(k)
+                yield lambda i: store.aget(namespace((i * 7919) % ITEMS), f"k{(i * 7919) % ITEMS}")
             elif op == "search filter":
                 yield lambda i: store.asearch(
                     ("users", f"u{i % NAMESPACES}"), filter={"n": {"$gt": (i * 37) % ITEMS}}, limit=10
