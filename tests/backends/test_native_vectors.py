@@ -23,9 +23,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from relaystore.backends import open_backend, sqlite_items, sqlite_vectors
+from relaystore.backends import open_backend
 from relaystore.backends.postgres import items as pg_items
 from relaystore.backends.postgres import vectors as pg_vectors
+from relaystore.backends.sqlite import items as sqlite_items
+from relaystore.backends.sqlite import vectors as sqlite_vectors
 from relaystore.stores import Store
 from relaystore.stores.items import ItemStore, ItemWrite, compile_filter
 from relaystore.stores.vectors import exact_nearest

@@ -265,7 +265,7 @@ class RelayStore(BaseStore):
 
     async def _batch(self, ops: list[Op], items: ItemStore | None = None) -> list[Result]:
         items = items or self.items
-        if len(ops) == 1 and type(ops[0]) in (GetOp, PutOp):  # what get/put send: skip the general plan
+        if len(ops) == 1 and isinstance(ops[0], GetOp | PutOp):  # what get/put send: the short way
             return [await self._one(ops[0], items)]
         for op in ops:
             validate_op_namespace(op)
@@ -342,8 +342,8 @@ class RelayStore(BaseStore):
         if op.limit <= 0:
             return []
         query = await self.embeddings.aembed_query(op.query)
-        found = await items.nearest(prefix, query, conditions=conditions, limit=op.limit, offset=op.offset)
-        return [(_search_item(s, score), s) for score, s in found]
+        ranked = await items.nearest(prefix, query, conditions=conditions, limit=op.limit, offset=op.offset)
+        return [(_search_item(s, score), s) for score, s in ranked]
 
     async def _embed_puts(self, ops: Sequence[PutOp]) -> dict[int, dict[str, list[float]]]:
         """Vectors per put (by position): ``{field name: embedding}`` as InMemoryStore names them."""

@@ -102,7 +102,8 @@ def nearest_queries(
     :func:`relaystore.stores.vectors.page`). ``filters`` are WHERE clauses on ``value``
     (items.condition_sql).
     """
-    clauses, params = [_LIVE], [now]
+    clauses: list[str] = [_LIVE]
+    params: list[Any] = [now]
     for bound, text in ((low, "i.ns >= %s"), (high, "i.ns < %s")):
         if bound is not None:
             clauses.append(text)
@@ -142,6 +143,4 @@ def nearest_queries(
 
 def compose(template: str, schema: str, extension_schema: str) -> sql.Composed:
     """``template`` with ``{s}`` and ``{vs}`` replaced by the quoted schemas."""
-    return sql.SQL(template).format(  # type: ignore[arg-type]
-        s=sql.Identifier(schema), vs=sql.Identifier(extension_schema)
-    )
+    return sql.SQL(template).format(s=sql.Identifier(schema), vs=sql.Identifier(extension_schema))

@@ -114,7 +114,7 @@ def _drivers() -> list[tuple[Callable[[str], Any], type[Exception]]]:
 
     drivers: list[tuple[Callable[[str], Any], type[Exception]]] = [(stdlib, sqlite3.Error)]
     try:
-        from pysqlite3 import dbapi2  # type: ignore[import-not-found]
+        from pysqlite3 import dbapi2
     except ImportError:
         return drivers
 
@@ -142,10 +142,11 @@ def nearest_rows(
     """``(scored rows, unscored rows)`` of one page: item columns then the score (scored) in
     ranking order; the unscored (no vector of ``len(query)`` dims) fill what the page has left.
 
-    ``filters`` are WHERE clauses on ``value`` (sqlite_items.condition_sql). Raises
+    ``filters`` are WHERE clauses on ``value`` (.items.condition_sql). Raises
     ``reader.error`` on an SQLite error (the caller falls back to the exact search).
     """
-    clauses, params = [_LIVE], [now]
+    clauses: list[str] = [_LIVE]
+    params: list[Any] = [now]
     for bound, text in ((low, "i.ns >= ?"), (high, "i.ns < ?")):
         if bound is not None:
             clauses.append(text)

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from relaystore.backends import sqlite_vectors
+from relaystore.backends.sqlite import vectors as sqlite_vectors
 from relaystore.errors import BackendUnavailable
 from relaystore.stores.items import (
     Condition,
@@ -37,7 +37,7 @@ from relaystore.stores.items import (
 from relaystore.stores.vectors import exact_nearest
 
 if TYPE_CHECKING:
-    from relaystore.backends.sqlite import SqliteDatabase
+    from relaystore.backends.sqlite.database import SqliteDatabase
 
 log = logging.getLogger("relaystore")
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
@@ -57,7 +57,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
     CREATE INDEX items_recent ON items (updated_at)
     """,
-    # 2: one row per vector, for sqlite-vec's search (sqlite_vectors)
+    # 2: one row per vector, for sqlite-vec's search (.vectors)
     sqlite_vectors.migrate,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -271,7 +271,7 @@ class SqliteItemStore(ItemStore):
     async def _nearest(
         self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
     ) -> list[tuple[float | None, StoredItem]]:
-        """sqlite-vec's exact search in SQL when loaded (module notes of :mod:`.sqlite_vectors`),
+        """sqlite-vec's exact search in SQL when loaded (module notes of :mod:`.vectors`),
         else, or for a filter key SQLite's JSON paths cannot write, the numpy reference."""
         await self._setup()
         filters = [condition_sql(c) for c in conditions]
