@@ -16,6 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from relaystore.backends import _vector_sql
 from relaystore.backends.postgres import vectors
 from relaystore.backends.postgres.database import PgDatabase
 from relaystore.backends.postgres.migrations import upgrade
@@ -214,9 +215,8 @@ class PgItemStore(ItemStore):
         if self._pgvector is None:
             return await exact_nearest(self, prefix, query, conditions, limit, offset)
         low, high = prefix_range(prefix)
-        ranked, count, unscored = vectors.nearest_queries(
-            low, high, query, [condition_sql(c) for c in conditions], limit, offset, self.clock()
-        )
+        scope = _vector_sql.scope(low, high, self.clock(), [condition_sql(c) for c in conditions], "%s")
+        ranked, count, unscored = vectors.nearest_queries(scope, query, limit, offset)
         schema, extension = self._db.schema, self._pgvector
         async with self._db.connection() as conn, conn.transaction():  # one snapshot for all
             cur = await conn.execute(vectors.compose(ranked[0], schema, extension), ranked[1])

@@ -21,8 +21,9 @@ from typing import Any
 
 from psycopg import sql
 
+from relaystore.backends import _vector_sql
 from relaystore.backends.postgres.database import Conn
-from relaystore.stores.items import ItemWrite, encode_namespace, unpack_vectors
+from relaystore.stores.items import ItemWrite, unpack_vectors
 
 MIGRATION: list[str] = [
     """CREATE TABLE {s}.item_vectors (
@@ -72,46 +73,24 @@ async def backfill(conn: Conn, template: Callable[[str], sql.Composed]) -> None:
             await put.executemany(template(INSERT), rows)
 
 
-def vector_rows(puts: Sequence[ItemWrite]) -> list[tuple[str, str, str, int, list[float]]]:
-    """The ``item_vectors`` rows of ``puts`` (to insert after their upserts)."""
-    return [
-        (encode_namespace(p.namespace), p.key, name, len(v), list(v))
-        for p in puts
-        if p.value is not None and p.vectors
-        for name, v in p.vectors.items()
-    ]
+def vector_rows(puts: Sequence[ItemWrite]) -> list[tuple[str, str, str, int, Any]]:
+    """The ``item_vectors`` rows of ``puts`` (``real[]`` from a list of floats)."""
+    return _vector_sql.vector_rows(puts, list)
 
 
 _ITEM = "i.ns, i.key, i.value::text, i.created_at, i.updated_at, i.expires_at, i.ttl, NULL"
-_LIVE = "(i.expires_at IS NULL OR i.expires_at > %s)"
 
 
 def nearest_queries(
-    low: str | None,
-    high: str | None,
-    query: list[float],
-    filters: list[tuple[str, list[Any]]],
-    limit: int,
-    offset: int,
-    now: float,
+    scope: tuple[str, list[Any]], query: list[float], limit: int, offset: int
 ) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]], tuple[str, list[Any]]]:
     """The three queries of a page: ``(ranked page, count of scored items, unscored items)``,
     templates with ``{s}`` (our schema) and ``{vs}`` (pgvector's) to fill (:func:`compose`).
 
     The unscored query takes ``[offset into the unscored, limit]`` appended by the caller (see
-    :func:`relaystore.stores.vectors.page`). ``filters`` are WHERE clauses on ``value``
-    (items.condition_sql).
+    :func:`relaystore.stores.vectors.page`). ``scope`` is :func:`.._vector_sql.scope`'s.
     """
-    clauses: list[str] = [_LIVE]
-    params: list[Any] = [now]
-    for bound, text in ((low, "i.ns >= %s"), (high, "i.ns < %s")):
-        if bound is not None:
-            clauses.append(text)
-            params.append(bound)
-    for text, bound_params in filters:
-        clauses.append(text)
-        params.extend(bound_params)
-    where = " AND ".join(clauses)
+    where, params = scope
     dims = len(query)
     literal = "[" + ",".join(repr(x) for x in query) + "]"
     # NaN (a zero vector) scores 0, as in the numpy reference.

@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from relaystore.backends import _vector_sql
 from relaystore.backends.sqlite import vectors as sqlite_vectors
 from relaystore.errors import BackendUnavailable
 from relaystore.stores.items import (
@@ -279,11 +280,9 @@ class SqliteItemStore(ItemStore):
         if reader is None or any(f is None for f in filters):
             return await exact_nearest(self, prefix, query, conditions, limit, offset)
         low, high = prefix_range(prefix)
-        now = self.clock()
+        scope = _vector_sql.scope(low, high, self.clock(), [f for f in filters if f is not None], "?")
         try:
-            scored, unscored = sqlite_vectors.nearest_rows(
-                reader, low, high, query, [f for f in filters if f is not None], limit, offset, now
-            )
+            scored, unscored = sqlite_vectors.nearest_rows(reader, scope, query, limit, offset)
         except reader.error as exc:  # e.g. busy during WAL recovery: the exact path still answers
             log.debug("sqlite-vec search failed, using the exact search: %s", exc)
             return await exact_nearest(self, prefix, query, conditions, limit, offset)

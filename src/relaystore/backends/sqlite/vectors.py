@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from relaystore.stores.items import ItemWrite, encode_namespace, unpack_vectors
+from relaystore.backends import _vector_sql
+from relaystore.stores.items import ItemWrite, unpack_vectors
 from relaystore.stores.vectors import float32_bytes
 
 log = logging.getLogger("relaystore")
@@ -59,14 +60,9 @@ def migrate(conn: sqlite3.Connection) -> None:
     )
 
 
-def vector_rows(puts: Sequence[ItemWrite]) -> list[tuple[str, str, str, int, bytes]]:
-    """The ``item_vectors`` rows of ``puts`` (to insert after their upserts)."""
-    return [
-        (encode_namespace(p.namespace), p.key, name, len(v), float32_bytes(v))
-        for p in puts
-        if p.value is not None and p.vectors
-        for name, v in p.vectors.items()
-    ]
+def vector_rows(puts: Sequence[ItemWrite]) -> list[tuple[str, str, str, int, Any]]:
+    """The ``item_vectors`` rows of ``puts`` (float32 blobs)."""
+    return _vector_sql.vector_rows(puts, float32_bytes)
 
 
 class VectorReader:
@@ -125,36 +121,19 @@ def _drivers() -> list[tuple[Callable[[str], Any], type[Exception]]]:
     return drivers
 
 
-_LIVE = "(i.expires_at IS NULL OR i.expires_at > ?)"
 _ITEM = "i.ns, i.key, i.value, i.created_at, i.updated_at, i.expires_at, i.ttl, NULL"
 
 
 def nearest_rows(
-    reader: VectorReader,
-    low: str | None,
-    high: str | None,
-    query: list[float],
-    filters: list[tuple[str, list[Any]]],
-    limit: int,
-    offset: int,
-    now: float,
+    reader: VectorReader, scope: tuple[str, list[Any]], query: list[float], limit: int, offset: int
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """``(scored rows, unscored rows)`` of one page: item columns then the score (scored) in
     ranking order; the unscored (no vector of ``len(query)`` dims) fill what the page has left.
 
-    ``filters`` are WHERE clauses on ``value`` (.items.condition_sql). Raises
+    ``scope`` is :func:`.._vector_sql.scope`'s (filters from .items.condition_sql). Raises
     ``reader.error`` on an SQLite error (the caller falls back to the exact search).
     """
-    clauses: list[str] = [_LIVE]
-    params: list[Any] = [now]
-    for bound, text in ((low, "i.ns >= ?"), (high, "i.ns < ?")):
-        if bound is not None:
-            clauses.append(text)
-            params.append(bound)
-    for text, bound_params in filters:
-        clauses.append(text)
-        params.extend(bound_params)
-    where = " AND ".join(clauses)
+    where, params = scope
     dims = len(query)
     # Rank keys first (values stay unread for the 10k candidates), then read the page's items.
     ranked = f"""
