@@ -212,7 +212,7 @@ class PgItemStore(ItemStore):
     ) -> list[tuple[float | None, StoredItem]]:
         """pgvector's exact search in SQL when installed (see :mod:`.vectors`), else numpy."""
         await self._setup()
-        if self._pgvector is None:
+        if self._pgvector is None or len(query) > vectors.MAX_DIMS:
             return await exact_nearest(self, prefix, query, conditions, limit, offset)
         low, high = prefix_range(prefix)
         scope = _vector_sql.scope(low, high, self.clock(), [condition_sql(c) for c in conditions], "%s")

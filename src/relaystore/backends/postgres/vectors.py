@@ -43,6 +43,7 @@ MIGRATION: list[str] = [
         FOR EACH ROW WHEN (OLD.vectors IS NOT NULL) EXECUTE FUNCTION {s}.item_vectors_clear()""",
     # Items written before this table existed get their vectors from :func:`backfill`.
 ]
+MAX_DIMS = 16_000  # pgvector's limit for the vector type: longer queries take the numpy path
 INSERT = "INSERT INTO {s}.item_vectors (ns, key, name, dims, embedding) VALUES (%s, %s, %s, %s, %s)"
 EXTENSION = (
     "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
