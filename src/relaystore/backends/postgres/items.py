@@ -218,7 +218,10 @@ class PgItemStore(ItemStore):
         scope = _vector_sql.scope(low, high, self.clock(), [condition_sql(c) for c in conditions], "%s")
         ranked, count, unscored = vectors.nearest_queries(scope, query, limit, offset)
         schema, extension = self._db.schema, self._pgvector
-        async with self._db.connection() as conn, conn.transaction():  # one snapshot for all
+        # A full page is one statement. A short one needs the unscored items too: one or two more
+        # statements, each with its own snapshot (READ COMMITTED), so a write landing between them
+        # can shift that tail by an item, as a write between two pages would.
+        async with self._db.connection() as conn:
             cur = await conn.execute(vectors.compose(ranked[0], schema, extension), ranked[1])
             scored = await cur.fetchall()
             rest: list[tuple[Any, ...]] = []

@@ -106,17 +106,24 @@ def nearest_queries(
         f" SELECT {_ITEM}, 1.0 - r.d FROM ranked r JOIN {{s}}.items i ON i.ns = r.ns AND i.key = r.key"
         " ORDER BY r.d, r.u DESC, r.ns, r.key"
     )
-    has_vector = (
-        "EXISTS (SELECT 1 FROM {s}.item_vectors v WHERE v.ns = i.ns AND v.key = i.key AND v.dims = %s)"
+    # Both shaped so that no plan depends on item_vectors' statistics (a fresh table has none, and
+    # an anti-join planned for 12 rows meets thousands): the count groups the same join as the
+    # ranking; the unscored test is a per-row index probe, skipped for items with no vectors.
+    count = (
+        "SELECT COUNT(*) FROM (SELECT 1 FROM {s}.item_vectors v JOIN {s}.items i"
+        f" ON i.ns = v.ns AND i.key = v.key WHERE v.dims = %s AND {where} GROUP BY i.ns, i.key) AS scored"
     )
-    count = f"SELECT COUNT(*) FROM {{s}}.items i WHERE {where} AND {has_vector}"
+    no_vector = (
+        "(i.vectors IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.item_vectors v"
+        " WHERE v.ns = i.ns AND v.key = i.key AND v.dims = %s))"
+    )
     unscored = (
-        f"SELECT {_ITEM} FROM {{s}}.items i WHERE {where} AND NOT {has_vector} "
+        f"SELECT {_ITEM} FROM {{s}}.items i WHERE {where} AND {no_vector} "
         "ORDER BY i.updated_at DESC, i.ns, i.key OFFSET %s LIMIT %s"
     )
     return (
         (ranked, [literal, dims, *params, limit, offset]),
-        (count, [*params, dims]),
+        (count, [dims, *params]),
         (unscored, [*params, dims]),
     )
 
