@@ -193,7 +193,8 @@ def value_json(value: Mapping[str, Any]) -> str:
         raise InvalidInput(f"an item value is a JSON object (a dict), got {type(value).__name__}")
     try:
         text = _ENCODER.encode(value)
-        text.encode()
+        if not text.isascii():  # ASCII holds no lone surrogate: skip the UTF-8 pass
+            text.encode()
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidInput(f"an item value cannot be stored as JSON: {str(exc).splitlines()[0]}") from exc
     return text

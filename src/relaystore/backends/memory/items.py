@@ -62,6 +62,7 @@ def _item(space: str, key: str, row: _Row, vectors: bool = False) -> StoredItem:
     )
 
 
+_DECODER = json.JSONDecoder()  # raw_decode: our own compact text has no whitespace to skip
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -151,7 +152,7 @@ class MemoryItemStore(ItemStore):
             return
         old = self._live(space, put.key, now)
         row = _Row(
-            json.loads(write_json(put)),  # a private copy, holding what the JSON backends would
+            _DECODER.raw_decode(write_json(put))[0],  # a private copy, as the JSON backends hold it
             now if old is None else old.created_at,
             next_updated_at(now, None if old is None else old.updated_at),
         )
