@@ -8,6 +8,7 @@ import os
 import shutil
 import tempfile
 import uuid
+import zlib
 from pathlib import Path
 
 import filelock
@@ -16,16 +17,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import relaystore
+from relaystore import backends
+from relaystore.backends._policy import describe
 from relaystore.backends.filesystem import (
     EVENT_FILE_BYTES,
     PLAIN_NAME_BYTES,
+    FileOptions,
     decode_name,
     encode_name,
     parse_url,
 )
-from relaystore.errors import BackendUnavailable, InvalidInput
+from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 from relaystore.models import AccumulatorState, CheckpointMetadata
 from relaystore.stores import Store
+from relaystore.stores.doctor import diagnose
 
 # Ids the contract accepts: non-empty, no NUL, at most 1024 UTF-8 bytes.
 IDS = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), min_size=1).filter(
@@ -50,10 +55,19 @@ def metadata(thread: str, cid: str) -> CheckpointMetadata:
 
 
 def test_absolute_urls_name_the_directory() -> None:
-    assert parse_url("file:///srv/store", {})[0] == Path("/srv/store")
-    assert parse_url("file:////srv/store", {})[0] == Path("/srv/store")
-    assert parse_url("file://localhost/srv/my%20store", {})[0] == Path("/srv/my store")
-    assert parse_url("file:///srv/store?timeout=2&fsync=false", {})[1:] == (2.0, False)
+    assert parse_url("file:///srv/store", {}).local_path == Path("/srv/store")
+    assert parse_url("file:////srv/store", {}).local_path == Path("/srv/store")
+    assert parse_url("file://localhost/srv/my%20store", {}).local_path == Path("/srv/my store")
+    parsed = parse_url("file:///srv/store?timeout=2&fsync=false", {})
+    assert (parsed.timeout, parsed.fsync) == (2.0, False)
+    assert parse_url("file:///srv/store", {"timeout": 5}).timeout == 5.0  # keywords win
+
+
+def test_the_parse_url_entry_gives_typed_options_with_the_root_as_local_path() -> None:
+    parsed = backends.parse_url("file:///srv/a/../store?fsync=0")
+    assert isinstance(parsed, FileOptions)
+    assert (parsed.scheme, parsed.local_path, parsed.fsync) == ("file", Path("/srv/store"), False)
+    assert describe(parsed)["local_path"] == "/srv/store"
 
 
 @pytest.mark.parametrize(
@@ -73,10 +87,47 @@ async def test_open_creates_manifest_and_counter(tmp_path: Path) -> None:
         info = await store.info()
     assert json.loads((tmp_path / "s" / "relaystore.json").read_text()) == {
         "format": "relaystore-file",
-        "version": 2,
+        "version": 3,
     }
-    assert (tmp_path / "s" / "seq").read_text().strip() == "0"
+    assert (tmp_path / "s" / "seq").read_text() == f"{0:020d} {zlib.crc32(b'0' * 20):08x}\n"
     assert info["backend"] == "file" and info["last_seq"] == 0
+
+
+async def test_a_torn_or_older_counter_never_goes_back(tmp_path: Path) -> None:
+    counter = tmp_path / "s" / "seq"
+    async with relaystore.connect(url_of(tmp_path / "s")) as store:
+        await store.checkpoints.save("t", metadata("t", "c1"), b"")
+        await store.checkpoints.save("t", metadata("t", "c2"), b"")
+        torn = bytearray(counter.read_bytes())
+        torn[19] = ord("1")  # "…02" became "…01": a torn overwrite, which its CRC exposes
+        counter.write_bytes(bytes(torn))
+        with pytest.raises(CorruptRecord, match="relaystore doctor"):  # never handed out again
+            await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
+        assert (await diagnose(store, repair=True)).healthy  # rebuilt from the records
+        ref = await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
+        assert (await store.outputs.get(ref)).seq == 3  # after the highest seq on disk
+        counter.write_text("7\n")  # format 2's bare number is read, then replaced by a checked line
+        await store.checkpoints.save("t", metadata("t", "c3"), b"")
+        assert counter.read_bytes().split()[0] == b"%020d" % 8
+        assert (await store.info())["last_seq"] == 8
+
+
+async def test_a_save_and_an_append_cost_a_fixed_number_of_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with relaystore.connect(url_of(tmp_path / "s")) as store:
+        await store.checkpoints.save("t", metadata("t", "c0"), b"")  # directories exist from here on
+        await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "0"})
+        calls: list[int] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real_fsync(fd))
+        await store.checkpoints.save("t", metadata("t", "c1"), b"state", expected_head="c0")
+        # the counter (in place), then state and metadata (file and directory each); the index
+        # line is not fsynced (open rebuilds it after an OS crash)
+        assert len(calls) == 5
+        calls.clear()
+        await store.outputs.append("t", 0, "a", {"type": "progress", "stage": "1"})
+        assert len(calls) == 1 + 5 + 2  # the counter, five index directories, the record
 
 
 async def test_missing_parent_is_unavailable(tmp_path: Path) -> None:
@@ -129,7 +180,12 @@ async def test_checkpoint_state_is_a_raw_file_next_to_its_metadata(tmp_path: Pat
     async with relaystore.connect(url_of(tmp_path / "s")) as store:
         await store.checkpoints.save("Thread A", metadata("Thread A", "c1"), b"\x00raw")
     thread_dir = tmp_path / "s" / "checkpoints" / "^thread%20^a"
-    assert sorted(os.listdir(thread_dir)) == ["00000000000000000001-c1.json", "00000000000000000001-c1.state"]
+    assert sorted(os.listdir(thread_dir)) == [
+        ".index",
+        "00000000000000000001-c1.json",
+        "00000000000000000001-c1.state",
+    ]
+    assert (thread_dir / ".index").read_bytes().split() == [b"00000000000000000001", b"0528629c", b"c1"]
     assert (thread_dir / "00000000000000000001-c1.state").read_bytes() == b"\x00raw"
     assert json.loads((thread_dir / "00000000000000000001-c1.json").read_text())["thread_id"] == "Thread A"
 
@@ -285,4 +341,4 @@ async def test_format_1_writes_are_keyed_by_checkpoint_id_on_open(tmp_path: Path
     async with relaystore.connect(url_of(root)) as store:
         assert [w.value for w in await store.checkpoints.list_writes("t", "c1")] == [b"w"]
     assert sorted(p.name for p in writes_dir.iterdir()) == ["c1"]
-    assert json.loads((root / "relaystore.json").read_text())["version"] == 2
+    assert json.loads((root / "relaystore.json").read_text())["version"] == 3

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
@@ -145,9 +146,34 @@ def status_of(exc: RelayStoreError) -> int:
     return next((status for cls, status in ERROR_STATUS if isinstance(exc, cls)), 500)
 
 
+def error_code(error: str) -> str:
+    """The stable, machine-readable code of an error class name: ``CorruptRecord`` →
+    ``corrupt_record``. Clients may switch on it; it never changes for a class."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", error).lower()
+
+
 def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """An error answer: ``{"error": "<ExceptionClass>", "detail": "...", **extra}``."""
-    return {"error": error, "detail": detail, **extra}
+    """An error answer: ``{"error": "<ExceptionClass>", "code": "<snake_case>", "detail": ..., **extra}``."""
+    return {"error": error, "code": error_code(error), "detail": detail, **extra}
+
+
+_CORRUPT_REASONS = (
+    (
+        re.compile(r"relaystore doctor"),
+        "an untrusted counter: run relaystore doctor --repair on the server's store",
+    ),
+    (re.compile(r"utf-?8|unicode|decode byte|invalid (start|continuation) byte", re.I), "not UTF-8 text"),
+    (re.compile(r"json|unterminated|expecting|eof|delimiter|control character", re.I), "not JSON"),
+)
+
+
+def public_reason(reason: str) -> str:
+    """What a corrupt record's answer says of it: a fixed phrase (not UTF-8 text, not JSON, not
+    the expected record), never the decoder's message, which may quote the record's text."""
+    for pattern, phrase in _CORRUPT_REASONS:
+        if pattern.search(reason):
+            return phrase
+    return "not the expected record"
 
 
 _CLIENT_ERRORS: dict[int, type[RelayStoreError]] = {s: cls for cls, s in ERROR_STATUS if s < 500}
@@ -295,3 +321,7 @@ class BundlePageWire(BaseModel):
 
     items: list[BundleWire]
     next_cursor: str | None = None
+    warnings: list[str] = []
+    """One line per warning the store logged while answering (a skipped corrupt record)."""
+    corrupt: list[dict[str, str]] = []
+    """The corrupt records the store skipped: ``{"key", "reason"}`` (a fixed phrase) each."""

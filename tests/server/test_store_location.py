@@ -48,6 +48,13 @@ def test_a_store_without_a_local_path_uses_the_working_directory(
     assert state_dir_for("memory://") == Path.cwd() / STATE_DIR_NAME
 
 
+def test_a_file_store_keeps_its_secrets_beside_its_root(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    assert local_path(f"file://{root}?fsync=false") == root.resolve()
+    assert state_dir_for(f"file://{root}") == root.resolve().parent / STATE_DIR_NAME
+    assert store_id(f"file://{root}") == store_id(f"file://{root}/../store?timeout=3")
+
+
 def test_store_ids_follow_the_location(local_scheme: str) -> None:
     assert store_id("localtest://a") == store_id("localtest://a")
     assert store_id("localtest://a") != store_id("localtest://b")

@@ -12,11 +12,12 @@ from redis.asyncio.cluster import RedisCluster
 
 import relaystore
 from relaystore.backends.redis.checkpoints import RedisCheckpointStore
+from relaystore.backends.redis.items import RedisItemStore
 from relaystore.backends.redis.layout import AdaptiveKeys, glob_escape
 from relaystore.backends.redis.outputs import RedisOutputStore
 from relaystore.stores import Store
-
-GARBAGE = b'{"not valid json'
+from relaystore.stores.items import encode_namespace
+from relaystore.testing.damage import damage
 
 
 def raw_client(url: str) -> Redis | RedisCluster:
@@ -63,18 +64,32 @@ def _location(store: Store, what: str, key: tuple[str, ...]) -> tuple[str, str |
         return RedisCheckpointStore(None, prefix)._keys(thread_id).meta, checkpoint_id  # type: ignore[arg-type]
     if what == "output":
         return RedisOutputStore(None, prefix)._records, key[0]  # type: ignore[arg-type]
+    if what == "item":
+        *namespace, item_key = key
+        return RedisItemStore(None, prefix)._hash(encode_namespace(tuple(namespace))), item_key  # type: ignore[arg-type]
+    if what == "blob":
+        return f"{prefix}rs:{{blob}}:meta", key[0]
     raise NotImplementedError(what)
 
 
-async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
-    """Overwrite the record's JSON with garbage through a second client."""
+def _damaged(what: str, raw: bytes, how: str) -> bytes:
+    """An item keeps a ``created|updated|expires|ttl`` line before its JSON: only the JSON is hit."""
+    if what == "item":
+        head, _, body = raw.partition(b"\n")
+        return head + b"\n" + damage(body, how)
+    return damage(raw, how)
+
+
+async def corrupt(store: Store, what: str, key: tuple[str, ...], how: str = "json") -> None:
+    """Damage the record's stored JSON (see :mod:`relaystore.testing.damage`) through a second client."""
     name, field = _location(store, what, key)
     client = raw_client(store.url.partition("?")[0])
     try:
+        raw = await (client.get(name) if field is None else client.hget(name, field))
+        assert raw is not None, f"no {what} {key} to corrupt"
         if field is None:
-            assert await client.set(name, GARBAGE, xx=True), f"no {what} {key} to corrupt"
+            await client.set(name, _damaged(what, raw, how), xx=True)
         else:
-            assert await client.hexists(name, field), f"no {what} {key} to corrupt"
-            await client.hset(name, field, GARBAGE)
+            await client.hset(name, field, _damaged(what, raw, how))
     finally:
         await client.aclose()

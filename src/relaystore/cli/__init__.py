@@ -3,6 +3,7 @@
 - :mod:`relaystore.cli.views`: ``info``, ``threads``, ``checkpoints``, ``outputs``, ``lineage``,
   ``runs``, ``plan``, ``trie``;
 - :mod:`relaystore.cli.transfer`: ``export`` and ``import``;
+- :mod:`relaystore.cli.doctor`: ``doctor`` (corrupt records, untrusted counters, ``--repair``);
 - :mod:`relaystore.cli.learn`: ``learn`` and ``predict``;
 - :mod:`relaystore.cli.memory`: ``memory ls|get|search|put|rm`` (LangGraph long-term memory).
 
@@ -28,7 +29,7 @@ CLI_MODULES = ("typer", "rich", "rfc8785")
 if installed(*CLI_MODULES):  # without the extra, main() says which to install
     from relaystore.cli.app import app, name_values
 
-    for _module in ("views", "transfer", "learn", "serve", "token", "memory"):
+    for _module in ("views", "transfer", "doctor", "learn", "serve", "token", "memory"):
         importlib.import_module(f"relaystore.cli.{_module}")
     name_values(app)
 

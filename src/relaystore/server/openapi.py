@@ -15,6 +15,10 @@ ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "error": {"type": "string", "description": "The relaystore exception class, e.g. ThreadNotFound."},
+        "code": {
+            "type": "string",
+            "description": "error in snake_case, e.g. thread_not_found",
+        },
         "detail": {"type": "string"},
     },
     "required": ["error", "detail"],

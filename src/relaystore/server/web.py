@@ -27,7 +27,7 @@ from relaystore.server.revocation import RevocationCache
 from relaystore.server.tokens import Principal, store_id
 from relaystore.stores import Store
 from relaystore.stores._common import validate
-from relaystore.wire import error_body, status_of
+from relaystore.wire import error_body, public_reason, status_of
 
 log = logging.getLogger("relaystore.server")
 noisy_log = logging.getLogger("relaystore.server.noisy")  # what a client can repeat at will: rate-limited
@@ -253,12 +253,11 @@ def error_response(exc: BaseException) -> Response:
             log.error("%s: %s", type(exc).__name__, exc, exc_info=exc)
         else:  # 503: the database is away; one line each, rate-limited
             noisy_log.warning("%s: %s", type(exc).__name__, exc)
-        extra = (
-            {"key": scrub_paths(exc.key), "reason": scrub_paths(exc.reason)}
-            if isinstance(exc, CorruptRecord)
-            else {}
-        )
-        return JSONResponse(error_body(type(exc).__name__, scrub_paths(str(exc)), **extra), status)
+        if isinstance(exc, CorruptRecord):  # the decoder's message may quote the record: a phrase
+            key, reason = scrub_paths(exc.key), public_reason(exc.reason)
+            body = error_body("CorruptRecord", f"corrupt record {key}: {reason}", key=key, reason=reason)
+            return JSONResponse(body, status)
+        return JSONResponse(error_body(type(exc).__name__, scrub_paths(str(exc))), status)
     log.error("unexpected error", exc_info=exc)  # a bug: keep the trace in the log, not the reply
     return JSONResponse(error_body("InternalError", "the server failed; see its log"), 500)
 
@@ -410,24 +409,42 @@ def reply(value: Any, status: int = 200, headers: dict[str, str] | None = None) 
 def page_reply(page: Any) -> Response:
     """A listing: ``{"items": [...], "next_cursor": str | null}``, plus ``"warnings"`` naming the
     corrupt records the store skipped (so a remote caller can log them as a local one would)."""
-    body = {"items": dump(list(page)), "next_cursor": page.next_cursor}
+    return reply(with_warnings({"items": dump(list(page)), "next_cursor": page.next_cursor}))
+
+
+def with_warnings(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` plus ``"warnings"`` (one line each) and ``"corrupt"`` (``[{"key", "reason"}]``)
+    for the corrupt records the store skipped while answering; neither quotes a record's text."""
     if warnings := _warnings.get():
-        body["warnings"] = [scrub_paths(w) for w in warnings]
-    return reply(body)
+        body["warnings"] = [w for w, _ in warnings]
+        corrupt = [c for _, c in warnings if c is not None]
+        if corrupt:
+            body["corrupt"] = corrupt
+    return body
 
 
 # --------------------------------------------------------------------------- store warnings
 
-_warnings: ContextVar[list[str] | None] = ContextVar("relaystore_server_warnings", default=None)
+_warnings: ContextVar[list[tuple[str, dict[str, str] | None]] | None] = ContextVar(
+    "relaystore_server_warnings", default=None
+)
 
 
 class _WarningCollector(logging.Handler):
-    """Copies warnings of the ``relaystore`` logger into the current request's list, if any."""
+    """Copies warnings of the ``relaystore`` logger into the current request's list, if any: a
+    skipped corrupt record as its key and a fixed reason (the log keeps the decoder's words)."""
 
     def emit(self, record: logging.LogRecord) -> None:
         sink = _warnings.get()
-        if sink is not None and record.levelno >= logging.WARNING and record.name == "relaystore":
-            sink.append(record.getMessage())
+        if sink is None or record.levelno < logging.WARNING or record.name != "relaystore":
+            return
+        args = record.args if isinstance(record.args, tuple) else ()
+        found = next((a for a in args if isinstance(a, CorruptRecord)), None)
+        if found is None:
+            sink.append((scrub_paths(record.getMessage()), None))
+            return
+        key, reason = scrub_paths(found.key), public_reason(found.reason)
+        sink.append((f"skipping corrupt record {key}: {reason}", {"key": key, "reason": reason}))
 
 
 def collect_warnings() -> None:

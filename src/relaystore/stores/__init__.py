@@ -11,6 +11,7 @@ from relaystore.stores._common import ANY
 from relaystore.stores.adaptive import DOC_KINDS, AdaptiveStore, DocKind, UpdateQueues
 from relaystore.stores.blobs import BlobNotFound, BlobStore
 from relaystore.stores.checkpoints import CheckpointStore
+from relaystore.stores.doctor import CounterCheck
 from relaystore.stores.items import ItemStore
 from relaystore.stores.outputs import OutputFilter, OutputStore
 
@@ -33,6 +34,7 @@ class Store:
         items: ItemStore | None = None,
         close: Callable[[], Awaitable[None]] | None = None,
         info: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        counters: Callable[[bool], Awaitable[list[CounterCheck]]] | None = None,
         concurrent_calls: bool = False,
         reopenable: bool = True,
     ) -> None:
@@ -56,6 +58,7 @@ class Store:
         self._items = items
         self._close = close
         self._info = info
+        self._counters = counters
         self.closed = False
 
     @property
@@ -76,6 +79,12 @@ class Store:
         """Backend facts for display: the backend name, the URL (no password) and more."""
         details = await self._info() if self._info else {}
         return {"backend": self.backend, "url": redact(self.url), **details}
+
+    async def check_counters(self, *, repair: bool = False) -> list[CounterCheck]:
+        """The counters the backend keeps beside its data, each checked against the data; with
+        ``repair`` an untrusted one is rebuilt from it. Empty where the database itself hands
+        out the numbers. See :mod:`relaystore.stores.doctor`."""
+        return await self._counters(repair) if self._counters else []
 
     async def close(self) -> None:
         """Release connections and threads. Calling it twice is harmless."""
@@ -114,6 +123,7 @@ __all__ = [
     "BlobNotFound",
     "BlobStore",
     "CheckpointStore",
+    "CounterCheck",
     "DocKind",
     "ItemStore",
     "OutputFilter",

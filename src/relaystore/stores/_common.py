@@ -223,15 +223,22 @@ def parse_rows(adapter: TypeAdapter[T], rows: Iterable[tuple[Any, str, str | byt
     the record is logged on the ``relaystore`` logger and left out by :func:`make_page`, while
     its own read (``get``/``load``) raises :class:`CorruptRecord`.
     """
-    decoded: list[tuple[Any, Any]] = []
-    for position, key, text in rows:
-        try:
-            decoded.append((position, parse_json(adapter, text, key)))
-        except CorruptRecord as exc:
-            log.warning("skipping %s", exc)
-            decoded.append((position, Skipped(position, key)))
+    # typed as T: callers carry a Skipped as an item until make_page or without_skipped drops it
+    decoded: list[tuple[Any, Any]] = [
+        (position, or_skipped(position, parse_json, adapter, text, key)) for position, key, text in rows
+    ]
     return decoded
 
 
-def without_skipped(items: Iterable[T]) -> list[T]:
+def or_skipped(position: Any, decode: Callable[..., T], *args: Any) -> T | Skipped:
+    """``decode(*args)``, or a :class:`Skipped` at ``position`` (logged on ``relaystore``) when it
+    raises :class:`CorruptRecord`: how a listing leaves one bad record out and goes on."""
+    try:
+        return decode(*args)
+    except CorruptRecord as exc:
+        log.warning("skipping %s", exc)
+        return Skipped(position, exc.key)
+
+
+def without_skipped(items: Iterable[T | Skipped]) -> list[T]:
     return [item for item in items if not isinstance(item, Skipped)]

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from pydantic import TypeAdapter
@@ -370,8 +370,9 @@ class AdaptiveStore(ABC):
     @abstractmethod
     async def _list_runs(
         self, agent_id: str, after: int | None, limit: int | None
-    ) -> list[tuple[int, str, str]]:
-        """``(seq, key, json_text)`` rows with seq > ``after``, ascending."""
+    ) -> Sequence[tuple[int, str, str | bytes]]:
+        """``(seq, key, json_text)`` rows with seq > ``after``, ascending. The text may be the
+        stored bytes, undecoded: bytes that are not UTF-8 make that row corrupt, not the listing."""
 
     @abstractmethod
     async def _count_runs(self, agent_id: str) -> int: ...

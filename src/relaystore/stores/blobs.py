@@ -15,18 +15,26 @@ the range arithmetic once; a backend only stores and returns numbered chunks:
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import re
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Generator
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Sequence
 from typing import Any
 
-from relaystore.errors import BlobNotFound, InvalidInput
+from pydantic import ValidationError
+
+from relaystore.errors import BlobNotFound, CorruptRecord, InvalidInput
 from relaystore.models.common import Page
 from relaystore.models.outputs import BlobContent
-from relaystore.stores._common import check_limit, decode_key_cursor, fetch_size, make_page
+from relaystore.stores._common import (
+    Skipped,
+    check_limit,
+    decode_key_cursor,
+    fetch_size,
+    make_page,
+    summarize,
+)
 
 CHUNK_SIZE = 1024 * 1024
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -87,6 +95,15 @@ class BlobStream(AsyncIterator[bytes]):
         close = getattr(self._chunks, "aclose", None)
         if close is not None:
             await close()
+
+
+def stored_blob(sha256: str, size: object, mime: object, where: str) -> BlobContent:
+    """A blob's stored metadata as :class:`BlobContent`; :class:`CorruptRecord` naming ``where``
+    when it is not that (a mime that is not UTF-8 text, a size that is no count)."""
+    try:
+        return BlobContent(sha256=sha256, size=size, mime=mime)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise CorruptRecord(where, summarize(exc)) from exc
 
 
 class BlobStore(ABC):
@@ -173,10 +190,12 @@ class BlobStore(ABC):
         return await self._delete(check_digest(sha256))
 
     async def list(self, *, limit: int | None = None, cursor: str | None = None) -> Page[BlobContent]:
-        """Stored blobs sorted by digest."""
+        """Stored blobs sorted by digest; one whose metadata is corrupt is skipped with a warning
+        (its own :meth:`stat` raises :class:`~relaystore.errors.CorruptRecord`)."""
         limit = check_limit(limit)
         blobs = await self._list(decode_key_cursor(cursor), fetch_size(limit))
-        return make_page([(b.sha256, b) for b in blobs], limit)
+        rows: list[tuple[str, Any]] = [(b.seq if isinstance(b, Skipped) else b.sha256, b) for b in blobs]
+        return make_page(rows, limit)
 
     # ------------------------------------------------------------------ backend primitives
 
@@ -207,4 +226,5 @@ class BlobStore(ABC):
     async def _delete(self, sha256: str) -> bool: ...
 
     @abstractmethod
-    async def _list(self, after: str | None, limit: int | None) -> builtins.list[BlobContent]: ...
+    async def _list(self, after: str | None, limit: int | None) -> Sequence[BlobContent | Skipped]:
+        """Blobs with digest > ``after``, sorted; a corrupt one is a :class:`Skipped` at its digest."""

@@ -36,9 +36,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from relaystore.errors import InvalidInput
+from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores._common import MAX_ID_BYTES, check_text, prefix_upper_bound
-from relaystore.stores.vectors import check_query, exact_nearest
+from relaystore.stores.vectors import NearestSearch
 from relaystore.stores.vectors import pack_vectors as pack_vectors  # re-exported for the backends
 from relaystore.stores.vectors import unpack_vectors as unpack_vectors
 
@@ -212,6 +212,19 @@ def _check_vectors(vectors: Mapping[str, Sequence[float]] | None) -> dict[str, l
     return checked
 
 
+def decode_value(raw: str | bytes, where: str) -> dict[str, Any]:
+    """A stored item value: JSON text (or its bytes) of an object. Raises
+    :class:`~relaystore.errors.CorruptRecord` naming ``where`` for bytes that are not UTF-8, text
+    that is not JSON, or JSON that is not an object."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError both
+        raise CorruptRecord(where, f"the value is not UTF-8 JSON: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(value, dict):
+        raise CorruptRecord(where, f"the value is JSON {json_kind(value)}, not an object")
+    return value
+
+
 def check_write(write: ItemWrite) -> ItemWrite:
     """A checked copy of ``write`` (value copied to a plain dict, vectors to float lists)."""
     if not isinstance(write, ItemWrite):
@@ -364,7 +377,7 @@ def namespace_matches(namespace: Namespace, path: Sequence[str], *, suffix: bool
 # --------------------------------------------------------------------------- the contract
 
 
-class ItemStore(ABC):
+class ItemStore(NearestSearch, ABC):
     """Namespaced JSON items with expiry. All methods are coroutines.
 
     :attr:`clock` (seconds since the epoch, default :func:`time.time`) is read once per call;
@@ -429,38 +442,6 @@ class ItemStore(ABC):
         if refresh:
             await self._touch_found(found, now)
         return found
-
-    async def nearest(
-        self,
-        prefix: Namespace,
-        query: Sequence[float],
-        *,
-        conditions: Sequence[Condition] = (),
-        limit: int = 10,
-        offset: int = 0,
-    ) -> list[tuple[float | None, StoredItem]]:
-        """``(cosine similarity, item)`` for the live items under ``prefix`` satisfying every
-        condition, ranked as :mod:`relaystore.stores.vectors` says (items without a vector of
-        ``len(query)`` dims come last with score None), then ``offset`` and ``limit``.
-
-        Exact on every backend: numpy over the candidates (O(items under the prefix)) unless
-        :attr:`native_vectors` names the engine's own vector search."""
-        floats = check_query(query)
-        check_namespace(prefix, allow_empty=True)
-        check_count(limit, "limit")
-        check_count(offset, "offset")
-        conditions = [c if isinstance(c, Condition) else _bad_condition(c) for c in conditions]
-        if limit == 0:
-            return []
-        return await self._nearest(tuple(prefix), floats, list(conditions), limit, offset)
-
-    native_vectors: str | None = None
-    """The engine search behind :meth:`nearest` (``"sqlite-vec"``, ``"pgvector"``), None: numpy."""
-
-    async def _nearest(
-        self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
-    ) -> list[tuple[float | None, StoredItem]]:
-        return await exact_nearest(self, prefix, query, conditions, limit, offset)
 
     async def write(
         self, writes: Sequence[ItemWrite], *, touch: Sequence[tuple[Namespace, str]] = ()

@@ -133,3 +133,43 @@ async def exact_nearest(
     chosen = page(scored, scoreless, limit, offset)
     full = await items.get_many([(s.namespace, s.key) for _, s in chosen])
     return [(score, f) for (score, _), f in zip(chosen, full, strict=True) if f is not None]
+
+
+class NearestSearch:
+    """:meth:`nearest`, the vector search of :class:`~relaystore.stores.items.ItemStore` (a base
+    of it, kept here with the ranking it follows)."""
+
+    native_vectors: str | None = None
+    """The engine search behind :meth:`nearest` (``"sqlite-vec"``, ``"pgvector"``), None: numpy."""
+
+    async def nearest(
+        self,
+        prefix: Namespace,
+        query: Sequence[float],
+        *,
+        conditions: Sequence[Condition] = (),
+        limit: int = 10,
+        offset: int = 0,
+    ) -> list[Scored]:
+        """``(cosine similarity, item)`` for the live items under ``prefix`` satisfying every
+        condition, ranked as this module says (items without a vector of ``len(query)`` dims last,
+        score None), then ``offset`` and ``limit``. Exact on every backend: numpy over the
+        candidates (O(items under the prefix)) unless :attr:`native_vectors` names the engine's.
+        Raises :class:`InvalidInput` for a bad prefix, query, condition, limit or offset."""
+        from relaystore.stores.items import Condition, check_count, check_namespace
+
+        floats = check_query(query)
+        check_namespace(prefix, allow_empty=True)
+        check_count(limit, "limit")
+        check_count(offset, "offset")
+        for c in conditions:
+            if not isinstance(c, Condition):
+                raise InvalidInput(f"search conditions are Condition objects, got {type(c).__name__}")
+        if limit == 0:
+            return []
+        return await self._nearest(tuple(prefix), floats, list(conditions), limit, offset)
+
+    async def _nearest(
+        self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
+    ) -> list[Scored]:
+        return await exact_nearest(self, prefix, query, conditions, limit, offset)  # type: ignore[arg-type]

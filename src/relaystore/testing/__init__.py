@@ -9,10 +9,12 @@ proves itself by handing the kit a *factory*: any module or object with
   from two calls must not see each other's data;
 - optionally ``CAPABILITIES``: the :class:`Capability` set it has (all of them when absent); a
   case that needs a missing one is skipped, naming it;
-- optionally ``async corrupt(store, what, key)``: make one record undecodable, for the corruption
-  cases; ``what``/``key`` are ``"run"`` ``(agent_id, run_id)``, ``"output"`` ``(ref,)``,
-  ``"checkpoint"`` ``(thread_id, checkpoint_id)`` or ``"document"`` ``(kind, key)``. Raise
-  ``NotImplementedError`` for a kind the backend cannot hold corrupt.
+- optionally ``async corrupt(store, what, key, how="json")``: make one record undecodable, for
+  the corruption cases; ``what``/``key`` are ``"run"`` ``(agent_id, run_id)``, ``"output"``
+  ``(ref,)``, ``"checkpoint"`` ``(thread_id, checkpoint_id)``, ``"document"`` ``(kind, key)``,
+  ``"item"`` ``(namespace label, key)`` or ``"blob"`` ``(sha256,)``; ``how`` is ``"utf8"``,
+  ``"json"`` or ``"type"`` (:func:`relaystore.testing.damage.damage` applies it to the stored
+  bytes). Raise ``NotImplementedError`` for a kind or a damage the backend cannot hold.
 
 Then, in the backend's own test suite::
 
@@ -56,6 +58,7 @@ CASE_MODULES = (
     "adaptive",
     "blobs",
     "stateful",
+    "corruption",
 )
 
 

@@ -305,8 +305,16 @@ def chunked(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)] or [[]]
 
 
-async def corrupt_or_skip(factory: Any, store: Any, what: str, key: tuple[str, ...]) -> None:
-    """Corrupt one record through the factory's optional hook, or skip the test."""
+async def corrupt_or_skip(
+    factory: Any, store: Any, what: str, key: tuple[str, ...], *, how: str = "json"
+) -> None:
+    """Corrupt one record through the factory's optional hook, or skip the test.
+
+    ``how`` is one of :data:`relaystore.testing.damage.HOWS`. A hook written before ``how=``
+    existed (three parameters) is called for ``"json"`` only; other kinds of damage skip.
+    """
+    import inspect
+
     import pytest
 
     from relaystore.testing import Capability, capabilities_of
@@ -314,7 +322,10 @@ async def corrupt_or_skip(factory: Any, store: Any, what: str, key: tuple[str, .
     hook = getattr(factory, "corrupt", None)
     if hook is None or Capability.CORRUPTION not in capabilities_of(factory):
         pytest.skip(f"{factory.NAME} lacks {Capability.CORRUPTION.value}")
+    takes_how = "how" in inspect.signature(hook).parameters
+    if not takes_how and how != "json":
+        pytest.skip(f"{factory.NAME}: its corrupt hook takes no how= (only json damage)")
     try:
-        await hook(store, what, key)
+        await (hook(store, what, key, how=how) if takes_how else hook(store, what, key))
     except NotImplementedError as exc:
         pytest.skip(f"{factory.NAME}: {exc}")

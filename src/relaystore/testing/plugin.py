@@ -67,6 +67,7 @@ _CASE_NEEDS = {
     "adaptive": (Capability.ADAPTIVE,),
     "blobs": (Capability.BLOBS,),
     "stateful": (Capability.CHECKPOINTS, Capability.OUTPUTS, Capability.ADAPTIVE),
+    "corruption": (Capability.CORRUPTION,),
 }
 
 

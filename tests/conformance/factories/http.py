@@ -17,8 +17,8 @@ from pathlib import Path
 
 import relaystore
 from relaystore.stores import Store
-from tests.conformance.factories import sqlite as sqlite_factory
 from tests.support.relay_server import RelayServer, start_server
+from tests.support.sqlite_corrupt import corrupt_file
 
 NAME = "http"
 _server: RelayServer | None = None
@@ -64,8 +64,6 @@ async def fresh(tmp_path: Path) -> AsyncIterator[Store]:
         yield store
 
 
-async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
-    """Corrupt the record in the tenant's SQLite file behind the server, as the sqlite factory does."""
-    path = store.tenant_db  # type: ignore[attr-defined]
-    proxy = type("Proxy", (), {"url": f"sqlite:///{path}"})()
-    await sqlite_factory.corrupt(proxy, what, key)  # type: ignore[arg-type]
+async def corrupt(store: Store, what: str, key: tuple[str, ...], how: str = "json") -> None:
+    """Damage the record in the tenant's SQLite file behind the server, as the sqlite factory does."""
+    corrupt_file(store.tenant_db, what, key, how)  # type: ignore[attr-defined]

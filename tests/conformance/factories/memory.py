@@ -6,9 +6,9 @@ from pathlib import Path
 
 import relaystore
 from relaystore.stores import Store
+from relaystore.testing.damage import damage
 
 NAME = "memory"
-GARBAGE = '{"not valid json'
 
 
 def unavailable() -> str | None:
@@ -21,19 +21,22 @@ async def fresh(tmp_path: Path) -> AsyncIterator[Store]:
         yield store
 
 
-async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
-    """Replace a stored run or document with undecodable JSON.
+async def corrupt(store: Store, what: str, key: tuple[str, ...], how: str = "json") -> None:
+    """Damage a stored run or document's JSON text.
 
-    Checkpoints and outputs are held as decoded objects here, so they cannot be corrupt.
+    Checkpoints, outputs, items and blob metadata are held as decoded objects here, and text is
+    held as ``str``, so neither they nor bytes that are not UTF-8 can be corrupt.
     """
+    if how == "utf8":
+        raise NotImplementedError("the memory backend holds text, never undecoded bytes")
     state = store.adaptive._s  # type: ignore[attr-defined]
     if what == "run":
         agent_id, run_id = key
-        seq, _ = state.runs[agent_id][run_id]
-        state.runs[agent_id][run_id] = (seq, GARBAGE)
+        seq, text = state.runs[agent_id][run_id]
+        state.runs[agent_id][run_id] = (seq, damage(text.encode(), how).decode())
     elif what == "document":
         kind, doc_key = key
-        assert doc_key in state.docs[kind]
-        state.docs[kind][doc_key] = GARBAGE
+        text = state.docs[kind][doc_key]
+        state.docs[kind][doc_key] = damage(text.encode(), how).decode()
     else:
         raise NotImplementedError(f"the memory backend keeps {what}s decoded")

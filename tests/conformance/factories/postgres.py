@@ -12,14 +12,16 @@ from psycopg import sql
 
 import relaystore
 from relaystore.stores import Store
+from relaystore.stores.items import encode_namespace
+from relaystore.testing.damage import WRONG_TYPE
 from tests.support.services import ensure_postgres
 
 NAME = "postgres"
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
-# PostgreSQL only accepts valid JSON in json/jsonb columns, so "corrupt" here is valid JSON that
-# no relaystore model accepts: what a foreign writer or a bad migration would leave behind.
-GARBAGE = '"not a relaystore record"'
+# PostgreSQL only accepts valid UTF-8 JSON in json/jsonb columns, so the only damage it can hold
+# is valid JSON of the wrong shape: what a foreign writer or a bad migration would leave behind.
+GARBAGE = WRONG_TYPE.decode()
 
 # (table, JSON column, its type, key columns) of each corruptible record kind
 _TARGETS = {
@@ -27,6 +29,7 @@ _TARGETS = {
     "output": ("outputs", "record", "jsonb", ("id",)),
     "checkpoint": ("checkpoints", "metadata", "jsonb", ("thread_id", "checkpoint_id")),
     "document": ("documents", "doc", "json", ("kind", "key")),
+    "item": ("items", "value", "jsonb", ("ns", "key")),
 }
 
 
@@ -49,8 +52,15 @@ async def drop_schema(schema: str) -> None:
         await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-async def corrupt(store: Store, what: str, key: tuple[str, ...]) -> None:
-    """Overwrite the record's JSON column through a separate connection."""
+async def corrupt(store: Store, what: str, key: tuple[str, ...], how: str = "type") -> None:
+    """Overwrite the record's JSON column with JSON of the wrong shape, through another connection."""
+    if how != "type":
+        raise NotImplementedError(f"PostgreSQL json columns cannot hold {how} damage (not UTF-8 JSON)")
+    if what not in _TARGETS:
+        raise NotImplementedError(f"PostgreSQL keeps {what} records in typed columns, not JSON")
+    if what == "item":
+        *namespace, item_key = key
+        key = (encode_namespace(tuple(namespace)), item_key)
     table, column, kind, key_columns = _TARGETS[what]
     schema = (await store.info())["schema"]
     where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key_columns)

@@ -3,11 +3,12 @@
 Layout (every name under the root is lowercase ASCII, see :func:`encode_name`)::
 
     <root>/
-      relaystore.json                         manifest {"format": "relaystore-file", "version": 1}
-      seq                                     the last store-order number handed out (decimal)
+      relaystore.json                         manifest {"format": "relaystore-file", "version": 3}
+      seq                                     the last store-order number handed out (20 digits, CRC)
       .lock                                   cross-process write lock (filelock)
       checkpoints/<thread>/<seq>-<id>.json    checkpoint metadata (real ids inside)
       checkpoints/<thread>/<seq>-<id>.state   checkpoint state, the raw bytes
+      checkpoints/<thread>/.index             one fixed-width line per checkpoint (see :mod:`.index`)
       checkpoints/<thread>/writes/<id>/<n>.json   pending writes of that checkpoint id, one batch per call
       checkpoints/<thread>/attachments/<key>  one attachment of the thread, the raw bytes
       outputs/records/<ref>.json              one output record, ``seq`` included
@@ -26,21 +27,23 @@ Layout (every name under the root is lowercase ASCII, see :func:`encode_name`)::
       .../<hashed name>.key                   the real id behind a hashed name (see below)
 
 ``<seq>`` is zero-padded to 20 digits, so sorted file names are store order and the latest
-record of a thread, agent or index is the last name of one directory listing.
+record of an agent or output index is the last name of one directory listing. A thread's reads
+go through its ``.index`` instead, so they do not grow with the thread.
 
 Design:
 
 - **Atomic writes.** Every file is written as ``.tmp-<random>`` in its own directory, flushed,
   fsynced, renamed over its final name with ``os.replace`` and the directory is fsynced. Readers
   never see a partial file; names starting with ``.`` are never listed, and leftover temp files
-  are removed when a store is opened. A multi-file write commits with its last rename: the state
-  before the checkpoint metadata, the index markers before the output record. Readers skip
-  markers whose record is missing or carries another ``seq``.
+  are removed when a store is opened. A multi-file write commits with its last rename: the index
+  line and the state before the checkpoint metadata, the index markers before the output record.
+  Readers skip index lines and markers whose record is missing or carries another ``seq``.
 - **Locking.** All writes of all processes are serialized by one store-wide ``filelock`` on
   ``.lock`` (plus a thread lock inside the process); waiting longer than ``timeout`` raises
   :class:`BackendUnavailable`. Readers take no lock: renames are atomic.
-- **Ordering.** ``seq`` comes from the ``seq`` counter file, advanced and fsynced under the lock
-  before the record is written: strictly increasing, shared by every kind, never reused.
+- **Ordering.** ``seq`` comes from the ``seq`` counter file, advanced (in place, CRC-checked)
+  and fsynced under the lock before the record is written: strictly increasing, shared by every
+  kind, never reused.
 - **Names.** Ids are arbitrary strings, so they are encoded (:func:`encode_name`): ``[a-z0-9_.-]``
   stay, an upper-case letter becomes ``^`` plus the letter, anything else becomes ``%xx`` per UTF-8
   byte, and a leading or trailing ``.`` is escaped. Names stay readable, never contain ``/``,
@@ -62,15 +65,18 @@ existing non-empty directory without a manifest is refused. Options (query or ke
 fsync for throwaway stores: a crash of the OS may then lose acknowledged writes).
 
 Modules: :mod:`.url` (options), :mod:`.names` (file names), :mod:`.layout` (the directory: atomic
-writes, the lock, the seq counter), one per face: :mod:`.checkpoints`, :mod:`.outputs`,
-:mod:`.adaptive`, :mod:`.blobs`, :mod:`.items`.
+writes, the lock, the seq counter), :mod:`.index` (the per-thread checkpoint index and its crash
+rules), one per face: :mod:`.checkpoints`, :mod:`.outputs`, :mod:`.adaptive`, :mod:`.blobs`,
+:mod:`.items`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
+from relaystore.backends.filesystem import counter
 from relaystore.backends.filesystem.adaptive import FileAdaptiveStore
 from relaystore.backends.filesystem.blobs import FileBlobStore
 from relaystore.backends.filesystem.checkpoints import FileCheckpointStore
@@ -78,8 +84,8 @@ from relaystore.backends.filesystem.items import FileItemStore
 from relaystore.backends.filesystem.layout import FORMAT_VERSION, FileRoot
 from relaystore.backends.filesystem.names import PLAIN_NAME_BYTES, decode_name, encode_name, seq_name
 from relaystore.backends.filesystem.outputs import EVENT_FILE_BYTES, FileOutputStore
-from relaystore.backends.filesystem.url import parse_url
-from relaystore.stores import Store
+from relaystore.backends.filesystem.url import FileOptions, parse_url
+from relaystore.stores import CounterCheck, Store
 
 __all__ = [
     "EVENT_FILE_BYTES",
@@ -89,6 +95,7 @@ __all__ = [
     "FileBlobStore",
     "FileCheckpointStore",
     "FileItemStore",
+    "FileOptions",
     "FileOutputStore",
     "FileRoot",
     "decode_name",
@@ -106,9 +113,10 @@ async def open_store(url: str, **options: Any) -> Store:
     (default true). Raises :class:`InvalidInput` for a bad URL or a directory that is not a
     store, :class:`BackendUnavailable` if the directory cannot be created, written or locked.
     """
-    path, timeout, fsync = parse_url(url, options)
-    root = FileRoot(path, timeout=timeout, fsync=fsync)
-    await asyncio.to_thread(root.guard, root.open_sync)
+    parsed = parse_url(url, options)
+    root = FileRoot(parsed.local_path, timeout=parsed.timeout, fsync=parsed.fsync)
+    checkpoints = FileCheckpointStore(root)
+    await asyncio.to_thread(root.guard, lambda: root.open_sync([checkpoints.check_indexes]))
     blobs = FileBlobStore(root)
     await root.read(blobs.drop_stale_uploads)
 
@@ -117,16 +125,26 @@ async def open_store(url: str, **options: Any) -> Store:
 
     async def info() -> dict[str, Any]:
         last_seq = await root.read(root.last_seq)
-        return {"path": str(path), "format_version": FORMAT_VERSION, "fsync": fsync, "last_seq": last_seq}
+        return {
+            "path": str(parsed.local_path),
+            "format_version": FORMAT_VERSION,
+            "fsync": parsed.fsync,
+            "last_seq": last_seq,
+        }
+
+    async def counters(repair: bool) -> list[CounterCheck]:
+        check = partial(counter.check, root, repair)
+        return await (root.write(check) if repair else root.read(check))
 
     return Store(
         url,
         "file",
-        FileCheckpointStore(root),
+        checkpoints,
         FileOutputStore(root),
         FileAdaptiveStore(root),
         blobs=blobs,
         items=FileItemStore(root),
         close=close,
         info=info,
+        counters=counters,
     )

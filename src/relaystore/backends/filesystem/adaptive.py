@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from relaystore.backends.filesystem.layout import FileRoot, sorted_after, take
+from relaystore.backends.filesystem.layout import FileRoot, read_text, sorted_after, take
 from relaystore.backends.filesystem.names import encode_name, is_sidecar, seq_name, stem_of
 from relaystore.errors import Conflict
 from relaystore.stores import AdaptiveStore, DocKind
@@ -39,11 +39,11 @@ class FileAdaptiveStore(AdaptiveStore):
 
     async def _list_runs(
         self, agent_id: str, after: int | None, limit: int | None
-    ) -> list[tuple[int, str, str]]:
+    ) -> list[tuple[int, str, str | bytes]]:
         agent_dir = self._runs / encode_name(agent_id)
 
-        def list_runs() -> list[tuple[int, str, str]]:
-            rows: list[tuple[int, str, str]] = []
+        def list_runs() -> list[tuple[int, str, str | bytes]]:
+            rows: list[tuple[int, str, str | bytes]] = []
             for seq, name in self._root.seq_files(agent_dir):
                 if after is not None and seq <= after:
                     continue
@@ -51,7 +51,8 @@ class FileAdaptiveStore(AdaptiveStore):
                     break
                 raw = self._root.read_bytes(agent_dir / name)
                 if raw is not None:  # else deleted since the listing
-                    rows.append((seq, str(agent_dir / name), raw.decode("utf-8", errors="replace")))
+                    # the bytes as stored: the store decodes them, so bad UTF-8 skips this run alone
+                    rows.append((seq, str(agent_dir / name), raw))
             return rows
 
         return await self._root.read(list_runs)
@@ -146,6 +147,7 @@ class FileAdaptiveStore(AdaptiveStore):
 
 
 def _read_doc(root: FileRoot, path: Path) -> str | None:
-    raw = root.read_bytes(path)
-    # Undecodable bytes become U+FFFD, so the JSON check upstream reports the record as corrupt.
-    return None if raw is None else raw.decode("utf-8", errors="replace")
+    """The document's text; :class:`CorruptRecord` for bytes that are not UTF-8. Never decoded
+    with replacement characters: the damage would then read as a value, and an update would
+    write it back as if it were data."""
+    return read_text(root, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import time
@@ -10,9 +11,12 @@ from pathlib import Path
 
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.filesystem.layout import FileRoot, read_text, take
-from relaystore.errors import BackendUnavailable
+from relaystore.errors import BackendUnavailable, CorruptRecord
 from relaystore.models.outputs import BlobContent
+from relaystore.stores._common import Skipped
 from relaystore.stores.blobs import CHUNK_SIZE, BlobStore
+
+log = logging.getLogger("relaystore")
 
 BLOBS_DIR = "blobs"
 UPLOAD_PREFIX = ".upload-"  # not TMP_PREFIX: open() must not delete an upload another process runs
@@ -106,7 +110,7 @@ class FileBlobStore(BlobStore):
 
         return await self._root.write(delete)
 
-    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent | Skipped]:
         def digests() -> list[str]:
             found: list[str] = []
             for prefix in sorted(self._root.names(self._dir)):
@@ -118,8 +122,17 @@ class FileBlobStore(BlobStore):
                     break
             return take(found, limit)
 
-        blobs = [await self._stat(sha) for sha in await self._root.read(digests)]
-        return [b for b in blobs if b is not None]
+        found: list[BlobContent | Skipped] = []
+        for sha in await self._root.read(digests):
+            try:
+                blob = await self._stat(sha)
+            except CorruptRecord as exc:  # its mime file is not UTF-8: skip it alone
+                log.warning("skipping %s", exc)
+                found.append(Skipped(sha, exc.key))
+                continue
+            if blob is not None:
+                found.append(blob)
+        return found
 
     def drop_stale_uploads(self) -> int:
         """Remove staged uploads untouched for a day (left by a crashed writer); blocking."""

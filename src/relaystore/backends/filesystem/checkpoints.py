@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
+from relaystore.backends.filesystem import index
+from relaystore.backends.filesystem.index import BadIndex, Entries
 from relaystore.backends.filesystem.layout import (
     ATTACHMENTS_DIR,
     CHECKPOINTS_DIR,
@@ -38,10 +43,13 @@ COMPACT_BATCHES = 32  # a checkpoint's pending writes are merged into one batch 
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 _WRITES: TypeAdapter[list[PendingWrite]] = TypeAdapter(list[PendingWrite])
 _BATCH = re.compile(r"^(\d{20})\.json$")
+T = TypeVar("T")
+log = logging.getLogger("relaystore")
 
 
 class FileCheckpointStore(CheckpointStore):
-    """``checkpoints/<thread>/<seq>-<id>.json`` plus ``.state``; the thread head is the last name.
+    """``checkpoints/<thread>/<seq>-<id>.json`` plus ``.state``, found through the thread's
+    ``.index`` (:mod:`.index`: its crash rules); the thread head is the newest committed line.
 
     Pending writes live in ``writes/<id>/``, keyed by the checkpoint id alone because they may
     arrive before the checkpoint; deleting a checkpoint deletes its writes, and ``prune`` removes
@@ -57,10 +65,76 @@ class FileCheckpointStore(CheckpointStore):
     def _thread_dir(self, thread_id: str) -> Path:
         return self._dir / encode_name(thread_id)
 
-    def _find(self, thread_dir: Path, checkpoint_id: str) -> str | None:
-        """The metadata file name of ``checkpoint_id`` in the thread, found by one listing."""
+    # ---------------------------------------------------------------- the thread index
+
+    def _ask(self, thread_dir: Path, question: Callable[[Entries], T], *, repair: bool = False) -> T:
+        """``question`` answered from the thread's index, or from its directory listing when the
+        index is missing or fails a check. ``question`` must only read (it may run twice).
+
+        ``repair`` (a writer, holding the lock): cut a torn tail first, and rebuild a missing
+        index from the directory. A failing index is rebuilt by writers and readers alike.
+        """
+        try:
+            if repair:
+                index.cut_torn_tail(thread_dir)
+            reader = index.open_reader(thread_dir)
+            if reader is None and repair and self._root.seq_files(thread_dir):
+                self._rebuild_index(thread_dir)
+                reader = index.open_reader(thread_dir)
+            if reader is not None:
+                with reader:
+                    return question(reader)
+        except BadIndex as exc:
+            log.warning("%s; answering from the directory and rebuilding the index", exc)
+            if repair:
+                self._rebuild_index(thread_dir)
+            else:  # a reader takes the lock for this once; if it cannot, the next writer will
+                with contextlib.suppress(BackendUnavailable, OSError):
+                    self._root.locked(lambda: self._rebuild_index(thread_dir))
+        return question(Entries(self._root.seq_files(thread_dir)))
+
+    def _rebuild_index(self, thread_dir: Path) -> None:
+        """Write the thread's index from its directory, atomically (caller holds the lock)."""
+        files = self._root.seq_files(thread_dir)
+        if files:
+            self._root.write_file(thread_dir / index.INDEX_FILE, index.lines(files))
+        elif self._root.remove(thread_dir / index.INDEX_FILE):
+            self._root.sync_dir(thread_dir)
+
+    def check_indexes(self) -> int:
+        """Compare every thread's index with its directory and rewrite those that differ (at open,
+        under the lock): lines an OS crash lost, torn tails, dangling lines. Returns how many."""
+        repaired = 0
+        for name in self._root.names(self._dir):
+            thread_dir = self._dir / name
+            if is_sidecar(name) or not thread_dir.is_dir():
+                continue
+            files = self._root.seq_files(thread_dir)
+            current = self._root.read_bytes(thread_dir / index.INDEX_FILE)
+            if current != (index.lines(files) if files else None):
+                if current is not None or files:
+                    log.warning("%s: the checkpoint index differs from the directory; rebuilt", thread_dir)
+                self._rebuild_index(thread_dir)
+                repaired += 1
+        return repaired
+
+    def _committed(self, thread_dir: Path, names: list[str]) -> str | None:
+        """The first of ``names`` whose metadata file exists (an index line may be uncommitted)."""
+        return next((n for n in names if os.path.exists(thread_dir / n)), None)
+
+    def _newest(self, thread_dir: Path, entries: Entries) -> str | None:
+        """The metadata file name of the thread head."""
+        return next((n for _, n in entries.walk(True, None) if os.path.exists(thread_dir / n)), None)
+
+    def _has_checkpoints(self, thread_dir: Path) -> bool:
+        return self._ask(thread_dir, lambda entries: self._newest(thread_dir, entries)) is not None
+
+    def _find(self, thread_dir: Path, checkpoint_id: str, *, repair: bool = False) -> str | None:
+        """The metadata file name of ``checkpoint_id`` in the thread."""
         stem = encode_name(checkpoint_id)
-        return next((n for _, n in self._root.seq_files(thread_dir) if stem_of(n) == stem), None)
+        return self._ask(
+            thread_dir, lambda entries: self._committed(thread_dir, entries.named(stem)), repair=repair
+        )
 
     def _head_id(self, thread_dir: Path, name: str) -> str:
         """The checkpoint id behind a file name, even when its metadata is unreadable."""
@@ -95,7 +169,9 @@ class FileCheckpointStore(CheckpointStore):
             self._root.make_dirs(thread_dir)
             if attachments:
                 self._write_attachments(thread_dir, attachments)
-            base = seq_name(self._root.next_seq(), stem)
+            seq = self._root.next_seq()
+            index.append(thread_dir, seq, stem)  # write-ahead: before the checkpoint's files
+            base = seq_name(seq, stem)
             self._root.write_file(thread_dir / f"{base}.state", state)
             self._root.write_file(thread_dir / f"{base}.json", doc)  # the commit point
 
@@ -104,11 +180,14 @@ class FileCheckpointStore(CheckpointStore):
     def _check_save(self, thread_id: str, thread_dir: Path, checkpoint_id: str, expected: Any) -> str:
         """Raise :class:`Conflict` for a stale head or a duplicate id (caller holds the lock);
         return the checkpoint's encoded name stem."""
-        files = self._root.seq_files(thread_dir)
-        self._check_head(thread_id, thread_dir, expected, files[-1][1] if files else None)
         stem = encode_name(checkpoint_id)
-        if any(stem_of(name) == stem for _, name in files):
-            raise duplicate_conflict(thread_id, checkpoint_id)
+
+        def check(entries: Entries) -> None:
+            self._check_head(thread_id, thread_dir, expected, self._newest(thread_dir, entries))
+            if self._committed(thread_dir, entries.named(stem)) is not None:
+                raise duplicate_conflict(thread_id, checkpoint_id)
+
+        self._ask(thread_dir, check, repair=True)
         return stem
 
     def _check_head(self, thread_id: str, thread_dir: Path, expected: Any, head_file: str | None) -> None:
@@ -141,8 +220,8 @@ class FileCheckpointStore(CheckpointStore):
         thread_dir = self._thread_dir(thread_id)
 
         def head() -> str | None:
-            files = self._root.seq_files(thread_dir)
-            return self._head_id(thread_dir, files[-1][1]) if files else None
+            name = self._ask(thread_dir, lambda entries: self._newest(thread_dir, entries))
+            return None if name is None else self._head_id(thread_dir, name)
 
         return await self._root.read(head)
 
@@ -162,45 +241,41 @@ class FileCheckpointStore(CheckpointStore):
     async def _load_latest(self, thread_id: str) -> Checkpoint | None:
         thread_dir = self._thread_dir(thread_id)
 
-        def load_latest() -> Checkpoint | None:
-            for _, name in reversed(self._root.seq_files(thread_dir)):
-                with contextlib.suppress(FileNotFoundError):  # deleted since the listing
+        def latest(entries: Entries) -> Checkpoint | None:
+            for _, name in entries.walk(True, None):
+                with contextlib.suppress(FileNotFoundError):  # uncommitted, or deleted meanwhile
                     return self._read_checkpoint(thread_dir / name)
             return None
 
-        return await self._root.read(load_latest)
+        return await self._root.read(lambda: self._ask(thread_dir, latest))
 
     async def _list(
         self, thread_id: str, limit: int | None, after: int | None, newest_first: bool
     ) -> list[SeqRow]:
         thread_dir = self._thread_dir(thread_id)
 
-        def list_rows() -> list[SeqRow]:
-            files = self._root.seq_files(thread_dir)
-            if newest_first:
-                files.reverse()
+        def list_rows(entries: Entries) -> list[SeqRow]:
             rows: list[SeqRow] = []
-            for seq, name in files:
-                if after is not None and (seq >= after if newest_first else seq <= after):
-                    continue
+            for seq, name in entries.walk(newest_first, after):
                 if limit is not None and len(rows) >= limit:
                     break
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):  # uncommitted, or deleted meanwhile
                     metadata = read_or_skip(self._read_metadata, thread_dir / name)
                     if metadata is not None:
                         rows.append((seq, metadata))
             return rows
 
-        return await self._root.read(list_rows)
+        return await self._root.read(lambda: self._ask(thread_dir, list_rows))
 
     async def _delete(self, thread_id: str, checkpoint_id: str) -> bool:
         thread_dir = self._thread_dir(thread_id)
 
         def delete() -> bool:
-            name = self._find(thread_dir, checkpoint_id)
+            name = self._find(thread_dir, checkpoint_id, repair=True)
             if name is None:
                 return False
             self._remove_checkpoint(thread_dir, name)
+            self._rebuild_index(thread_dir)  # a crash before this leaves a dangling line: skipped
             self._drop_if_empty(thread_dir)
             return True
 
@@ -255,7 +330,7 @@ class FileCheckpointStore(CheckpointStore):
             for key in sorted_after(list(keys), after):
                 if limit is not None and len(found) >= limit:
                     break
-                if self._root.seq_files(self._dir / keys[key]):  # skip threads being emptied
+                if self._has_checkpoints(self._dir / keys[key]):  # skip threads being emptied
                     found.append(key)
             return found
 
@@ -271,6 +346,7 @@ class FileCheckpointStore(CheckpointStore):
                 self._remove_checkpoint(thread_dir, name)
             self._drop_orphans(thread_dir)
             if doomed:
+                self._rebuild_index(thread_dir)
                 self._drop_if_empty(thread_dir)
             return len(doomed)
 

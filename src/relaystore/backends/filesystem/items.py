@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from relaystore.backends.filesystem.names import KEY_SUFFIX, encode_name
 from relaystore.errors import CorruptRecord
+from relaystore.stores._common import Skipped, or_skipped
 from relaystore.stores.items import (
     Condition,
     ItemStore,
@@ -67,11 +68,15 @@ class FileItemStore(ItemStore):
         return sorted(found)
 
     def _read(self, path: Path, vectors: bool = False) -> StoredItem | None:
+        """The item in ``path`` (None if gone); :class:`CorruptRecord` if the file is not UTF-8
+        JSON of an item record whose value is an object."""
         raw = self._root.read_bytes(path)
         if raw is None:
             return None
         try:
             record = json.loads(raw)
+            if not isinstance(record, dict) or not isinstance(record.get("value"), dict):
+                raise TypeError("not a JSON object with an object value")
             packed = record.get("vectors")
             return StoredItem(
                 decode_namespace(record["ns"]),
@@ -83,18 +88,23 @@ class FileItemStore(ItemStore):
                 record["ttl"],
                 unpack_vectors(base64.b64decode(packed)) if vectors and packed else ({} if vectors else None),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CorruptRecord(str(path), f"not an item record: {exc}") from exc
 
-    def _items(self, low: str | None, high: str | None, now: float | None, vectors: bool) -> list[StoredItem]:
-        items = []
+    def _items(
+        self, low: str | None, high: str | None, now: float | None, vectors: bool
+    ) -> tuple[list[StoredItem], int]:
+        """The live items in the range, and how many corrupt ones were skipped (each logged)."""
+        items, corrupt = [], 0
         for _, directory in self._spaces(low, high):
             for name in sorted(self._root.names(directory)):
                 if name.endswith(".json"):
-                    item = self._read(directory / name, vectors)
-                    if item is not None and (now is None or is_live(item.expires_at, now)):
+                    item = or_skipped(None, self._read, directory / name, vectors)
+                    if isinstance(item, Skipped):
+                        corrupt += 1
+                    elif item is not None and (now is None or is_live(item.expires_at, now)):
                         items.append(item)
-        return items
+        return items, corrupt
 
     def _save(self, item: StoredItem, packed: bytes | None) -> None:
         space = encode_namespace(item.namespace)
@@ -128,7 +138,10 @@ class FileItemStore(ItemStore):
         if put.value is None:
             self._remove(space, put.key)
             return
-        old = self._read(self._space_dir(space) / _file_name(put.key))
+        # A put replaces the value: a corrupt item it replaces counts as absent (the put repairs it).
+        old = or_skipped(None, self._read, self._space_dir(space) / _file_name(put.key))
+        if isinstance(old, Skipped):
+            old = None
         live = old is not None and is_live(old.expires_at, now)
         item = StoredItem(
             put.namespace,
@@ -173,7 +186,7 @@ class FileItemStore(ItemStore):
         values: bool = True,
     ) -> list[StoredItem]:
         def read() -> list[StoredItem]:
-            items = [i for i in self._items(low, high, now, vectors) if matches(i.value, conditions)]
+            items = [i for i in self._items(low, high, now, vectors)[0] if matches(i.value, conditions)]
             items.sort(key=lambda i: (encode_namespace(i.namespace), i.key))
             if newest_first:
                 items.sort(key=lambda i: i.updated_at, reverse=True)
@@ -183,7 +196,7 @@ class FileItemStore(ItemStore):
 
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
         def read() -> list[str]:
-            return sorted({encode_namespace(i.namespace) for i in self._items(low, high, now, False)})
+            return sorted({encode_namespace(i.namespace) for i in self._items(low, high, now, False)[0]})
 
         return await self._root.read(read)
 
@@ -198,10 +211,14 @@ class FileItemStore(ItemStore):
 
     async def _sweep(self, now: float) -> int:
         def sweep() -> int:
-            expired = [i for i in self._items(None, None, None, False) if not is_live(i.expires_at, now)]
+            expired = [i for i in self._items(None, None, None, False)[0] if not is_live(i.expires_at, now)]
             return sum(self._remove(encode_namespace(i.namespace), i.key) for i in expired)
 
         return await self._root.write(sweep)
 
     async def _count(self, low: str | None, high: str | None, now: float | None) -> int:
-        return await self._root.read(lambda: len(self._items(low, high, now, False)))
+        def count() -> int:
+            items, corrupt = self._items(low, high, now, False)
+            return len(items) + corrupt  # a stored record counts, readable or not
+
+        return await self._root.read(count)

@@ -14,12 +14,13 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import filelock
 
+from relaystore.backends.filesystem import counter
 from relaystore.backends.filesystem.names import KEY_SUFFIX, SEQ_JSON, SEQ_PREFIX, decode_name, encode_name
 from relaystore.errors import BackendUnavailable, CorruptRecord, InvalidInput
 
@@ -28,7 +29,7 @@ A = TypeVar("A")
 log = logging.getLogger("relaystore")
 
 FORMAT = "relaystore-file"
-FORMAT_VERSION = 2  # 2: pending writes keyed by checkpoint id alone (they may precede it)
+FORMAT_VERSION = 3  # 2: pending writes keyed by checkpoint id alone; 3: per-thread checkpoint index
 MANIFEST = "relaystore.json"
 COUNTER = "seq"
 LOCK_FILE = ".lock"
@@ -205,20 +206,34 @@ class FileRoot:
     # ---------------------------------------------------------------- seq counter
 
     def next_seq(self) -> int:
-        """Advance the store-order counter (caller holds the lock) and return the new value."""
+        """Advance the store-order counter (caller holds the lock) and return the new value.
+
+        A checked counter is overwritten in place and fsynced (one fsync, where a rename costs
+        two); an older or missing one is replaced atomically. Raises :class:`CorruptRecord` when
+        the counter cannot be trusted (see :mod:`.counter`)."""
         path = self.path / COUNTER
         raw = self.read_bytes(path)
-        try:
-            last = int(raw) if raw is not None else None
-        except ValueError:
-            last = None
-        if last is None:
-            last = self._highest_seq_on_disk()
-            log.warning("%s is missing or unreadable; continuing after seq %d found on disk", path, last)
-        self.write_file(path, f"{last + 1}\n".encode())
+        last = counter.last_trusted(self, raw)
+        if last < 0:
+            last = self.highest_seq_on_disk()
+            log.warning("%s is missing; continuing after seq %d found on disk", path, last)
+        if counter.is_checked(raw):
+            self._overwrite(path, counter.encode(last + 1))
+        else:
+            self.write_file(path, counter.encode(last + 1))
         return last + 1
 
-    def _highest_seq_on_disk(self) -> int:
+    def _overwrite(self, path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.pwrite(fd, data, 0)
+            if self.fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def highest_seq_on_disk(self) -> int:
+        """The highest seq any record file carries (a walk of the whole store)."""
         highest = 0
         for directory, subdirs, files in os.walk(self.path):
             if Path(directory).parent == self.path / CHECKPOINTS_DIR:
@@ -230,37 +245,46 @@ class FileRoot:
         return highest
 
     def last_seq(self) -> int:
+        """The counter's value for display (0 when missing or unreadable)."""
         raw = self.read_bytes(self.path / COUNTER)
-        try:
-            return int(raw) if raw is not None else 0
-        except ValueError:
-            return 0
+        value = counter.decode(raw)[0] if raw is not None else None
+        return value or 0
 
     # ---------------------------------------------------------------- opening
 
-    def open_sync(self) -> None:
-        """Create or check the store directory, then remove temp files of interrupted writes."""
+    def open_sync(self, checks: Sequence[Callable[[], object]] = ()) -> None:
+        """Create or check the store directory, run ``checks`` (repairs derived data, such as the
+        checkpoint indexes) under the lock, then remove temp files of interrupted writes.
+
+        ``checks`` run before an older manifest is upgraded: a crash mid-upgrade reruns them, and
+        older versions, which would not maintain what they build, refuse the upgraded store."""
         if not self.path.parent.is_dir():
             raise BackendUnavailable(f"cannot open file store {self.path}: {self.path.parent} does not exist")
         with contextlib.suppress(FileExistsError):
             self.path.mkdir()
         if not self.path.is_dir():
             raise BackendUnavailable(f"cannot open file store {self.path}: not a directory")
-        self.locked(self._prepare)
+        self.locked(lambda: self._prepare(checks))
 
-    def _prepare(self) -> None:
+    def _prepare(self, checks: Sequence[Callable[[], object]]) -> None:
         manifest = self.path / MANIFEST
         raw = self.read_bytes(manifest)
         if raw is None:
             if self.names(self.path):
                 raise InvalidInput(f"{self.path} is not empty and has no {MANIFEST}: not a relaystore store")
             self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
-            self.write_file(self.path / COUNTER, b"0\n")
+            self.write_file(self.path / COUNTER, counter.encode(0))
         else:
-            if self._check_manifest(manifest, raw) < 2:
-                self._key_writes_by_id()
-                self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
+            self._upgrade(manifest, self._check_manifest(manifest, raw), checks)
         self._remove_temp_files()
+
+    def _upgrade(self, manifest: Path, version: int, checks: Sequence[Callable[[], object]]) -> None:
+        if version < 2:
+            self._key_writes_by_id()
+        for check in checks:
+            check()
+        if version < FORMAT_VERSION:
+            self.write_file(manifest, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
 
     def _key_writes_by_id(self) -> None:
         """Format 1 named a checkpoint's writes directory ``<seq>-<id>``; 2 names it ``<id>``,

@@ -147,6 +147,7 @@ class HttpCheckpointStore(CheckpointStore):
             assert response is not None
             what = f"checkpoints of {thread_id!r} from {self._c.base}"
             page = parse_json(_FULL_PAGE, response.content, what)
+            self._c.relay_warnings({"warnings": page.warnings, "corrupt": page.corrupt})
             items.extend(item.bundle() for item in page.items)
             wanted = None if query.limit is None else query.limit - 1
             if page.next_cursor is None or (wanted is not None and len(items) >= wanted):

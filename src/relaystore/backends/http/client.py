@@ -17,6 +17,7 @@ import httpx
 
 from relaystore import wire
 from relaystore.backends.http.url import HttpOptions
+from relaystore.errors import CorruptRecord
 from relaystore.stores._common import decode_seq_cursor, encode_cursor
 
 log = logging.getLogger("relaystore")
@@ -72,9 +73,19 @@ class Client:
         if limit is not None:
             query["limit"] = limit
         body = await self.json("GET", path, params=query)
-        for warning in body.get("warnings", ()):  # corrupt records the server skipped
-            log.warning("%s (on %s)", warning, self.base)
+        self.relay_warnings(body)
         return body["items"], body["next_cursor"]
+
+    def relay_warnings(self, body: dict[str, Any]) -> None:
+        """Log what the server skipped as a local store would: each corrupt record as a
+        :class:`CorruptRecord` argument (so an export can name it), other warnings as lines."""
+        corrupt = [c for c in body.get("corrupt", ()) if isinstance(c, dict)]
+        for entry in corrupt:
+            skipped = CorruptRecord(str(entry.get("key")), str(entry.get("reason")))
+            log.warning("skipping %s (on %s)", skipped, self.base)
+        for warning in body.get("warnings", ()):
+            if not (corrupt and str(warning).startswith("skipping corrupt record ")):
+                log.warning("%s (on %s)", warning, self.base)
 
     async def rows(
         self, path: str, params: dict[str, Any], after: str | None, limit: int | None

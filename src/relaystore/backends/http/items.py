@@ -84,6 +84,7 @@ class HttpItemStore(ItemStore):
             "newest_first": newest_first,
         }
         answer = await self._post(wire.ITEMS_SEARCH, body)
+        self._c.relay_warnings(answer)
         return [item for item in map(_item, answer["items"]) if item is not None]
 
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:

@@ -20,6 +20,7 @@ from relaystore.backends import _vector_sql
 from relaystore.backends.postgres import vectors
 from relaystore.backends.postgres.database import PgDatabase
 from relaystore.backends.postgres.migrations import upgrade
+from relaystore.stores._common import or_skipped, without_skipped
 from relaystore.stores.items import (
     Condition,
     ItemStore,
@@ -27,6 +28,7 @@ from relaystore.stores.items import (
     Namespace,
     StoredItem,
     decode_namespace,
+    decode_value,
     encode_namespace,
     json_kind,
     pack_vectors,
@@ -136,11 +138,13 @@ def _all_of(clauses: list[str]) -> str:
 
 
 def _row_item(row: Sequence[Any], vectors: bool) -> StoredItem:
-    """The item of a row of :data:`_COLUMNS` and then vectors (read only when ``vectors``)."""
+    """The item of a row of :data:`_COLUMNS` and then vectors (read only when ``vectors``);
+    :class:`~relaystore.errors.CorruptRecord` when its value is not a JSON object."""
+    where = f"items[{row[0]!r}, {row[1]!r}]"
     return StoredItem(
         decode_namespace(row[0]),
         row[1],
-        json.loads(row[2]) if row[2] is not None else {},
+        decode_value(row[2], where) if row[2] is not None else {},
         row[3],
         row[4],
         row[5],
@@ -199,7 +203,7 @@ class PgItemStore(ItemStore):
             f"WHERE {_all_of(clauses)} ORDER BY {order} LIMIT %s OFFSET %s"
         )
         rows = await self._all(query, [*params, limit, offset])
-        return [_row_item(row, vectors) for row in rows]
+        return without_skipped([or_skipped(None, _row_item, row, vectors) for row in rows])
 
     async def _all(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
         # Filter clauses vary with each filter's shape: compose them rather than cache every one.

@@ -33,11 +33,12 @@ from relaystore.backends.redis.adaptive import RedisAdaptiveStore
 from relaystore.backends.redis.blobs import RedisBlobStore
 from relaystore.backends.redis.checkpoints import RedisCheckpointStore
 from relaystore.backends.redis.connection import RedisConnection, client
+from relaystore.backends.redis.counters import check_counters
 from relaystore.backends.redis.items import RedisItemStore
 from relaystore.backends.redis.layout import DEFAULT_PREFIX, AdaptiveKeys
 from relaystore.backends.redis.outputs import RedisOutputStore
 from relaystore.backends.redis.url import RedisOptions, parse_url
-from relaystore.stores import Store
+from relaystore.stores import CounterCheck, Store
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -85,15 +86,22 @@ async def open_store(url: str, **options: Any) -> Store:
             "redis_version": server.get("redis_version"),
         }
 
+    checkpoints = RedisCheckpointStore(conn, parsed.prefix)
+    outputs = RedisOutputStore(conn, parsed.prefix)
+
+    async def counters(repair: bool) -> list[CounterCheck]:
+        return await check_counters(conn, checkpoints, outputs, repair)
+
     return Store(
         url,
         "redis",
-        RedisCheckpointStore(conn, parsed.prefix),
-        RedisOutputStore(conn, parsed.prefix),
+        checkpoints,
+        outputs,
         RedisAdaptiveStore(conn, AdaptiveKeys(parsed.prefix, parsed.cluster), parsed.ttl),
         blobs=blobs,
         items=RedisItemStore(conn, parsed.prefix),
         close=conn.close,
         info=info,
+        counters=counters,
         concurrent_calls=True,
     )

@@ -36,10 +36,10 @@ class RedisAdaptiveStore(AdaptiveStore):
 
     async def _list_runs(
         self, agent_id: str, after: int | None, limit: int | None
-    ) -> list[tuple[int, str, str]]:
+    ) -> list[tuple[int, str, str | bytes]]:
         # Dangling index entries (expired or deleted runs) are skipped, so keep reading pages
         # until ``limit`` rows are found or the index ends: one extra round trip pair per gap.
-        rows: list[tuple[int, str, str]] = []
+        rows: list[tuple[int, str, str | bytes]] = []
         while limit is None or len(rows) < limit:
             want = None if limit is None else limit - len(rows)
             batch, after, exhausted = await self._run_page(agent_id, after, want)
@@ -50,16 +50,17 @@ class RedisAdaptiveStore(AdaptiveStore):
 
     async def _run_page(
         self, agent_id: str, after: int | None, want: int | None
-    ) -> tuple[list[tuple[int, str, str]], int | None, bool]:
-        """One LRANGE and one MGET: ``(rows, last seq read, whether the index ended)``."""
+    ) -> tuple[list[tuple[int, str, str | bytes]], int | None, bool]:
+        """One LRANGE and one MGET: ``(rows, last seq read, whether the index ended)``. Texts stay
+        bytes: the store decodes each, so one that is not UTF-8 is skipped alone."""
         index, trimmed = self._run_keys(agent_id)
         first, ids = await self._c.script(
             "RUN_IDS", [index, trimmed], [-1 if after is None else after, want or 0]
         )
         keys = [self._k.run(agent_id, rid.decode()) for rid in ids]
         texts = await self._c.mget(keys) if keys else []
-        rows = [
-            (first + i + 1, key, utf8(text, key) or "")
+        rows: list[tuple[int, str, str | bytes]] = [
+            (first + i + 1, key, text)
             for i, (key, text) in enumerate(zip(keys, texts, strict=True))
             if text is not None
         ]

@@ -9,6 +9,7 @@ from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.redis.connection import RedisConnection, sorted_page
 from relaystore.errors import CorruptRecord
 from relaystore.models.outputs import BlobContent
+from relaystore.stores._common import Skipped, or_skipped
 from relaystore.stores.blobs import BlobStore
 
 
@@ -45,7 +46,7 @@ class RedisBlobStore(BlobStore):
         try:
             meta = json.loads(raw)
             return BlobContent(sha256=sha256, size=meta["size"], mime=meta["mime"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:  # ValueError: not UTF-8, JSON or a model
             raise CorruptRecord(f"{self._meta}[{sha256}]", str(exc)) from exc
 
     async def _chunk(self, sha256: str, index: int) -> bytes | None:
@@ -54,12 +55,16 @@ class RedisBlobStore(BlobStore):
     async def _delete(self, sha256: str) -> bool:
         return bool(await self._c.script("DELETE_BLOB", [self._meta], [self._base, sha256]))
 
-    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent | Skipped]:
         # HKEYS is O(blobs); a blob store holds far fewer entries than it holds bytes
         digests = {k.decode() for k in await self._c.do(self._meta, "HKEYS", self._meta)}
         page = sorted_page(digests, after, limit)
         raws = await self._c.hmget(self._meta, page)
-        return [self._blob(sha, raw) for sha, raw in zip(page, raws, strict=True) if raw is not None]
+        return [
+            or_skipped(sha, self._blob, sha, raw)
+            for sha, raw in zip(page, raws, strict=True)
+            if raw is not None
+        ]
 
     async def drop_stale_uploads(self) -> int:
         cutoff = time.time() - STALE_UPLOAD_SECONDS

@@ -16,7 +16,7 @@ decides. Filters run in Python over the namespaces in range (O(items under the p
 from __future__ import annotations
 
 import base64
-import json
+import logging
 
 from relaystore.backends.redis.connection import RedisConnection
 from relaystore.errors import CorruptRecord
@@ -26,6 +26,7 @@ from relaystore.stores.items import (
     ItemWrite,
     StoredItem,
     decode_namespace,
+    decode_value,
     encode_namespace,
     is_live,
     matches,
@@ -33,6 +34,8 @@ from relaystore.stores.items import (
     unpack_vectors,
     write_json,
 )
+
+log = logging.getLogger("relaystore")
 
 
 def _number(text: str) -> float | None:
@@ -57,7 +60,7 @@ class RedisItemStore(ItemStore):
             return StoredItem(
                 decode_namespace(space),
                 key,
-                json.loads(body),
+                decode_value(body, where),
                 float(created),
                 float(updated),
                 _number(expires),
@@ -84,17 +87,23 @@ class RedisItemStore(ItemStore):
 
     async def _live_items(
         self, low: str | None, high: str | None, now: float | None, vectors: bool = False
-    ) -> list[StoredItem]:
-        items = []
+    ) -> tuple[list[StoredItem], int]:
+        """The live items in the range, and how many corrupt ones were skipped (each logged)."""
+        items, corrupt = [], 0
         for space in await self._spaces(low, high):
             h = self._hash(space)
             rows = await self._conn.do(h, "HGETALL", h)
             packed = await self._conn.do(h, "HGETALL", h + ":v") if vectors else {}
             for key, record in rows.items():
-                item = self._parse(space, key.decode(), record, packed.get(key, b"") if vectors else None)
+                try:
+                    item = self._parse(space, key.decode(), record, packed.get(key, b"") if vectors else None)
+                except CorruptRecord as exc:
+                    log.warning("skipping %s", exc)
+                    corrupt += 1
+                    continue
                 if now is None or is_live(item.expires_at, now):
                     items.append(item)
-        return items
+        return items, corrupt
 
     async def _search(
         self,
@@ -108,14 +117,16 @@ class RedisItemStore(ItemStore):
         newest_first: bool,
         values: bool = True,
     ) -> list[StoredItem]:
-        items = [i for i in await self._live_items(low, high, now, vectors) if matches(i.value, conditions)]
+        items = [
+            i for i in (await self._live_items(low, high, now, vectors))[0] if matches(i.value, conditions)
+        ]
         items.sort(key=lambda i: (encode_namespace(i.namespace), i.key))
         if newest_first:
             items.sort(key=lambda i: i.updated_at, reverse=True)
         return items[offset : None if limit is None else offset + limit]
 
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
-        return sorted({encode_namespace(i.namespace) for i in await self._live_items(low, high, now)})
+        return sorted({encode_namespace(i.namespace) for i in (await self._live_items(low, high, now))[0]})
 
     async def _write(self, puts: list[ItemWrite], touch: list[tuple[str, str]], now: float) -> None:
         keys = [self._ns, self._exp]
@@ -148,4 +159,5 @@ class RedisItemStore(ItemStore):
         return await self._run(keys, args) if members else 0
 
     async def _count(self, low: str | None, high: str | None, now: float | None) -> int:
-        return len(await self._live_items(low, high, now))
+        items, corrupt = await self._live_items(low, high, now)
+        return len(items) + corrupt  # a stored record counts, readable or not

@@ -12,6 +12,38 @@ prepended to the scripts that use them.
 
 # ------------------------------------------------------------------------- shared fragments
 
+# The next number of a store-order counter, checked against the data: the highest score of the
+# ZSET it orders. A counter that holds no decimal number (a flipped byte), holds one Redis' INCR
+# refuses ("02"), or is behind that score is rebuilt from the score, so one damaged counter can
+# neither reuse a seq in that ZSET nor fail every later append.
+_NEXT_SEQ_FN = """
+local function checked_counter(raw, floor)
+  local last = nil
+  if raw and string.match(raw, '^%d+$') then last = tonumber(raw) end
+  if last == nil or last < floor then return floor end
+  return last
+end
+local function next_seq(counter, index)
+  local top = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')[2]
+  local seq = checked_counter(redis.call('GET', counter), tonumber(top or '0')) + 1
+  redis.call('SET', counter, string.format('%d', seq))
+  return seq
+end
+"""
+
+# KEYS: counter. ARGV: the highest number the data uses. Rewrites the counter if it is not a
+# canonical decimal at or above that number; returns 1 if it did.
+REPAIR_COUNTER = (
+    _NEXT_SEQ_FN
+    + """
+local raw = redis.call('GET', KEYS[1])
+local fixed = string.format('%d', checked_counter(raw, tonumber(ARGV[1])))
+if raw == fixed then return 0 end
+redis.call('SET', KEYS[1], fixed)
+return 1
+"""
+)
+
 # A page of a seq-scored ZSET with each member's hash field: ``rows`` flattens a WITHSCORES reply
 # into seq, member, value (nil if missing) triples; ``limited`` adds LIMIT 0 n when n > 0.
 _ROWS = """
@@ -81,11 +113,13 @@ return 1
 # KEYS: order, meta, state, threads, seq, attachments, attachment keys.
 # ARGV: thread, id, cas flag, expected head, metadata, state, then attachment key, value, ...
 # The checks come first and write nothing, so a Conflict leaves the attachments unwritten too.
-SAVE_CHECKPOINT = """
+SAVE_CHECKPOINT = (
+    _NEXT_SEQ_FN
+    + """
 local head = redis.call('ZRANGE', KEYS[1], -1, -1)[1] or ''
 if ARGV[3] == '1' and head ~= ARGV[4] then return {'head', head} end
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return {'dup'} end
-local seq = redis.call('INCR', KEYS[5])
+local seq = next_seq(KEYS[5], KEYS[1])
 redis.call('ZADD', KEYS[1], seq, ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[5])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[6])
@@ -96,6 +130,7 @@ for i = 7, #ARGV, 2 do
 end
 return {'ok', seq}
 """
+)
 
 LOAD_CHECKPOINT = """
 return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
@@ -247,15 +282,19 @@ return n
 
 # ------------------------------------------------------------------------- outputs
 
-# KEYS: seq, records, then every zset the output joins (indexes, parents' children). ARGV[2] is
-# the record's JSON without "seq"; the script splices the new seq in as the first field.
-INSERT_OUTPUT = """
+# KEYS: seq, records, then every zset the output joins (indexes, the first being "all", then
+# parents' children). ARGV[2] is the record's JSON without "seq"; the script splices the new seq
+# in as the first field.
+INSERT_OUTPUT = (
+    _NEXT_SEQ_FN
+    + """
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return -1 end
-local seq = redis.call('INCR', KEYS[1])
+local seq = next_seq(KEYS[1], KEYS[3])
 redis.call('HSET', KEYS[2], ARGV[1], '{"seq":' .. string.format('%d', seq) .. ',' .. string.sub(ARGV[2], 2))
 for i = 3, #KEYS do redis.call('ZADD', KEYS[i], seq, ARGV[1]) end
 return seq
 """
+)
 
 LATEST_OUTPUT = """
 local ref = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
@@ -394,6 +433,7 @@ return out
 
 
 SCRIPTS: dict[str, str] = {
+    "REPAIR_COUNTER": REPAIR_COUNTER,
     "COMMIT_BLOB": COMMIT_BLOB,
     "DROP_CHUNKS": DROP_CHUNKS,
     "DELETE_BLOB": DELETE_BLOB,

@@ -55,14 +55,17 @@ async def open_store(url: str, **options: Any) -> Store:
     """Open (creating if needed) the SQLite database that ``url`` names.
 
     Options (URL query or keywords): ``timeout`` (busy timeout, seconds, default 30) and
-    ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``).
+    ``synchronous`` (``full`` default, ``normal``, ``extra``, ``off``). A database that exists
+    but cannot be opened for writing (a full disk: its ``-shm`` file cannot be created) is opened
+    read-only, with a warning; its writes raise :class:`BackendUnavailable` saying why.
     """
     path, timeout, synchronous = parse_url(url, options)
     db = SqliteDatabase(path, timeout=timeout, synchronous=synchronous)
     blobs = SqliteBlobStore(db)
     try:
         await db.open()
-        await blobs.drop_stale_uploads()
+        if db.read_only is None:  # a read-only snapshot (a full disk) cleans nothing up
+            await blobs.drop_stale_uploads()
     except BaseException:
         await db.close()
         raise
@@ -75,6 +78,7 @@ async def open_store(url: str, **options: Any) -> Store:
                 "schema_version": one("SELECT MAX(version) FROM relaystore_schema"),
                 "sqlite_version": sqlite3.sqlite_version,
                 "journal_mode": one("PRAGMA journal_mode"),
+                "read_only": db.read_only,
                 "synchronous": synchronous,
                 "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
                 "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),

@@ -8,7 +8,8 @@ import time
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.sqlite.database import SqliteDatabase
 from relaystore.models.outputs import BlobContent
-from relaystore.stores.blobs import BlobStore
+from relaystore.stores._common import Skipped, or_skipped
+from relaystore.stores.blobs import BlobStore, stored_blob
 
 # Staged chunks are owned by "upload:<id>"; committing re-owns them to the digest. Uploads a
 # crashed process left behind are dropped after a day (they may belong to a live process before).
@@ -53,7 +54,7 @@ class SqliteBlobStore(BlobStore):
         row = await self._db.read(
             lambda c: c.execute("SELECT size, mime FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
         )
-        return None if row is None else BlobContent(sha256=sha256, size=row[0], mime=row[1])
+        return None if row is None else stored_blob(sha256, row[0], row[1], f"blobs row {sha256}")
 
     async def _chunk(self, sha256: str, index: int) -> bytes | None:
         row = await self._db.read(
@@ -70,14 +71,14 @@ class SqliteBlobStore(BlobStore):
 
         return await self._db.write(delete)
 
-    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent]:
+    async def _list(self, after: str | None, limit: int | None) -> list[BlobContent | Skipped]:
         rows = await self._db.read(
             lambda c: c.execute(
                 "SELECT sha256, size, mime FROM blobs WHERE sha256 > ? ORDER BY sha256 LIMIT ?",
                 ("" if after is None else after, -1 if limit is None else limit),
             ).fetchall()
         )
-        return [BlobContent(sha256=sha, size=size, mime=mime) for sha, size, mime in rows]
+        return [or_skipped(sha, stored_blob, sha, size, mime, f"blobs row {sha}") for sha, size, mime in rows]
 
     async def drop_stale_uploads(self) -> int:
         """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""

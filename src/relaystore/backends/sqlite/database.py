@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import sqlite3
 import time
@@ -18,12 +19,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from relaystore.backends._group_commit import GroupCommit
-from relaystore.backends.sqlite.migrations import migrate
+from relaystore.backends.sqlite.migrations import SCHEMA_VERSION, migrate
 from relaystore.errors import BackendUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("relaystore")
 CHUNK = 500  # bound on "IN (?, ?, …)" lists
 # Larger writes run on the worker; below it, the loop already spends about as long encoding the value.
 INLINE_MAX_BYTES = 256 * 1024
@@ -38,6 +41,18 @@ _BUSY: Any = object()  # an inline write found the lock taken; nothing was writt
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
+
+
+def text_or_bytes(raw: bytes) -> str | bytes:
+    """Every connection's ``text_factory``: TEXT as ``str``, or its bytes when they are not UTF-8.
+
+    sqlite3's own decoding fails the whole statement ("Could not decode to UTF-8 column"), so one
+    damaged record would fail every listing that reads it; handed on as bytes, it fails only its
+    own decoding (:func:`relaystore.stores._common.parse_json` reports it as corrupt)."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw
 
 
 class SqliteDatabase:
@@ -57,11 +72,16 @@ class SqliteDatabase:
         self._inline_commits = 0
         self._checkpointing = False  # while True, writes queue on the worker behind the checkpoint
         self._group = GroupCommit(self._commit_group)  # writes waiting for the worker share commits
+        self.read_only: str | None = None
+        """Why the file was opened read-only (see :meth:`_open_read_only`), or None."""
 
     # ---------------------------------------------------------------- lifecycle
 
     async def open(self) -> None:
         await self.call(self._open_sync)
+        if self.read_only is not None:  # reads only, each connection on the snapshot
+            self._reader = self._immutable()
+            return
         if self.path != ":memory:":  # a private in-memory database has no second connection
             self._reader = self._open_reader()
             self._inline = self._open_inline_writer()
@@ -72,12 +92,14 @@ class SqliteDatabase:
         # busy_timeout 0 makes the rare exception (WAL recovery) fail fast into the worker path.
         uri = f"file:{Path(self.path).resolve()}?mode=ro"
         reader = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        reader.text_factory = text_or_bytes
         reader.execute("PRAGMA busy_timeout = 0")
         return reader
 
     def _open_inline_writer(self) -> sqlite3.Connection:
         # timeout=0: on the event loop a taken lock must fail at once (the worker then waits).
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        conn.text_factory = text_or_bytes
         conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # copying the WAL back is the worker's job
         return conn
@@ -86,17 +108,80 @@ class SqliteDatabase:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
+            self._open_writable()
+        except BackendUnavailable as exc:
+            if self.path == ":memory:" or not Path(self.path).is_file():
+                raise
+            self._open_read_only(exc)
+
+    def _open_writable(self) -> None:
+        try:
             conn = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
             raise BackendUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
-        conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        self._busy_ms = int(self.timeout * 1000)
-        self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-        self._retry(lambda: _transaction(conn, lambda c: migrate(c, self.path)))
+        try:
+            conn.text_factory = text_or_bytes
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._busy_ms = int(self.timeout * 1000)
+            self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            self._retry(lambda: _transaction(conn, lambda c: migrate(c, self.path)))
+        except BaseException:
+            self._conn = None
+            conn.close()
+            raise
+
+    def _open_read_only(self, why: BackendUnavailable) -> None:
+        """Open the file as an immutable snapshot when it cannot be opened for writing.
+
+        A WAL database needs its ``-shm`` file even to be read; on a full disk (or in a directory
+        this process may not write) SQLite cannot create it, and every open fails with "disk I/O
+        error". ``immutable=1`` reads the database file alone, with no locking and no ``-shm``:
+        the store then serves reads and refuses writes (:attr:`read_only` says why). Raises
+        ``why`` if even that fails or the file needs a migration."""
+        try:
+            conn = self._immutable()
+            current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM relaystore_schema").fetchone()[0]
+        except sqlite3.Error:
+            raise why from None
+        if current != SCHEMA_VERSION:
+            conn.close()
+            raise BackendUnavailable(
+                f"{why}; and {self.path} (schema version {current}) needs a migration to "
+                f"{SCHEMA_VERSION}, which a read-only open cannot apply"
+            ) from why
+        self._conn = conn
+        self.read_only = str(why)
+        log.warning(
+            "%s cannot be opened for writing (%s): serving it read-only, as a snapshot taken now; "
+            "writes fail until space is freed (or the directory is writable) and the store is reopened",
+            self.path,
+            why,
+        )
+
+    def _immutable(self) -> sqlite3.Connection:
+        uri = f"file:{quote(str(Path(self.path).resolve()))}?immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.text_factory = text_or_bytes
+        return conn
+
+    async def on_each_connection(self, sql: str) -> None:
+        """Run ``sql`` on the reader and on the worker connection (a TEMP table for a read-only
+        snapshot: a connection-local object that writes nothing to the file)."""
+        if self._reader is not None:
+            self._reader.execute(sql)
+        await self.call(lambda: self._require().execute(sql))
+
+    def refuse_writes(self) -> None:
+        """Raise :class:`BackendUnavailable` when the store was opened read-only."""
+        if self.read_only is not None:
+            raise BackendUnavailable(
+                f"SQLite store {self.path} is open read-only ({self.read_only}); nothing was written. "
+                "Free disk space (or make its directory writable), then reopen the store"
+            )
 
     async def close(self) -> None:
         for conn in (self._reader, self._inline):
@@ -175,6 +260,7 @@ class SqliteDatabase:
         ``inline_bytes`` (the size of what ``fn`` writes) marks a small, bounded write that may
         run on the event loop thread (see the module notes); without it the worker runs ``fn``.
         """
+        self.refuse_writes()
         deadline = time.monotonic() + self.timeout
         if inline_bytes is not None and self._may_inline(inline_bytes):
             result = self._write_inline(fn)
@@ -189,6 +275,7 @@ class SqliteDatabase:
     async def execute(self, sql: str, params: Sequence[Any], *, inline_bytes: int) -> int:
         """One data statement in autocommit mode, its own atomic transaction (no BEGIN/COMMIT
         round): inline when small and the lock is free, else on the worker. Returns rowcount."""
+        self.refuse_writes()
         deadline = time.monotonic() + self.timeout
         if self._may_inline(inline_bytes):
             result = self._write_inline(lambda c: c.execute(sql, params).rowcount, wrap=False)

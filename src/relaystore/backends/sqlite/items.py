@@ -11,15 +11,15 @@ on first use, so this face evolves independently of the backend's ``relaystore_s
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from relaystore.backends import _vector_sql
 from relaystore.backends.sqlite import vectors as sqlite_vectors
 from relaystore.errors import BackendUnavailable
+from relaystore.stores._common import or_skipped, without_skipped
 from relaystore.stores.items import (
     Condition,
     ItemStore,
@@ -27,6 +27,7 @@ from relaystore.stores.items import (
     Namespace,
     StoredItem,
     decode_namespace,
+    decode_value,
     encode_namespace,
     json_kind,
     matches,
@@ -62,6 +63,10 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     sqlite_vectors.migrate,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+# the items table of migration 1 as an empty TEMP table, where the main one does not exist
+_EMPTY_ITEMS = (
+    cast(str, MIGRATIONS[0]).split(";")[0].replace("CREATE TABLE items", "CREATE TEMP TABLE IF NOT EXISTS items")
+)
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _COLUMNS = "ns, key, value, created_at, updated_at, expires_at, ttl"
 _UPSERT = """
@@ -77,6 +82,11 @@ _UPSERT = """
         vectors = excluded.vectors"""
 _TOUCH = f"UPDATE items SET expires_at = ? + ttl WHERE ns = ? AND key = ? AND ttl IS NOT NULL AND {_LIVE}"
 _KIND_TEST = {"number": "IN ('integer', 'real')", "string": "= 'text'", "null": "= 'null'"}
+
+
+def _has_items(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'items'")
+    return found.fetchone() is not None
 
 
 def migrate(conn: sqlite3.Connection) -> None:
@@ -168,10 +178,13 @@ def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[s
 
 
 def _row_item(row: Sequence[Any], vectors: bool) -> StoredItem:
+    """The item of a row of :data:`_COLUMNS` and then vectors (read only when ``vectors``);
+    :class:`~relaystore.errors.CorruptRecord` when its value is not a JSON object."""
+    where = f"items[{row[0]!r}, {row[1]!r}]"
     return StoredItem(
         decode_namespace(row[0]),
         row[1],
-        json.loads(row[2]) if row[2] is not None else {},
+        decode_value(row[2], where) if row[2] is not None else {},
         row[3],
         row[4],
         row[5],
@@ -188,8 +201,12 @@ class SqliteItemStore(ItemStore):
 
     async def _setup(self) -> None:
         if not self._ready:
-            await self._db.write(migrate)
-            self._vectors = sqlite_vectors.open_reader(self._db.path)
+            if self._db.read_only is None:
+                await self._db.write(migrate)
+                self._vectors = sqlite_vectors.open_reader(self._db.path)
+            elif not await self._db.read(_has_items):  # a read-only file that never held items
+                await self._db.on_each_connection(_EMPTY_ITEMS)  # reads as empty
+            # A read-only store cannot migrate, so its file may lack item_vectors: numpy there.
             self.native_vectors = "sqlite-vec" if self._vectors is not None else None
             self._ready = True
 
@@ -225,10 +242,13 @@ class SqliteItemStore(ItemStore):
         clauses, params = _where(low, high, now)
         compiled = [condition_sql(c) for c in conditions]
         in_python = any(c is None for c in compiled)
-        for piece in compiled if not in_python else ():
-            assert piece is not None
-            clauses.append(piece[0])
-            params.extend(piece[1])
+        pieces = [piece for piece in compiled if piece is not None] if not in_python else []
+        if pieces:
+            # CASE evaluates in order: a corrupt value (not JSON) fails the filter instead of
+            # failing the whole search with "malformed JSON"
+            tests = " AND ".join(p[0] for p in pieces)
+            clauses.append(f"CASE WHEN json_valid(value) THEN {tests} ELSE 0 END")
+            params.extend(param for p in pieces for param in p[1])
         order = "updated_at DESC, ns, key" if newest_first else "ns, key"
         columns = _COLUMNS if values or in_python else _COLUMNS.replace("value", "NULL")
         sql = f"SELECT {columns}, {'vectors' if vectors else 'NULL'} FROM items"
@@ -238,7 +258,8 @@ class SqliteItemStore(ItemStore):
             params += [-1 if limit is None else limit, offset]
 
         def read(conn: sqlite3.Connection) -> list[StoredItem]:
-            items = [_row_item(row, vectors) for row in conn.execute(sql, params)]
+            rows = conn.execute(sql, params)
+            items = without_skipped([or_skipped(None, _row_item, row, vectors) for row in rows])
             if in_python:
                 items = [i for i in items if matches(i.value, conditions)]
                 items = items[offset : None if limit is None else offset + limit]

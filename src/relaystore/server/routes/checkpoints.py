@@ -35,7 +35,7 @@ from relaystore.server.routes._common import (
     q,
     ref,
 )
-from relaystore.server.web import Call, Op, Param, page_reply, reply, strict_json
+from relaystore.server.web import Call, Op, Param, page_reply, reply, strict_json, with_warnings
 from relaystore.stores import ANY
 from relaystore.stores._common import validate
 from relaystore.wire import (
@@ -150,8 +150,10 @@ async def list_full(call: Call) -> Response:
         values=call.flag("values", default=True),
         **call.page_args(),
     )
-    body = BundlePageWire(items=[BundleWire.of(b) for b in page], next_cursor=page.next_cursor)
-    return Response(body.model_dump_json(), media_type="application/json")
+    skipped = with_warnings({})
+    body = BundlePageWire(items=[BundleWire.of(b) for b in page], next_cursor=page.next_cursor, **skipped)
+    text = body.model_dump_json(exclude=None if skipped else {"warnings", "corrupt"})
+    return Response(text, media_type="application/json")
 
 
 async def load_full(call: Call) -> Response:

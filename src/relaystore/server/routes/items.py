@@ -22,7 +22,7 @@ from relaystore import wire
 from relaystore.errors import Forbidden
 from relaystore.server.routes._common import json_of, obj, ref
 from relaystore.server.tokens import Principal, issue_memory_token, parse_ttl
-from relaystore.server.web import Call, Op, reply
+from relaystore.server.web import Call, Op, reply, with_warnings
 from relaystore.stores.items import Condition, ItemWrite, StoredItem, compile_filter
 
 MAX_OPS = 10_000  # keys or writes in one request (the body limit bounds it too)
@@ -190,7 +190,7 @@ async def search_items(call: Call) -> Response:
         vectors=body.vectors,
         newest_first=body.newest_first,
     )
-    return reply({"items": [item_json(item) for item in found]})
+    return reply(with_warnings({"items": [item_json(item) for item in found]}))
 
 
 async def write_items(call: Call) -> Response:
