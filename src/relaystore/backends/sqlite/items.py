@@ -65,7 +65,9 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 # the items table of migration 1 as an empty TEMP table, where the main one does not exist
 _EMPTY_ITEMS = (
-    cast(str, MIGRATIONS[0]).split(";")[0].replace("CREATE TABLE items", "CREATE TEMP TABLE IF NOT EXISTS items")
+    cast(str, MIGRATIONS[0])
+    .split(";")[0]
+    .replace("CREATE TABLE items", "CREATE TEMP TABLE IF NOT EXISTS items")
 )
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _COLUMNS = "ns, key, value, created_at, updated_at, expires_at, ttl"
