@@ -306,3 +306,20 @@ async def _index_follows_writes(store: Store, *, sweep_clock: bool) -> None:
         assert await ranking() == [("a", None)]
         assert await items.sweep() == 1
         assert _vector_rows(store) == before - 3
+
+
+async def test_sqlite_vec_search_leaves_a_corrupt_record_out(tmp_path: Path) -> None:
+    url = _sqlite_url(tmp_path)
+    async with opened(url) as store:
+        rnd = random.Random(8)
+        query = _vector(rnd)
+        await store.items.write(
+            [ItemWrite(("c",), f"k{i}", {"i": i}, None, {"v": _vector(rnd)}) for i in range(6)]
+            + [ItemWrite(("c",), "plain", {"i": -1})]
+        )
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:  # damaged behind the store's back
+            conn.execute("UPDATE items SET value = 'not json' WHERE key IN ('k2', 'plain')")
+        found = await store.items.nearest(("c",), query, limit=10)
+    assert store.items.native_vectors == "sqlite-vec"
+    assert sorted(item.key for _, item in found) == ["k0", "k1", "k3", "k4", "k5"]
+    assert all(score is not None for score, _ in found)

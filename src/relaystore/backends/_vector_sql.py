@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from relaystore.stores.items import ItemWrite, encode_namespace
+from relaystore.stores._common import Skipped, or_skipped
+from relaystore.stores.items import ItemWrite, StoredItem, encode_namespace
 
 
 def scope(
@@ -41,3 +42,19 @@ def vector_rows(
         if p.value is not None and p.vectors
         for name, v in p.vectors.items()
     ]
+
+
+def page_of(
+    scored: Sequence[Sequence[Any]],
+    unscored: Sequence[Sequence[Any]],
+    decode: Callable[[Sequence[Any], bool], StoredItem],
+) -> list[tuple[float | None, StoredItem]]:
+    """A page from the rows of the ranked query (item columns, then the score at 8) and of the
+    unscored one; a corrupt record is left out (and logged), as listings do."""
+    page: list[tuple[float | None, StoredItem]] = []
+    for rows, ranked in ((scored, True), (unscored, False)):
+        for row in rows:
+            item = or_skipped(None, decode, row, False)
+            if not isinstance(item, Skipped):
+                page.append((float(row[8]) if ranked else None, item))
+    return page

@@ -240,9 +240,7 @@ class PgItemStore(ItemStore):
                     vectors.compose(template, schema, extension), [*params, skip, limit - len(scored)]
                 )
                 rest = await cur.fetchall()
-        return [(float(row[8]), _row_item(row, False)) for row in scored] + [
-            (None, _row_item(row, False)) for row in rest
-        ]
+        return _vector_sql.page_of(scored, rest, _row_item)
 
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
         await self._setup()

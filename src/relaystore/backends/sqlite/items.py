@@ -309,9 +309,7 @@ class SqliteItemStore(ItemStore):
         except reader.error as exc:  # e.g. busy during WAL recovery: the exact path still answers
             log.debug("sqlite-vec search failed, using the exact search: %s", exc)
             return await exact_nearest(self, prefix, query, conditions, limit, offset)
-        return [(float(row[8]), _row_item(row, False)) for row in scored] + [
-            (None, _row_item(row, False)) for row in unscored
-        ]
+        return _vector_sql.page_of(scored, unscored, _row_item)
 
     async def _sweep(self, now: float) -> int:
         await self._setup()
