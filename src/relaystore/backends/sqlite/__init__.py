@@ -90,6 +90,12 @@ async def open_store(url: str, **options: Any) -> Store:
 
         return await db.read(collect)
 
+    items = SqliteItemStore(db)
+
+    async def close() -> None:
+        items.close()  # its sqlite-vec read connection, if any
+        await db.close()
+
     return Store(
         url,
         "sqlite",
@@ -97,8 +103,8 @@ async def open_store(url: str, **options: Any) -> Store:
         SqliteOutputStore(db),
         SqliteAdaptiveStore(db),
         blobs=blobs,
-        items=SqliteItemStore(db),
-        close=db.close,
+        items=items,
+        close=close,
         info=info,
         reopenable=path != ":memory:",
     )
