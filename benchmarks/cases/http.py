@@ -13,6 +13,7 @@ latencies are printed as its facts (``python -m benchmarks --only http/``).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,18 @@ from typing import Any
 import httpx
 
 import relaystore
-from benchmarks.harness import Contender, Context, Matchup, Op, case
+from benchmarks.harness import (
+    PG_URL,
+    Contender,
+    Context,
+    Matchup,
+    Op,
+    Target,
+    case,
+    drop_pg_schema,
+    unique_name,
+)
+from benchmarks.loadgen import LeanClient
 
 CLIENTS = 16
 PER_CLIENT = 4  # calls per client per timed burst
@@ -36,6 +48,8 @@ PREFILL = 200  # outputs stored before timing get
 HTTP_BACKEND = "relaystore http:// backend"
 RAW = "raw httpx (POST/GET /v1/outputs)"
 IN_PROCESS = "relaystore sqlite:// in-process"
+SERVE = "relaystore serve (lean client)"
+BARE = "bare Starlette endpoint (lean client)"
 
 EVENT = {"type": "final", "ok": True, "content": {"kind": "inline", "value": {"summary": "x" * 200}}}
 ADMIN = "bench-admin-token"
@@ -54,21 +68,34 @@ def _start_server(store_url: str, state_dir: Path) -> tuple[subprocess.Popen[byt
     port = _free_port()
     binary = str(Path(sys.executable).parent / "relaystore")
     argv = [binary, "serve", "--url", store_url, "--port", str(port), "--state-dir", str(state_dir)]
+    return _spawn([*argv, "--log-level", "warning"], port)
+
+
+def _start_bare(db_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare Starlette peer (``benchmarks.peers.bare_http``) in its own process: (process, base URL)."""
+    port = _free_port()
+    argv = [sys.executable, "-m", "benchmarks.peers.bare_http", "--url", db_url, "--port", str(port)]
+    return _spawn([*argv, "--token", ADMIN], port)
+
+
+def _spawn(argv: list[str], port: int) -> tuple[subprocess.Popen[bytes], str]:
     process = subprocess.Popen(
-        [*argv, "--log-level", "warning"],
+        argv,
         env={**os.environ, "RELAYSTORE_ADMIN_TOKEN": ADMIN},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
+        if process.poll() is not None:
+            break
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return process, url
         except httpx.HTTPError:
             time.sleep(0.05)
     process.kill()
-    raise RuntimeError("relaystore serve did not start")
+    raise RuntimeError(f"{argv[0]} did not start: {' '.join(argv[1:4])}")
 
 
 def _burst(calls: list[Call]) -> Op:
@@ -85,7 +112,16 @@ def _burst(calls: list[Call]) -> Op:
 @asynccontextmanager
 async def _server(ctx: Context, name: str) -> AsyncIterator[str]:
     db = ctx.path(f"{name}.db")
-    process, url = await asyncio.to_thread(_start_server, f"sqlite:///{db}", ctx.path(f"{name}-state"))
+    async with _process(_start_server, f"sqlite:///{db}", ctx.path(f"{name}-state")) as url:
+        yield url
+
+
+@asynccontextmanager
+async def _process(
+    start: Callable[..., tuple[subprocess.Popen[bytes], str]], *args: Any
+) -> AsyncIterator[str]:
+    """``start(*args)`` on a thread; its base URL; SIGTERM (then kill) when done."""
+    process, url = await asyncio.to_thread(start, *args)
     try:
         yield url
     finally:
@@ -217,3 +253,114 @@ def http_get(ctx: Context) -> Matchup:
         _contender(ctx, HTTP_BACKEND, "get"),
         [_contender(ctx, RAW, "get"), _contender(ctx, IN_PROCESS, "get")],
     )
+
+
+# --------------------------------------------------------------------------- serve vs a bare endpoint
+
+
+def _bare_db(ctx: Context) -> str:
+    """The bare peer's own database: a file beside ours, or a schema of its own (dropped after)."""
+    if ctx.backend == "sqlite":
+        return f"sqlite:///{ctx.path('bare.db')}"
+    schema = unique_name("bare http")
+    ctx.defer(lambda: drop_pg_schema(schema))
+    return f"{PG_URL}?schema={schema}"
+
+
+def _served(ctx: Context, label: str, timed: str) -> Contender:
+    """``relaystore serve`` (SERVE) or the bare peer (BARE) on this case's backend, driven by the
+    same 16 lean clients (benchmarks/loadgen.py); p50/p99 (ms) of their calls as facts."""
+    latencies: list[float] = []
+    facts: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        async with AsyncExitStack() as stack:
+            if label == SERVE:
+                started = _process(_start_server, ctx.store_url("serve"), ctx.path("serve-state"))
+            else:
+                started = _process(_start_bare, _bare_db(ctx))
+            port = int((await stack.enter_async_context(started)).rsplit(":", 1)[1])
+            clients = [
+                await stack.enter_async_context(LeanClient("127.0.0.1", port, ADMIN)) for _ in range(CLIENTS)
+            ]
+            refs = await _prefill_lean(clients, PREFILL if timed == "get" else 0)
+            calls = [_lean_call(client, c, timed, refs) for c, client in enumerate(clients)]
+            yield _burst([_timed(call, latencies) for call in calls])
+        facts.update(_percentiles(latencies))
+
+    return Contender(label, setup, facts)
+
+
+def _emit_body(task: str) -> bytes:
+    return json.dumps({"task_id": task, "attempt": 0, "producer_agent": "agent", "event": EVENT}).encode()
+
+
+def _ok(answer: tuple[int, bytes]) -> bytes:
+    status, body = answer
+    if status >= 300:
+        raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+    return body
+
+
+async def _prefill_lean(clients: list[LeanClient], count: int) -> list[str]:
+    body = _emit_body("seed")
+
+    async def loop(c: int) -> list[str]:
+        answers = [_ok(await clients[c].post("/v1/outputs", body)) for _ in range(c, count, CLIENTS)]
+        return [json.loads(answer)["out_id"] for answer in answers]
+
+    return [ref for refs in await asyncio.gather(*(loop(c) for c in range(CLIENTS))) for ref in refs]
+
+
+def _lean_call(client: LeanClient, c: int, timed: str, refs: list[str]) -> Call:
+    body = _emit_body(f"lean-{c}")
+
+    async def emit(_i: int) -> None:
+        _ok(await client.post("/v1/outputs", body))
+
+    async def get(i: int) -> None:
+        _ok(await client.get(f"/v1/outputs/{refs[(i * 7919 + c) % len(refs)]}"))
+
+    return emit if timed == "append" else get
+
+
+BARE_NOTE = (
+    "both servers under uvicorn (h11) in their own process, driven by the same {clients} lean "
+    "clients (benchmarks/loadgen.py: httpx would cost more CPU than the servers); the bare peer "
+    "(benchmarks/peers/bare_http.py) checks a bearer string and does {work} "
+    "per request (SQLite: WAL, synchronous=FULL, one connection on one thread; PostgreSQL: a "
+    "1–10 pool, autocommit); p50/p99 are per call"
+)
+
+
+@case(
+    "http",
+    f"serve vs bare Starlette: append (emit), {CLIENTS} concurrent clients",
+    backends=("sqlite", "postgres"),
+    n=30,
+    repeats=5,
+    in_quick=False,  # two servers per backend: the full run only
+    unit="appends/s",
+    ops_per_call=CLIENTS * PER_CLIENT,
+    targets={BARE: Target.at_least(2.0)},
+    note=BARE_NOTE.format(clients=CLIENTS, work="one INSERT and one COMMIT"),
+)
+def http_append_vs_bare(ctx: Context) -> Matchup:
+    return Matchup(_served(ctx, SERVE, "append"), [_served(ctx, BARE, "append")])
+
+
+@case(
+    "http",
+    f"serve vs bare Starlette: get by ref, {CLIENTS} concurrent clients",
+    backends=("sqlite", "postgres"),
+    n=40,
+    repeats=5,
+    in_quick=False,
+    unit="gets/s",
+    ops_per_call=CLIENTS * PER_CLIENT,
+    targets={BARE: Target.at_least(0.8)},
+    note=BARE_NOTE.format(clients=CLIENTS, work="one SELECT by primary key, answered as stored"),
+)
+def http_get_vs_bare(ctx: Context) -> Matchup:
+    return Matchup(_served(ctx, SERVE, "get"), [_served(ctx, BARE, "get")])

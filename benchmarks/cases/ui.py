@@ -1,13 +1,18 @@
 """Inspector cases (``/ui``): first paint of a 10,000-checkpoint thread and of a large trie, sqlite.
 
-"First paint" is what the browser waits for before it can draw the page: the shell, then the
-view's HTML fragment, both answered by the real app in process (ASGI, no sockets). The target is
-under 1 s per paint (issue 20), judged on the slowest paint of the timed batches. No peer: the
-figure is absolute, so the case reports paints/s and the check reads the recorded latencies.
+Two measures of the same paint. In process: the shell, then the view's HTML fragment, both
+answered by the real app through ASGI (no sockets), which is the server's share. In chromium:
+headless Debian chromium (through Playwright) opens the page on a real ``relaystore serve``, with
+the token already in sessionStorage, and the paint ends when the view's content is in the DOM
+(the timeline's table, the trie's tree); ``first-contentful-paint`` is recorded beside it. The
+target is under 1 s per paint (issue 20), judged on the slowest paint of the timed batches. No
+peer: the figure is absolute, so the case reports paints/s and the check reads the latencies.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,6 +22,9 @@ from typing import Any
 import httpx
 
 import relaystore
+from benchmarks.browser import LAUNCH_ARGS, chromium_path
+from benchmarks.cases.http import ADMIN as SERVER_ADMIN
+from benchmarks.cases.http import _server
 from benchmarks.harness import Contender, Context, Facts, Matchup, Op, case
 from relaystore.models import CheckpointMetadata, Metrics, Prediction, TrieEnvelope, TrieNode
 from relaystore.server.app import create_app
@@ -27,6 +35,8 @@ CHECKPOINTS = 10_000
 FAN_OUT, DEPTH = 12, 4  # a trie of 12 + 144 + 1,728 + 20,736 = 22,620 nodes
 TARGET_MS = 1000.0
 LABEL = "relaystore /ui"
+BROWSER_LABEL = "relaystore /ui in chromium"
+TOKEN_KEY = "relaystore.ui.token"  # the sessionStorage key of server/ui/static/ui.js
 SLOWEST = "slowest paint ms"
 
 
@@ -107,8 +117,63 @@ def paint_contender(ctx: Context, what: str) -> Contender:
     return Contender(LABEL, setup, facts)
 
 
+def browser_contender(ctx: Context, what: str) -> Contender:
+    """Paints in headless chromium against ``relaystore serve`` on a filled sqlite file."""
+    facts: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def setup() -> AsyncIterator[Op]:
+        from playwright.async_api import async_playwright
+
+        url = f"sqlite:///{ctx.path('ui.db')}"
+        if what == "thread":
+            page_path, ready = f"/ui/thread?id={await fill_thread(url, ctx.fill_options)}", "#timeline"
+        else:
+            page_path, ready = f"/ui/adaptive?agent={await fill_trie(url, ctx.fill_options)}", "#trie"
+        executable = await asyncio.to_thread(chromium_path)
+        latencies: list[float] = []
+        contentful: list[float] = []
+        async with _server(ctx, "ui") as base, async_playwright() as playwright:
+            browser = await playwright.chromium.launch(
+                executable_path=executable, headless=True, args=LAUNCH_ARGS
+            )
+            context = await browser.new_context()
+            await context.add_init_script(f"sessionStorage.setItem({TOKEN_KEY!r}, {SERVER_ADMIN!r})")
+
+            async def paint(_i: int) -> None:
+                page = await context.new_page()  # a fresh tab: nothing parsed or cached yet
+                started = time.perf_counter()
+                await page.goto(base + page_path, wait_until="commit")
+                await page.wait_for_selector(ready, state="attached")
+                latencies.append((time.perf_counter() - started) * 1000)
+                fcp = await page.evaluate(FCP_SCRIPT)
+                if fcp is not None:
+                    contentful.append(float(fcp))
+                await page.close()
+
+            yield paint
+            await browser.close()
+        facts[SLOWEST] = round(max(latencies), 1)
+        facts["median paint ms"] = round(sorted(latencies)[len(latencies) // 2], 1)
+        if contentful:
+            facts["median first-contentful-paint ms"] = round(sorted(contentful)[len(contentful) // 2], 1)
+
+    return Contender(BROWSER_LABEL, setup, facts)
+
+
+FCP_SCRIPT = "() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
+
+
+def no_browser() -> str | None:
+    """Why the chromium cases can't run here, or None."""
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (dev extra)"
+    return None if chromium_path() else "no chromium: `apt-get install -y chromium` failed or needs root"
+
+
 def under_target(facts: Facts) -> tuple[bool, str]:
-    slowest = facts[LABEL][SLOWEST]
+    label = next(iter(facts))
+    slowest = facts[label][SLOWEST]
     return slowest < TARGET_MS, f"slowest first paint {slowest:.0f} ms (target < {TARGET_MS:.0f} ms)"
 
 
@@ -142,3 +207,37 @@ def thread_paint(ctx: Context) -> Matchup:
 )
 def trie_paint(ctx: Context) -> Matchup:
     return Matchup(paint_contender(ctx, "trie"), [])
+
+
+@case(
+    "ui",
+    f"first paint in chromium: thread of {CHECKPOINTS:,} checkpoints",
+    n=10,
+    quick_n=3,
+    repeats=3,
+    quick_repeats=1,
+    unit="paints/s",
+    in_quick=False,
+    check=under_target,
+    skip_if=no_browser,
+    note="a fresh tab opens /ui/thread on relaystore serve (sqlite); done when #timeline is in the DOM",
+)
+def thread_paint_browser(ctx: Context) -> Matchup:
+    return Matchup(browser_contender(ctx, "thread"), [])
+
+
+@case(
+    "ui",
+    f"first paint in chromium: trie of {sum(FAN_OUT**d for d in range(1, DEPTH + 1)):,} nodes",
+    n=10,
+    quick_n=3,
+    repeats=3,
+    quick_repeats=1,
+    unit="paints/s",
+    in_quick=False,
+    check=under_target,
+    skip_if=no_browser,
+    note="a fresh tab opens /ui/adaptive on relaystore serve (sqlite); done when #trie is in the DOM",
+)
+def trie_paint_browser(ctx: Context) -> Matchup:
+    return Matchup(browser_contender(ctx, "trie"), [])

@@ -16,12 +16,14 @@ One URL opens a :class:`Store` with three faces:
 
 from relaystore.connect import SyncStore, connect, connect_sync
 from relaystore.stores import ANY, AdaptiveStore, CheckpointStore, OutputStore, Store
+from relaystore.stores._applied import AlreadyApplied
 
 __version__ = "0.2.0"
 
 __all__ = [
     "ANY",
     "AdaptiveStore",
+    "AlreadyApplied",
     "CheckpointStore",
     "OutputStore",
     "Store",

@@ -18,6 +18,7 @@ import relaystore
 from relaystore import backends
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS, BackendOptions, describe
 from relaystore.backends.postgres import PgOptions
+from relaystore.backends.postgres import items as pg_items
 from relaystore.backends.postgres import migrations as pg_migrations
 from relaystore.backends.postgres.checkpoints import LATEST_CHECKPOINT, list_checkpoints_query
 from relaystore.backends.postgres.migrations import SCHEMA_VERSION, migrate
@@ -224,12 +225,15 @@ async def test_the_items_table_migrates_on_first_use_and_refuses_a_newer_version
     await store.items.put(("ns",), "k", {"v": 1})
     versions = sql.SQL("SELECT version FROM {}.relaystore_items_schema ORDER BY version").format(schema)
     async with await admin(postgres_url) as conn:
-        assert [r[0] for r in await (await conn.execute(versions)).fetchall()] == [1]
+        known = list(range(1, pg_items.SCHEMA_VERSION + 1))
+        assert [r[0] for r in await (await conn.execute(versions)).fetchall()] == known
         await conn.execute(
-            sql.SQL("INSERT INTO {}.relaystore_items_schema (version) VALUES (2)").format(schema)
+            sql.SQL("INSERT INTO {}.relaystore_items_schema (version) VALUES (%s)").format(schema),
+            (len(known) + 1,),
         )
     later = await open_pg((await store.info())["schema"])
-    with pytest.raises(BackendUnavailable, match=r"the items table has version 2.*Upgrade relaystore"):
+    newer = len(known) + 1
+    with pytest.raises(BackendUnavailable, match=rf"the items table has version {newer}.*Upgrade relaystore"):
         await later.items.get(("ns",), "k")
     assert (await store.items.get(("ns",), "k")) is not None  # a store already set up is unaffected
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import relaystore
+from relaystore._load import caller
 from relaystore.backends import sqlite as sqlite_backend
 from relaystore.errors import Conflict
 from relaystore.models import CheckpointMetadata, PendingWrite
@@ -70,3 +71,41 @@ async def test_a_write_is_answered_after_its_commit(store: relaystore.Store, tmp
         saved = await done
         async with relaystore.connect(f"sqlite:///{tmp_path / 'group.db'}") as other:
             assert (await other.checkpoints.load("t", saved)).state == b"s"  # committed, visible
+
+
+def inline_statements(store: relaystore.Store) -> list[str]:
+    """Every statement the event-loop (inline) writer connection runs from now on."""
+    db = store.checkpoints._db  # type: ignore[attr-defined]
+    assert isinstance(db, sqlite_backend.SqliteDatabase) and db._inline is not None
+    sent: list[str] = []
+    db._inline.set_trace_callback(sent.append)
+    return sent
+
+
+EVENT = {"type": "progress", "stage": "s"}
+
+
+async def test_appends_of_concurrent_callers_share_commits_off_the_loop(store: relaystore.Store) -> None:
+    """While a server has several requests in flight (relaystore._load), small writes skip the
+    inline path, which commits alone on the event loop, and join the worker's group commits."""
+    db = store.checkpoints._db  # type: ignore[attr-defined]
+    on_loop, on_worker = inline_statements(store), []
+    db._require().set_trace_callback(on_worker.append)
+
+    async def request(i: int) -> str:
+        with caller():
+            await asyncio.sleep(0)  # every request is in flight before the first writes
+            return await store.outputs.append(f"task-{i}", 0, "p", EVENT)
+
+    refs = await asyncio.gather(*(request(i) for i in range(32)))
+    assert "COMMIT" not in on_loop
+    assert 1 <= on_worker.count("COMMIT") < 16  # 32 appends; alone each would commit once
+    assert len({(await store.outputs.get(ref)).task_id for ref in refs}) == 32
+
+
+async def test_a_lone_caller_still_writes_inline(store: relaystore.Store) -> None:
+    on_loop = inline_statements(store)
+    with caller():
+        await store.outputs.append("task", 0, "p", EVENT)
+    await store.outputs.append("task", 0, "p", EVENT)  # no caller counted at all: a library user
+    assert on_loop.count("COMMIT") == 2

@@ -167,3 +167,25 @@ async def test_a_large_read_in_flight_blocks_neither_the_loop_nor_the_server(
         assert health.status_code == 200 and health.json() == {"status": "ok"}
         assert info.status_code == 200 and info.json()["checkpoints"] == 2
         assert await large == {"big": BIG}
+
+
+async def test_a_sqlite_vec_search_runs_on_a_read_thread(
+    store: relaystore.Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaystore.backends.sqlite import vectors as sqlite_vectors
+
+    await store.items.put(("ns",), "k", {"v": 1}, vectors={"text": [1.0, 0.0]})
+    await store.items.search(("ns",))  # the item face is set up, its vector reader opened
+    if store.items.native_vectors != "sqlite-vec":
+        pytest.skip("sqlite-vec is not loadable here")
+    threads: list[str] = []
+    original = sqlite_vectors.nearest_rows
+
+    def spy(*args: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(sqlite_vectors, "nearest_rows", spy)
+    found = await store.items.nearest(("ns",), [1.0, 0.0])
+    assert [item.key for _, item in found] == ["k"]
+    assert len(threads) == 1 and threads[0].startswith("relaystore-sqlite-read")

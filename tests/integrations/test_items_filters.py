@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import relaystore
+from relaystore.stores import items as items_module
 from relaystore.stores.items import Condition, compile_filter, holds
 from tests.integrations.store_backends import backend_url
 
@@ -93,3 +94,35 @@ def test_reference_semantics() -> None:
     assert holds({"n": 10.0}, Condition(("n",), "eq", 10))
     assert not holds({}, Condition(("n",), "ne", 1))
     assert holds({"n": [1]}, Condition(("n", 0), "eq", 1))
+
+
+async def _encode_once(url: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict[str, Any] | None]:
+    calls = []
+    real = items_module.value_json
+
+    def counting(value: Any) -> str:
+        calls.append(value)
+        return real(value)
+
+    monkeypatch.setattr(items_module, "value_json", counting)
+    async with relaystore.connect(url) as store:
+        await store.items.write([items_module.ItemWrite(("once",), "k", {"t": (1, 2), "d": {"x": 1.5}})])
+        encoded = len(calls)
+        found = await store.items.get(("once",), "k")
+    return encoded, None if found is None else found.value
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgres", "redis"])
+def test_a_put_encodes_its_value_once_and_reads_back_json(
+    backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check_write's JSON text is what the backend stores (no second encoding), and every backend,
+    memory included, gives back what JSON holds (a tuple comes back a list)."""
+    url, cleanup = backend_url(backend, tmp_path)
+    try:
+        encoded, value = asyncio.run(_encode_once(url, monkeypatch))
+    finally:
+        cleanup()
+    assert encoded == 1
+    assert value == {"t": [1, 2], "d": {"x": 1.5}}
+    assert isinstance(value["t"], list)

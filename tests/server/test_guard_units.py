@@ -1,5 +1,5 @@
 """The pieces behind the hostile-client defences, without a server: the memory budget's per-token
-share, the log rate limit and token redaction."""
+share, the log rate limit, token redaction and coalesced writes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from relaystore.server.guard import RateLimitedLog, redact
+from relaystore.server.guard import CoalescedWrites, RateLimitedLog, redact
 from relaystore.server.web import ByteBudget
 
 
@@ -59,3 +59,35 @@ def test_tokens_are_redacted_from_paths() -> None:
         "GET /v1/blobs/ab?via=out-1&token=REDACTED HTTP/1.1"
     )
     assert redact("/v1/blobs/ab?TOKEN=s&x=1") == "/v1/blobs/ab?TOKEN=REDACTED&x=1"
+
+
+class Recorder:
+    """The part of a transport CoalescedWrites writes to: what reached it, in order."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
+async def test_the_writes_of_one_loop_step_leave_in_one_send() -> None:
+    real = Recorder()
+    transport = CoalescedWrites(real, asyncio.get_running_loop())  # type: ignore[arg-type]
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"")
+    transport.write(b"body")
+    assert real.writes == []  # nothing until the step ends
+    await asyncio.sleep(0)
+    assert real.writes == [b"HTTP/1.1 200 OK\r\n\r\nbody"]
+    assert transport.is_closing() is False  # everything else reaches the real transport
+    transport.write(b"last words")
+    transport.close()  # a close sends what is pending first
+    assert real.writes[-1] == b"last words" and real.closed

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ import pytest
 
 from relaystore.server.tokens import issue_token, store_id
 from tests.server.test_limits_and_blobs import MB
-from tests.support.relay_server import RelayServer, start_server
+from tests.support.relay_server import RELAYSTORE, RelayServer, start_server
 
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.5
@@ -111,6 +112,17 @@ def test_a_silent_connection_is_closed_within_the_header_timeout(tight: RelaySer
         started = time.monotonic()
         answer(sock)  # returns once the server closes
     assert time.monotonic() - started < HEADER_TIMEOUT + 2
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(roomy: RelayServer) -> None:
+    """After a whole answer, silence is the keep-alive timeout's (5 s), not the header one's (10 s)."""
+    with held([connect(roomy, timeout=15)]) as (sock,):
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        started = time.monotonic()
+        reply = answer(sock)  # returns once the server closes
+        elapsed = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 200"), reply
+    assert 4.0 < elapsed < 8.0, elapsed
 
 
 def test_healthz_answers_within_a_second_while_500_idle_connections_are_held(roomy: RelayServer) -> None:
@@ -491,6 +503,24 @@ def test_a_revoked_token_is_refused_by_every_replica(roomy: RelayServer) -> None
             assert "revoked" in response.json()["detail"]
     finally:
         replicas[1].stop()
+
+
+def test_the_cli_revokes_a_token_by_writing_the_store(roomy: RelayServer) -> None:
+    """``relaystore token revoke JTI --url <the store>`` (no server involved) reaches the server."""
+    scope = {"task": "t-cli", "attempt": 0, "producer": "p"}
+    issued = httpx.post(f"{roomy.url}/v1/tokens", json=scope, headers=admin_of(roomy)).json()
+    headers = {"Authorization": f"Bearer {issued['token']}"}
+    assert httpx.post(f"{roomy.url}/v1/outputs", json=progress("t-cli"), headers=headers).status_code == 201
+    done = subprocess.run(
+        [RELAYSTORE, "token", "revoke", issued["jti"], "--url", roomy.store_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    time.sleep(1.2)  # the server's cache of "not revoked" lasts a second
+    response = httpx.post(f"{roomy.url}/v1/outputs", json=progress("t-cli"), headers=headers)
+    assert response.status_code == 401 and "revoked" in response.json()["detail"], response.text
 
 
 def test_a_download_token_opens_one_blob_and_nothing_else(tight: RelayServer) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from relaystore.errors import InvalidInput
 from relaystore.server.tokens import load_secrets
-from tests.support.relay_server import RELAYSTORE, start_server
+from tests.support.relay_server import RELAYSTORE, RelayServer, start_server
 
 NOBODY = 65534
 
@@ -103,20 +103,22 @@ def test_a_concurrent_first_start_creates_one_set_of_secrets(tmp_path: Path) -> 
     assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["admin-token", "signing-key"]
 
 
+def emit(server: RelayServer) -> str:
+    """One small output appended as the admin; its ref."""
+    headers = {"Authorization": f"Bearer {server.admin_token}"}
+    body = {"task_id": "t", "attempt": 0, "producer_agent": "p", "event": {"type": "progress", "stage": "s"}}
+    response = httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["out_id"])
+
+
 @pytest.mark.parametrize("scheme", ["sqlite", "file"])
 def test_data_files_are_private_by_default(tmp_path: Path, scheme: str) -> None:
     (tmp_path / "data").mkdir()
     url = f"sqlite:///{tmp_path}/data/p.db" if scheme == "sqlite" else f"file://{tmp_path}/data/root"
     server = start_server(url, tmp_path)
     try:
-        headers = {"Authorization": f"Bearer {server.admin_token}"}
-        body = {
-            "task_id": "t",
-            "attempt": 0,
-            "producer_agent": "p",
-            "event": {"type": "progress", "stage": "s"},
-        }
-        assert httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers).status_code == 201
+        emit(server)
         modes = {path: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "data").rglob("*")}
     finally:
         server.stop()
@@ -124,20 +126,20 @@ def test_data_files_are_private_by_default(tmp_path: Path, scheme: str) -> None:
     assert all(mode & 0o077 == 0 for mode in modes.values()), {str(p): oct(m) for p, m in modes.items()}
 
 
+def corrupt_output(server: RelayServer, root: Path) -> str:
+    """Emit an output into the file store at ``root``, then spoil its record on disk; its ref."""
+    ref = emit(server)
+    for record in (root / "outputs" / "records").rglob("*"):
+        if record.is_file():
+            record.write_bytes(b"\xff not json")
+    return ref
+
+
 def test_a_corrupt_record_is_logged_with_its_trace_and_answered_without_paths(tmp_path: Path) -> None:
     server = start_server(f"file://{tmp_path}/root", tmp_path)
     try:
         headers = {"Authorization": f"Bearer {server.admin_token}"}
-        body = {
-            "task_id": "t",
-            "attempt": 0,
-            "producer_agent": "p",
-            "event": {"type": "progress", "stage": "s"},
-        }
-        ref = httpx.post(f"{server.url}/v1/outputs", json=body, headers=headers).json()["out_id"]
-        for record in (tmp_path / "root" / "outputs" / "records").rglob("*"):
-            if record.is_file():
-                record.write_bytes(b"\xff not json")
+        ref = corrupt_output(server, tmp_path / "root")
         response = httpx.get(f"{server.url}/v1/outputs/{ref}", headers=headers)
         log = server.log()
     finally:
@@ -146,3 +148,29 @@ def test_a_corrupt_record_is_logged_with_its_trace_and_answered_without_paths(tm
     assert response.json()["error"] == "CorruptRecord"
     assert str(tmp_path) not in response.text
     assert "Traceback" in log and "CorruptRecord" in log and str(tmp_path) in log
+
+
+def test_an_agent_outside_a_corrupt_records_scope_learns_nothing_of_it(tmp_path: Path) -> None:
+    """The scope is checked before the record is told about: 403, as for any other task's output."""
+    server = start_server(f"file://{tmp_path}/root", tmp_path)
+    try:
+        headers = {"Authorization": f"Bearer {server.admin_token}"}
+        ref = corrupt_output(server, tmp_path / "root")
+        scope = {"task": "other-task", "attempt": 0, "producer": "p"}
+        agent = httpx.post(f"{server.url}/v1/tokens", json=scope, headers=headers).json()["token"]
+        response = httpx.get(f"{server.url}/v1/outputs/{ref}", headers={"Authorization": f"Bearer {agent}"})
+    finally:
+        server.stop()
+    assert response.status_code == 403, response.text
+    assert "Corrupt" not in response.text and str(tmp_path) not in response.text
+
+
+def test_the_umask_option_widens_the_data_files(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    server = start_server(f"sqlite:///{tmp_path}/data/w.db", tmp_path, "--umask", "022")
+    try:
+        emit(server)
+        mode = stat.S_IMODE((tmp_path / "data" / "w.db").stat().st_mode)
+    finally:
+        server.stop()
+    assert mode == 0o644, oct(mode)

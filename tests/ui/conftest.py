@@ -8,9 +8,6 @@ cannot be installed.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from benchmarks.browser import LAUNCH_ARGS, chromium_path
 from starlette.testclient import TestClient
 
 from relaystore.server.app import create_app
@@ -87,19 +85,6 @@ def any_inspector(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[In
 # --------------------------------------------------------------------------- the browser
 
 
-def chromium_path() -> str | None:
-    """``/usr/bin/chromium``, installed with apt-get first when missing and we are root."""
-    found = shutil.which("chromium")
-    if found or os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
-    if subprocess.run(install, env=env, capture_output=True, timeout=900).returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        subprocess.run(install, env=env, capture_output=True, timeout=900)
-    return shutil.which("chromium")
-
-
 @pytest.fixture(scope="module")  # Playwright's loop must be gone before later async tests
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
@@ -108,9 +93,7 @@ def browser() -> Iterator[Any]:
         pytest.skip("no chromium browser: `apt-get install -y chromium` failed or needs root")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=["--no-sandbox"]
-        )
+        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=LAUNCH_ARGS)
         yield launched
         launched.close()
 

@@ -13,8 +13,9 @@ reference stores get wrong (``docs/langgraph.md``, "long-term memory"):
 - TTL in minutes; an expired item is never returned nor refreshed back to life (upstream's
   ``omit_expired=True``, always); a sweeper runs by itself every ``sweep_interval_minutes``;
 - namespaces left empty by deletes are not listed;
-- semantic search: exact cosine similarity over the vectors of the items in scope (numpy),
-  O(items under the prefix), scores as InMemoryStore's.
+- semantic search: cosine similarity, scores as InMemoryStore's, exact on every backend: the
+  engine's own vector search on sqlite (sqlite-vec) and postgres (pgvector) when available,
+  numpy over the vectors of the items in scope elsewhere (O(items under the prefix)).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -122,6 +122,7 @@ class RelayStore(BaseStore):
         self.index_config, self.embeddings, self._fields = _index(index)
         self._sweeper: Any = None
         self._closed = False
+        self._valid: set[tuple[str, ...]] = set()  # namespaces that passed validate_op_namespace
         # from_url: a second opening of the same URL on the caller's loop, so its a* calls skip
         # the hop to the private loop thread (see from_url); (loop, its item face) or None.
         self._local: tuple[asyncio.AbstractEventLoop, ItemStore] | None = None
@@ -264,6 +265,8 @@ class RelayStore(BaseStore):
 
     async def _batch(self, ops: list[Op], items: ItemStore | None = None) -> list[Result]:
         items = items or self.items
+        if len(ops) == 1 and isinstance(ops[0], GetOp | PutOp):  # what get/put send: the short way
+            return [await self._one(ops[0], items)]
         for op in ops:
             validate_op_namespace(op)
         results: list[Result] = [None] * len(ops)
@@ -290,6 +293,26 @@ class RelayStore(BaseStore):
         if writes or touch:
             await items.write(writes, touch=touch)
         return results
+
+    async def _one(self, op: GetOp | PutOp, items: ItemStore) -> Item | None:
+        """A batch of one get or one put: the same steps as :meth:`_batch`, fewer of them."""
+        namespace = op.namespace
+        if type(namespace) is not tuple or namespace not in self._valid:
+            validate_op_namespace(op)
+            if type(namespace) is tuple and len(self._valid) < 4096:
+                self._valid.add(namespace)  # str labels in a tuple: immutable, a pass holds for good
+        if isinstance(op, GetOp):
+            stored = await items.get(op.namespace, str(op.key))
+            if stored is None:
+                return None
+            if op.refresh_ttl and stored.ttl is not None:
+                await items.write((), touch=[(stored.namespace, stored.key)])
+            return _item(stored)
+        writes = await self._writes([op])
+        if writes[0].ttl is not None:
+            self._start_sweeper(needed=True)
+        await items.write(writes)
+        return None
 
     async def _writes(self, puts: list[PutOp]) -> list[ItemWrite]:
         last: dict[tuple[Namespace, str], PutOp] = {}
@@ -318,18 +341,9 @@ class RelayStore(BaseStore):
             return [(_search_item(s, None), s) for s in found]
         if op.limit <= 0:
             return []
-        candidates = await items.search(prefix, conditions=conditions, limit=None, vectors=True, values=False)
         query = await self.embeddings.aembed_query(op.query)
-        scored, scoreless = _rank(query, candidates)
-        page: list[tuple[float | None, StoredItem]] = list(scored[op.offset : op.offset + op.limit])
-        if len(page) < op.limit:
-            skip = max(0, op.offset - len(scored))
-            page += [(None, s) for s in scoreless[skip : skip + op.limit - len(page)]]
-        # Values only for the page: candidates came without them (a search may span 10k items).
-        full = await items.get_many([(s.namespace, s.key) for _, s in page])
-        return [
-            (_search_item(f, score), f) for (score, _), f in zip(page, full, strict=True) if f is not None
-        ]
+        ranked = await items.nearest(prefix, query, conditions=conditions, limit=op.limit, offset=op.offset)
+        return [(_search_item(s, score), s) for score, s in ranked]
 
     async def _embed_puts(self, ops: Sequence[PutOp]) -> dict[int, dict[str, list[float]]]:
         """Vectors per put (by position): ``{field name: embedding}`` as InMemoryStore names them."""
@@ -449,32 +463,3 @@ def _search_item(stored: StoredItem, score: float | None) -> SearchItem:
     return SearchItem(
         stored.namespace, stored.key, stored.value, _when(stored.created_at), _when(stored.updated_at), score
     )
-
-
-def _rank(
-    query: Sequence[float], candidates: list[StoredItem]
-) -> tuple[list[tuple[float, StoredItem]], list[StoredItem]]:
-    """Items with vectors by best cosine similarity to ``query`` (max over their vectors), highest
-    first, and the items without vectors in their listed order."""
-    import numpy as np
-
-    owners, rows = [], []
-    scoreless = []
-    for n, stored in enumerate(candidates):
-        if not stored.vectors:
-            scoreless.append(stored)
-        for vector in (stored.vectors or {}).values():
-            owners.append(n)
-            rows.append(vector)
-    if not rows:
-        return [], scoreless
-    matrix = np.array(rows, dtype=np.float64)
-    q = np.asarray(query, dtype=np.float64)
-    norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(q) or 1.0)
-    scores = np.divide(matrix @ q, norms, out=np.zeros(len(rows)), where=norms > 0)
-    best: dict[int, float] = {}
-    for owner, score in zip(owners, scores.tolist(), strict=True):
-        if owner not in best or score > best[owner]:
-            best[owner] = score
-    ranked = sorted(best.items(), key=lambda kv: -kv[1])
-    return [(score if math.isfinite(score) else 0.0, candidates[n]) for n, score in ranked], scoreless

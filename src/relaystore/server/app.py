@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from relaystore._load import caller
 from relaystore.errors import Forbidden, TooLarge, Unauthorized
 from relaystore.server.openapi import build_openapi
 from relaystore.server.routes import OPERATIONS, json_of
@@ -285,7 +286,8 @@ class MetricsMiddleware:
 
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, sending)
+            with caller():  # while others are in flight, store writes share commits (relaystore._load)
+                await self.app(scope, receive, sending)
         finally:
             self.metrics.in_flight.dec()
             route = scope.get(ROUTE_KEY, "unmatched")

@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 from relaystore import wire
 from relaystore.errors import Forbidden, InvalidInput, Unauthorized
 from relaystore.models.outputs import OutputRef
+from relaystore.server.token_cache import VERIFIED
 from relaystore.stores._common import check_id, check_u32
 
 ADMIN_TOKEN_FILE = "admin-token"
@@ -254,6 +255,10 @@ def verify_token(token: str, *, admin_token: str, signing_key: str, audience: st
     expired or was minted for another store than ``audience``."""
     if secrets.compare_digest(token.encode(), admin_token.encode()):
         return Principal(admin=True)
+    key = (token, audience, signing_key)
+    cached = VERIFIED.get(key)  # checked before: only its expiry is checked again
+    if cached is not None:
+        return cached
     import jwt
 
     try:
@@ -270,7 +275,9 @@ def verify_token(token: str, *, admin_token: str, signing_key: str, audience: st
         raise Unauthorized("the token was issued for another store") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"not a valid token: {exc}") from None
-    return _principal(claims)
+    principal = _principal(claims)
+    VERIFIED.put(key, principal, float(claims["exp"]))
+    return principal
 
 
 def issue_download_token(

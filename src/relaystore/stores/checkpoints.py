@@ -38,6 +38,7 @@ from relaystore.errors import (
 )
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
 from relaystore.models.common import Page
+from relaystore.stores._applied import AlreadyApplied, same_write
 from relaystore.stores._common import (
     ANY,
     Skipped,
@@ -82,8 +83,13 @@ class CheckpointStore(ABC):
         step: a :class:`Conflict` writes neither. (The file backend, which has no transactions,
         writes them just before the checkpoint, so a checkpoint never lacks its attachments.)
 
+        A retry of a save that raised but had landed (same id, metadata, state and attachments)
+        returns the id as :class:`~relaystore.stores._applied.AlreadyApplied` (a ``str``), not a
+        Conflict: saves are idempotent by checkpoint id.
+
         Raises :class:`InvalidInput` (bad ids, mismatched ``metadata.thread_id``, state not
-        bytes) and :class:`Conflict` (stale head, or the id already exists in the thread).
+        bytes) and :class:`Conflict` (stale head, or the id already exists in the thread with
+        other content).
         """
         check_id(thread_id, "thread_id")
         if not isinstance(metadata, CheckpointMetadata):
@@ -103,11 +109,19 @@ class CheckpointStore(ABC):
         empty = {name for name in OMITTED_WHEN_EMPTY if not getattr(metadata, name)}
         metadata._json = storable_json(_METADATA, metadata, "checkpoint metadata", exclude=empty)
         items = {check_id(k, "attachment key"): _as_bytes(v) for k, v in (attachments or {}).items()}
-        if items:
-            await self._save_with_attachments(thread_id, metadata, state, expected_head, items)
-        else:
-            await self._save(thread_id, metadata, state, expected_head)
-        return metadata.id
+        try:
+            if items:
+                landed = await self._save_with_attachments(thread_id, metadata, state, expected_head, items)
+            else:
+                landed = await self._save(thread_id, metadata, state, expected_head)
+        except Conflict:
+            # A retry after a "raised but applied" failure finds its own write (stores/_applied.py).
+            found = await self._load(thread_id, metadata.id)
+            stored = await self._get_attachments(thread_id, list(items)) if items and found else {}
+            if same_write(found, metadata, state, items, stored):
+                return AlreadyApplied(metadata.id)
+            raise
+        return AlreadyApplied(metadata.id) if landed else metadata.id
 
     async def load(self, thread_id: str, checkpoint_id: str) -> Checkpoint:
         """Return ``(metadata, state)`` of one checkpoint.
@@ -323,16 +337,17 @@ class CheckpointStore(ABC):
         state: bytes,
         expected_head: Any,
         attachments: dict[str, bytes],
-    ) -> None:
+    ) -> bool | None:
         """Atomically: check ``expected_head`` (unless ANY) and id uniqueness, then append the
         checkpoint and upsert its attachments (often none). On :class:`Conflict` (raised via
-        :func:`head_conflict` / :func:`duplicate_conflict`) nothing is written."""
+        :func:`head_conflict` / :func:`duplicate_conflict`) nothing is written. True only when a
+        remote store reports the write was already applied (``http://``); else None."""
 
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
-    ) -> None:
+    ) -> bool | None:
         """A save without attachments; override where the backend has a cheaper path."""
-        await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
+        return await self._save_with_attachments(thread_id, metadata, state, expected_head, {})
 
     async def _head(self, thread_id: str) -> str | None:
         """Id of the last saved checkpoint, read without decoding it when the backend can.

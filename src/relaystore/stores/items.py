@@ -27,20 +27,20 @@ a namespace prefix is a text range and text order is namespace order.
 
 from __future__ import annotations
 
-import array
 import functools
 import json
 import math
-import struct
-import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores._common import MAX_ID_BYTES, check_text, prefix_upper_bound
+from relaystore.stores.vectors import NearestSearch
+from relaystore.stores.vectors import pack_vectors as pack_vectors  # re-exported for the backends
+from relaystore.stores.vectors import unpack_vectors as unpack_vectors
 
 SEPARATOR = "\x1f"
 Namespace = tuple[str, ...]
@@ -81,6 +81,9 @@ class ItemWrite:
     value: Mapping[str, Any] | None
     ttl: float | None = None
     vectors: Mapping[str, Sequence[float]] | None = None
+    text: str | None = field(default=None, compare=False)
+    """The value's JSON text (:func:`value_json`), set by :func:`check_write` so that backends
+    do not encode it a second time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +193,8 @@ def value_json(value: Mapping[str, Any]) -> str:
         raise InvalidInput(f"an item value is a JSON object (a dict), got {type(value).__name__}")
     try:
         text = _ENCODER.encode(value)
-        text.encode()
+        if not text.isascii():  # ASCII holds no lone surrogate: skip the UTF-8 pass
+            text.encode()
     except (TypeError, ValueError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidInput(f"an item value cannot be stored as JSON: {str(exc).splitlines()[0]}") from exc
     return text
@@ -225,19 +229,26 @@ def check_write(write: ItemWrite) -> ItemWrite:
     """A checked copy of ``write`` (value copied to a plain dict, vectors to float lists)."""
     if not isinstance(write, ItemWrite):
         raise InvalidInput(f"expected an ItemWrite, got {type(write).__name__}")
-    value = None
+    value = text = None
     if write.value is not None:
         if not isinstance(write.value, Mapping):
             raise InvalidInput(f"an item value is a JSON object (a dict), got {type(write.value).__name__}")
         value = dict(write.value)
-        value_json(value)
+        text = value_json(value)
     return ItemWrite(
         check_namespace(write.namespace),
         check_key(write.key),
         value,
         check_ttl(write.ttl),
         _check_vectors(write.vectors) if value is not None else None,
+        text,
     )
+
+
+def write_json(put: ItemWrite) -> str:
+    """The JSON text of a put's value (kept by :func:`check_write`, else encoded now)."""
+    assert put.value is not None
+    return put.text if put.text is not None else value_json(put.value)
 
 
 # --------------------------------------------------------------------------- filters
@@ -366,7 +377,7 @@ def namespace_matches(namespace: Namespace, path: Sequence[str], *, suffix: bool
 # --------------------------------------------------------------------------- the contract
 
 
-class ItemStore(ABC):
+class ItemStore(NearestSearch, ABC):
     """Namespaced JSON items with expiry. All methods are coroutines.
 
     :attr:`clock` (seconds since the epoch, default :func:`time.time`) is read once per call;
@@ -381,7 +392,11 @@ class ItemStore(ABC):
 
     async def get(self, namespace: Namespace, key: str, *, refresh: bool = False) -> StoredItem | None:
         """The live item at ``(namespace, key)`` or None; ``refresh`` also touches its expiry."""
-        return (await self.get_many([(namespace, key)], refresh=refresh))[0]
+        if refresh:
+            return (await self.get_many([(namespace, key)], refresh=True))[0]
+        return (
+            await self._get([(encode_namespace(check_namespace(namespace)), check_key(key))], self.clock())
+        )[0]
 
     async def get_many(
         self, keys: Sequence[tuple[Namespace, str]], *, refresh: bool = False
@@ -560,38 +575,6 @@ def _bad_condition(condition: object) -> Condition:
 
 def next_updated_at(now: float, previous: float | None) -> float:
     return now if previous is None else max(now, previous + 1e-6)
-
-
-def pack_vectors(vectors: Mapping[str, Sequence[float]] | None) -> bytes | None:
-    """Vectors as bytes for a binary column: a JSON header ``[[name, dims], …]``, a newline, then
-    every vector as little-endian float32 (None when there are none)."""
-    if not vectors:
-        return None
-    header = json.dumps([[name, len(v)] for name, v in vectors.items()]).encode()
-    floats = [x for v in vectors.values() for x in v]
-    return header + b"\n" + struct.pack(f"<{len(floats)}f", *floats)
-
-
-def unpack_vectors(data: bytes | None) -> dict[str, Sequence[float]]:
-    """The inverse of :func:`pack_vectors` (float32 precision); each vector is an ``array('f')``,
-    which numpy reads without a copy per element."""
-    if not data:
-        return {}
-    cut = data.index(b"\n")
-    floats = array.array("f", data[cut + 1 :])
-    if sys.byteorder == "big":
-        floats.byteswap()
-    vectors: dict[str, Sequence[float]] = {}
-    start = 0
-    for name, dims in _header(data[:cut]):
-        vectors[name] = floats[start : start + dims]
-        start += dims
-    return vectors
-
-
-@functools.lru_cache(maxsize=256)  # items of one index share a handful of headers
-def _header(raw: bytes) -> tuple[tuple[str, int], ...]:
-    return tuple((str(name), int(dims)) for name, dims in json.loads(raw))
 
 
 def is_live(expires_at: float | None, now: float) -> bool:

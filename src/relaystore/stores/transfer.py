@@ -41,7 +41,9 @@ from relaystore.models.checkpoints import CheckpointMetadata, PendingWrite
 from relaystore.models.common import Page, now_rfc3339
 from relaystore.models.outputs import OutputRecord
 from relaystore.stores import DOC_KINDS, AdaptiveStore, DocKind, Store
+from relaystore.stores._applied import AlreadyApplied
 from relaystore.stores.adaptive import ADAPTERS
+from relaystore.stores.checkpoints import duplicate_conflict
 from relaystore.stores.items import ItemWrite, StoredItem, encode_namespace
 
 FORMAT = "relaystore-export"
@@ -458,7 +460,9 @@ def _write_line(thread_id: str, checkpoint_id: str, writes: list[PendingWrite]) 
 async def write_line(store: Store, line: _Line) -> None:
     """Store one parsed record line: a single library call, so a failure writes nothing of it."""
     if isinstance(line, CheckpointLine):
-        await store.checkpoints.save(line.thread_id, line.metadata, line.state)
+        saved = await store.checkpoints.save(line.thread_id, line.metadata, line.state)
+        if isinstance(saved, AlreadyApplied):  # an import reports what was there (--skip-existing skips)
+            raise duplicate_conflict(line.thread_id, saved)
     elif isinstance(line, WriteLine):
         writes = [PendingWrite(**w.model_dump()) for w in line.writes]
         await store.checkpoints.put_writes(line.thread_id, line.checkpoint_id, writes, replace=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 from pydantic import TypeAdapter
 
 from relaystore import wire
@@ -56,11 +57,12 @@ class HttpCheckpointStore(CheckpointStore):
 
     async def _save(
         self, thread_id: str, metadata: CheckpointMetadata, state: bytes, expected_head: Any
-    ) -> None:
+    ) -> bool:
         headers = _save_headers(metadata, expected_head, "application/octet-stream")
-        await self._c.send(
+        response = await self._c.send(
             "POST", wire.CHECKPOINTS, params={"thread_id": thread_id}, content=state, headers=headers
         )
+        return _already_applied(response)
 
     async def _save_with_attachments(
         self,
@@ -69,17 +71,18 @@ class HttpCheckpointStore(CheckpointStore):
         state: bytes,
         expected_head: Any,
         attachments: dict[str, bytes],
-    ) -> None:
+    ) -> bool:
         """One request: the server saves both in its store's transaction (a Conflict writes neither)."""
         headers = _save_headers(metadata, expected_head, "application/json")
         body = CheckpointWithAttachmentsRequest(state=state, attachments=attachments).model_dump_json()
-        await self._c.send(
+        response = await self._c.send(
             "POST",
             wire.CHECKPOINTS_WITH_ATTACHMENTS,
             params={"thread_id": thread_id},
             content=body,
             headers=headers,
         )
+        return _already_applied(response)
 
     async def _head(self, thread_id: str) -> str | None:
         body = await self._c.json("GET", wire.THREADS_HEAD, params={"thread_id": thread_id})
@@ -220,3 +223,10 @@ class HttpCheckpointStore(CheckpointStore):
     async def _list_attachments(self, thread_id: str, after: str | None, limit: int | None) -> list[str]:
         params = {"thread_id": thread_id}
         return await self._c.rows(wire.ATTACHMENTS, params, after_key(after), limit)
+
+
+def _already_applied(response: httpx.Response | None) -> bool:
+    """The server found this save already stored (a retry whose first try landed): 200, not 201."""
+    return (
+        response is not None and response.status_code == 200 and bool(response.json().get("already_applied"))
+    )

@@ -7,6 +7,7 @@ lock guards use from several threads. Filters are evaluated in Python (:func:`ma
 
 from __future__ import annotations
 
+import json
 import threading
 import weakref
 from typing import Any
@@ -22,6 +23,7 @@ from relaystore.stores.items import (
     matches,
     next_updated_at,
     within,
+    write_json,
 )
 
 
@@ -60,12 +62,17 @@ def _item(space: str, key: str, row: _Row, vectors: bool = False) -> StoredItem:
     )
 
 
+_DECODER = json.JSONDecoder()  # raw_decode: our own compact text has no whitespace to skip
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _copy(value: Any) -> Any:
-    """A deep copy of JSON data, so a caller mutating a returned value cannot change the store."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
+    """A deep copy of stored JSON data (plain dicts, lists and scalars, as ``json.loads`` made
+    them), so a caller mutating a returned value cannot change the store."""
+    if type(value) is dict:
+        return {k: v if type(v) in _SCALARS else _copy(v) for k, v in value.items()}
+    if type(value) is list:
+        return [v if type(v) in _SCALARS else _copy(v) for v in value]
     return value
 
 
@@ -145,7 +152,7 @@ class MemoryItemStore(ItemStore):
             return
         old = self._live(space, put.key, now)
         row = _Row(
-            _copy(dict(put.value)),
+            _DECODER.raw_decode(write_json(put))[0],  # a private copy, as the JSON backends hold it
             now if old is None else old.created_at,
             next_updated_at(now, None if old is None else old.updated_at),
         )

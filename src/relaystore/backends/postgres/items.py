@@ -16,6 +16,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from relaystore.backends import _vector_sql
+from relaystore.backends.postgres import vectors
 from relaystore.backends.postgres.database import PgDatabase
 from relaystore.backends.postgres.migrations import upgrade
 from relaystore.stores._common import or_skipped, without_skipped
@@ -23,15 +25,18 @@ from relaystore.stores.items import (
     Condition,
     ItemStore,
     ItemWrite,
+    Namespace,
     StoredItem,
     decode_namespace,
     decode_value,
     encode_namespace,
     json_kind,
     pack_vectors,
+    prefix_range,
     unpack_vectors,
-    value_json,
+    write_json,
 )
+from relaystore.stores.vectors import exact_nearest
 
 MIGRATIONS: list[list[str]] = [
     [
@@ -48,6 +53,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX items_expiry ON {s}.items (expires_at) WHERE expires_at IS NOT NULL",
         "CREATE INDEX items_recent ON {s}.items (updated_at)",
     ],
+    vectors.MIGRATION,  # 2: one row per vector, for pgvector's search
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 VERSION_TABLE = "relaystore_items_schema"
@@ -74,7 +80,10 @@ async def migrate(db: PgDatabase) -> None:
     """Apply the missing item migrations in one transaction, under an advisory lock."""
     async with db.transaction() as conn:
         await db.lock(conn, "items-migrate")
+        fresh = not await vectors.has_table(conn, db.schema)
         await upgrade(conn, db.schema, MIGRATIONS, VERSION_TABLE, "the items table")
+        if fresh:
+            await vectors.backfill(conn, db.sql)
 
 
 def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
@@ -148,10 +157,14 @@ class PgItemStore(ItemStore):
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
         self._ready = False
+        self._pgvector: str | None = None  # the schema of the vector extension, if installed
 
     async def _setup(self) -> None:
         if not self._ready:
             await migrate(self._db)
+            row = await self._db.one(vectors.EXTENSION)
+            self._pgvector = None if row is None else str(row[0])
+            self.native_vectors = "pgvector" if row is not None else None
             self._ready = True
 
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
@@ -198,6 +211,37 @@ class PgItemStore(ItemStore):
             cur = await conn.execute(self._db.compose(query), params)
             return await cur.fetchall()
 
+    async def _nearest(
+        self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
+    ) -> list[tuple[float | None, StoredItem]]:
+        """pgvector's exact search in SQL when installed (see :mod:`.vectors`), else numpy."""
+        await self._setup()
+        if self._pgvector is None or len(query) > vectors.MAX_DIMS:
+            return await exact_nearest(self, prefix, query, conditions, limit, offset)
+        low, high = prefix_range(prefix)
+        scope = _vector_sql.scope(low, high, self.clock(), [condition_sql(c) for c in conditions], "%s")
+        ranked, count, unscored = vectors.nearest_queries(scope, query, limit, offset)
+        schema, extension = self._db.schema, self._pgvector
+        # A full page is one statement. A short one needs the unscored items too: one or two more
+        # statements, each with its own snapshot (READ COMMITTED), so a write landing between them
+        # can shift that tail by an item, as a write between two pages would.
+        async with self._db.connection() as conn:
+            cur = await conn.execute(vectors.compose(ranked[0], schema, extension), ranked[1])
+            scored = await cur.fetchall()
+            rest: list[tuple[Any, ...]] = []
+            if len(scored) < limit:
+                total = offset + len(scored)
+                if not scored:
+                    cur = await conn.execute(vectors.compose(count[0], schema, extension), count[1])
+                    total = int((await cur.fetchone() or (0,))[0])
+                skip = max(0, offset - total)
+                template, params = unscored
+                cur = await conn.execute(
+                    vectors.compose(template, schema, extension), [*params, skip, limit - len(scored)]
+                )
+                rest = await cur.fetchall()
+        return _vector_sql.page_of(scored, rest, _row_item)
+
     async def _namespaces(self, low: str | None, high: str | None, now: float) -> list[str]:
         await self._setup()
         clauses, params = _where(low, high, now)
@@ -208,10 +252,12 @@ class PgItemStore(ItemStore):
         await self._setup()
         deletes = [(encode_namespace(p.namespace), p.key) for p in puts if p.value is None]
         upserts = [_upsert_params(p, now) for p in puts if p.value is not None]
+        vector_rows = vectors.vector_rows(puts)
         statements: list[tuple[str, Any]] = [
             *((_TOUCH, (now, ns, key, now)) for ns, key in touch),
             *(("DELETE FROM {s}.items WHERE ns = %s AND key = %s", d) for d in deletes),
             *((_UPSERT, u) for u in upserts),
+            *((vectors.INSERT, r) for r in vector_rows),
         ]
         if len(statements) == 1:  # one statement is atomic by itself: skip BEGIN and COMMIT
             template, params = statements[0]
@@ -225,8 +271,10 @@ class PgItemStore(ItemStore):
                 await cur.executemany(
                     self._db.sql("DELETE FROM {s}.items WHERE ns = %s AND key = %s"), deletes
                 )
-            if upserts:
+            if upserts:  # a replaced item's vectors go with it (a trigger), then the new ones come
                 await cur.executemany(self._db.sql(_UPSERT), upserts)
+            if vector_rows:
+                await cur.executemany(self._db.sql(vectors.INSERT), vector_rows)
 
     async def _sweep(self, now: float) -> int:
         await self._setup()
@@ -246,7 +294,7 @@ def _upsert_params(put: ItemWrite, now: float) -> dict[str, Any]:
     return {
         "ns": encode_namespace(put.namespace),
         "key": put.key,
-        "value": value_json(put.value),
+        "value": write_json(put),
         "now": now,
         "expires_at": None if put.ttl is None else now + put.ttl,
         "ttl": put.ttl,

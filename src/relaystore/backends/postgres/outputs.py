@@ -42,6 +42,15 @@ _INSERT_OUTPUT = (
     "links AS (INSERT INTO {s}.output_parents (parent, child_seq) SELECT unnest(%s::text[]), seq FROM new) "
     "SELECT seq FROM new"
 )
+# Without parents (most appends): no CTE and no array parameter to adapt.
+_INSERT_ORPHAN = (
+    "INSERT INTO {s}.outputs (id, task_id, attempt, producer_agent, record) "
+    "VALUES (%s, %s, %s, %s, %s::json) RETURNING seq"
+)
+
+
+_ONE_OUTPUT = "SELECT seq, record::text FROM {s}.outputs WHERE id = %s"
+_SOME_OUTPUTS = "SELECT seq, record::text FROM {s}.outputs WHERE id = ANY(%s::text[])"
 
 
 class PgOutputStore(OutputStore):
@@ -61,18 +70,20 @@ class PgOutputStore(OutputStore):
     async def _insert(self, record: OutputRecord) -> int:
         doc = record.model_dump_json(exclude={"seq"})
         parents = list(dict.fromkeys(record.parent_refs))
-        params = (record.id, record.task_id, record.attempt, record.producer_agent, doc, parents)
+        params = (record.id, record.task_id, record.attempt, record.producer_agent, doc)
+        query = self._db.sql(_INSERT_OUTPUT if parents else _INSERT_ORPHAN)
         async with self._db.connection() as conn:  # one autocommit statement: atomic, one round trip
             try:
-                cur = await conn.execute(self._db.sql(_INSERT_OUTPUT), params)
+                cur = await conn.execute(query, (*params, parents) if parents else params)
             except pg_errors.UniqueViolation:
                 raise Conflict(f"output {record.id} already exists") from None
             return int(cast(tuple[int], await cur.fetchone())[0])
 
     async def _get_many(self, refs: Sequence[OutputRef]) -> list[OutputRecord]:
-        rows = await self._db.all(
-            "SELECT seq, record::text FROM {s}.outputs WHERE id = ANY(%s::text[])", ([str(r) for r in refs],)
-        )
+        if len(refs) == 1:  # a get by ref: a text parameter adapts in ~50 µs less CPU than a list
+            rows = await self._db.all(_ONE_OUTPUT, (str(refs[0]),))
+        else:
+            rows = await self._db.all(_SOME_OUTPUTS, ([str(r) for r in refs],))
         return self._records(rows, skip_corrupt=False)
 
     async def _latest(self, flt: OutputFilter) -> OutputRecord | None:

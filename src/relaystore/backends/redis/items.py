@@ -32,7 +32,7 @@ from relaystore.stores.items import (
     matches,
     pack_vectors,
     unpack_vectors,
-    value_json,
+    write_json,
 )
 
 log = logging.getLogger("relaystore")
@@ -141,7 +141,7 @@ class RedisItemStore(ItemStore):
                 args += ["d", space, put.key]
             else:
                 ttl = "" if put.ttl is None else repr(put.ttl)
-                args += ["p", space, put.key, value_json(put.value), ttl, pack_vectors(put.vectors) or ""]
+                args += ["p", space, put.key, write_json(put), ttl, pack_vectors(put.vectors) or ""]
         await self._run(keys, args)
 
     async def _run(self, keys: list[str], args: list[str | bytes]) -> int:

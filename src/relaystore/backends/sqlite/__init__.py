@@ -102,6 +102,12 @@ async def open_store(url: str, **options: Any) -> Store:
     async def info() -> dict[str, Any]:
         return await db.read(lambda conn: _collect_info(conn, parsed, db.read_only))
 
+    items = SqliteItemStore(db)
+
+    async def close() -> None:
+        items.close()  # its sqlite-vec read connection, if any
+        await db.close()
+
     return Store(
         url,
         "sqlite",
@@ -109,8 +115,8 @@ async def open_store(url: str, **options: Any) -> Store:
         SqliteOutputStore(db),
         SqliteAdaptiveStore(db),
         blobs=blobs,
-        items=SqliteItemStore(db),
-        close=db.close,
+        items=items,
+        close=close,
         info=info,
         reopenable=not parsed.in_memory,  # a private :memory: database dies with its connection
     )

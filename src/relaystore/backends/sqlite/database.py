@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
+from relaystore._load import concurrent
 from relaystore.backends._group_commit import GroupCommit
 from relaystore.backends.sqlite.migrations import SCHEMA_VERSION, migrate
 from relaystore.errors import BackendUnavailable
@@ -291,16 +292,20 @@ class SqliteDatabase:
         if inline and self._reader is not None:
             result = self._read_on(self._reader, fn)
         elif self._reader is not None:  # a file: the read threads may open connections to it
-            try:
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._read_executor, lambda: self._read_on(self._thread_reader(), fn)
-                )
-            except RuntimeError as exc:  # executor shut down
-                raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
+            result = await self.in_read_thread(lambda: self._read_on(self._thread_reader(), fn))
         if result is not _BUSY:
             return cast(T, result)
         deadline = time.monotonic() + self.timeout
         return await self.call(lambda: self._retry(lambda: fn(self._require()), deadline))
+
+    async def in_read_thread(self, fn: Callable[[], T]) -> T:
+        """Run ``fn()`` on a read thread (work on a connection of the caller's own, such as the
+        vector search's) and return what it returns. Raises :class:`BackendUnavailable` once the
+        store is closed."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn)
+        except RuntimeError as exc:  # executor shut down
+            raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
 
     def _thread_reader(self) -> sqlite3.Connection:
         """This read thread's connection, opened on its first read (on the snapshot when the
@@ -367,6 +372,8 @@ class SqliteDatabase:
         # While the worker commits a group, a new write joins the next group instead: inline it
         # would only find the lock taken, and alone it would cost a commit of its own.
         if self._inline is None or size > INLINE_MAX_BYTES or self._checkpointing or self._group.busy:
+            return False
+        if concurrent():  # other callers in flight (a server): join a group commit, free the loop
             return False
         if self._inline_pause:
             self._inline_pause -= 1

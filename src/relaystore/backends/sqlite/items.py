@@ -11,10 +11,13 @@ on first use, so this face evolves independently of the backend's ``relaystore_s
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
+from relaystore.backends import _vector_sql
+from relaystore.backends.sqlite import vectors as sqlite_vectors
 from relaystore.backends.sqlite.database import SqliteDatabase, few
 from relaystore.errors import BackendUnavailable
 from relaystore.stores._common import or_skipped, without_skipped
@@ -22,6 +25,7 @@ from relaystore.stores.items import (
     Condition,
     ItemStore,
     ItemWrite,
+    Namespace,
     StoredItem,
     decode_namespace,
     decode_value,
@@ -29,11 +33,14 @@ from relaystore.stores.items import (
     json_kind,
     matches,
     pack_vectors,
+    prefix_range,
     unpack_vectors,
-    value_json,
+    write_json,
 )
+from relaystore.stores.vectors import exact_nearest
 
-MIGRATIONS: list[str] = [
+log = logging.getLogger("relaystore")
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     # 1: items, with expiry; vectors are packed float32 (stores.items.pack_vectors)
     """
     CREATE TABLE items (
@@ -50,11 +57,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
     CREATE INDEX items_recent ON items (updated_at)
     """,
+    # 2: one row per vector, for sqlite-vec's search (.vectors)
+    sqlite_vectors.migrate,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 # the items table of migration 1 as an empty TEMP table, where the main one does not exist
 _EMPTY_ITEMS = (
-    MIGRATIONS[0].split(";")[0].replace("CREATE TABLE items", "CREATE TEMP TABLE IF NOT EXISTS items")
+    cast(str, MIGRATIONS[0])
+    .split(";")[0]
+    .replace("CREATE TABLE items", "CREATE TEMP TABLE IF NOT EXISTS items")
 )
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 _COLUMNS = "ns, key, value, created_at, updated_at, expires_at, ttl"
@@ -90,7 +101,13 @@ def migrate(conn: sqlite3.Connection) -> None:
             f"the items table has schema version {current}; this relaystore knows up to {SCHEMA_VERSION}"
         )
     for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in MIGRATIONS[version - 1].split(";"):
+        step = MIGRATIONS[version - 1]
+        if callable(step):
+            step(conn)
+            statements: list[str] = []
+        else:
+            statements = step.split(";")
+        for statement in statements:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(
@@ -180,14 +197,24 @@ class SqliteItemStore(ItemStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
         self._ready = False
+        self._vectors: sqlite_vectors.VectorReader | None = None
 
     async def _setup(self) -> None:
         if not self._ready:
             if self._db.read_only is None:
                 await self._db.write(migrate)
+                self._vectors = sqlite_vectors.open_reader(self._db.path)
             elif not await self._db.read(_has_items):  # a read-only file that never held items
                 await self._db.on_each_connection(_EMPTY_ITEMS)  # reads as empty
+            # A read-only store cannot migrate, so its file may lack item_vectors: numpy there.
+            self.native_vectors = "sqlite-vec" if self._vectors is not None else None
             self._ready = True
+
+    def close(self) -> None:
+        """Close the sqlite-vec read connection (the database itself is the backend's)."""
+        if self._vectors is not None:
+            self._vectors.close()
+            self._vectors = None
 
     async def _get(self, keys: list[tuple[str, str]], now: float) -> list[StoredItem | None]:
         await self._setup()
@@ -251,13 +278,41 @@ class SqliteItemStore(ItemStore):
         deletes = [(encode_namespace(p.namespace), p.key) for p in puts if p.value is None]
         upserts = [_upsert_params(p, now) for p in puts if p.value is not None]
 
+        vector_rows = sqlite_vectors.vector_rows(puts)
+
         def apply(conn: sqlite3.Connection) -> None:
             conn.executemany(_TOUCH, [(now, ns, key, now) for ns, key in touch])
             conn.executemany("DELETE FROM items WHERE ns = ? AND key = ?", deletes)
-            conn.executemany(_UPSERT, upserts)
+            conn.executemany(_UPSERT, upserts)  # its trigger clears the replaced items' vectors
+            if vector_rows:
+                conn.executemany(sqlite_vectors.INSERT, vector_rows)
 
         size = sum(len(u["value"]) + len(u["vectors"] or b"") for u in upserts)
         await self._db.write(apply, inline_bytes=size)
+
+    async def _nearest(
+        self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int
+    ) -> list[tuple[float | None, StoredItem]]:
+        """sqlite-vec's exact search in SQL when loaded (module notes of :mod:`.vectors`),
+        else, or for a filter key SQLite's JSON paths cannot write, the numpy reference."""
+        await self._setup()
+        filters = [condition_sql(c) for c in conditions]
+        reader = self._vectors
+        if reader is None or any(f is None for f in filters):
+            return await exact_nearest(self, prefix, query, conditions, limit, offset)
+        low, high = prefix_range(prefix)
+        scope = _vector_sql.scope(low, high, self.clock(), [f for f in filters if f is not None], "?")
+
+        def search() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            with reader.lock:
+                return sqlite_vectors.nearest_rows(reader, scope, query, limit, offset)
+
+        try:  # a scan of every vector in scope: never on the event loop
+            scored, unscored = await self._db.in_read_thread(search)
+        except reader.error as exc:  # e.g. busy during WAL recovery: the exact path still answers
+            log.debug("sqlite-vec search failed, using the exact search: %s", exc)
+            return await exact_nearest(self, prefix, query, conditions, limit, offset)
+        return _vector_sql.page_of(scored, unscored, _row_item)
 
     async def _sweep(self, now: float) -> int:
         await self._setup()
@@ -276,7 +331,7 @@ def _upsert_params(put: ItemWrite, now: float) -> dict[str, Any]:
     return {
         "ns": encode_namespace(put.namespace),
         "key": put.key,
-        "value": value_json(put.value),
+        "value": write_json(put),
         "now": now,
         "expires_at": None if put.ttl is None else now + put.ttl,
         "ttl": put.ttl,

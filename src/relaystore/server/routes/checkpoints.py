@@ -37,6 +37,7 @@ from relaystore.server.routes._common import (
 )
 from relaystore.server.web import Call, Op, Param, page_reply, reply, strict_json, with_warnings
 from relaystore.stores import ANY
+from relaystore.stores._applied import AlreadyApplied
 from relaystore.stores._common import validate
 from relaystore.wire import (
     METADATA_HEADER,
@@ -103,7 +104,7 @@ async def save_checkpoint(call: Call) -> Response:
     head = expected_head(call)
     state = await call.body()
     saved = await call.store.checkpoints.save(thread_id, metadata, state, expected_head=head)
-    return reply({"id": saved}, 201, headers={"ETag": checkpoint_etag(saved)})
+    return saved_reply(saved)
 
 
 async def save_checkpoint_with_attachments(call: Call) -> Response:
@@ -115,7 +116,16 @@ async def save_checkpoint_with_attachments(call: Call) -> Response:
     saved = await call.store.checkpoints.save(
         thread_id, metadata, body.state, expected_head=head, attachments=body.attachments
     )
-    return reply({"id": saved}, 201, headers={"ETag": checkpoint_etag(saved)})
+    return saved_reply(saved)
+
+
+def saved_reply(saved: str) -> Response:
+    """201 ``{"id"}`` for a new checkpoint; 200 ``{"id", "already_applied": true}`` for a retry
+    that found its own earlier write stored (see ``stores/_applied.py``)."""
+    headers = {"ETag": checkpoint_etag(saved)}
+    if isinstance(saved, AlreadyApplied):
+        return reply({"id": saved, "already_applied": True}, 200, headers=headers)
+    return reply({"id": saved}, 201, headers=headers)
 
 
 def checkpoint_reply(checkpoint: Checkpoint) -> Response:
@@ -232,6 +242,9 @@ async def list_attachments(call: Call) -> Response:
     return page_reply(page)
 
 
+# 200: a retry whose earlier try had landed (same id and content), told apart from a new save
+SAVED = {201: json_of(obj(id=STR)), 200: json_of(obj(id=STR, already_applied={"type": "boolean"}))}
+
 OPERATIONS: list[Op] = [
     Op(
         "POST",
@@ -245,7 +258,7 @@ OPERATIONS: list[Op] = [
             IF_NONE,
         ),
         request=OCTETS,
-        responses={201: json_of(obj(id=STR))},
+        responses=SAVED,
         tag="checkpoints",
     ),
     Op(
@@ -260,7 +273,7 @@ OPERATIONS: list[Op] = [
             IF_NONE,
         ),
         request=json_of(ref("CheckpointWithAttachmentsRequest")),
-        responses={201: json_of(obj(id=STR))},
+        responses=SAVED,
         tag="checkpoints",
     ),
     Op(
