@@ -133,13 +133,16 @@ async def test_small_point_reads_stay_on_the_loop(
 ) -> None:
     seeded = await _seed(store)
     _, log = watch(store, monkeypatch)
+    await store.checkpoints.load_full("t", seeded["small"])  # new here: a read thread, size kept
+    assert [on_loop for on_loop, _ in log] == [False]
+    log.clear()
     await store.checkpoints.load_latest("t")
     await store.checkpoints.head("t")
     await store.checkpoints.list("t", limit=10)
     await store.outputs.get(seeded["output"])
-    small = await store.checkpoints.load_full("t", seeded["small"])  # its size first, then itself
+    small = await store.checkpoints.load_full("t", seeded["small"])  # small last time: inline
     assert small is not None and small.state == b"state" and small.attachments == {}
-    assert len(log) == 6 and all(on_loop for on_loop, _ in log)
+    assert len(log) == 5 and all(on_loop for on_loop, _ in log)
 
 
 async def test_a_large_read_in_flight_blocks_neither_the_loop_nor_the_server(

@@ -17,8 +17,9 @@ Design:
   average over 2 ms (a slow disk) the next 256 writes go to the worker too, so the loop never
   stalls for long. That connection never checkpoints the WAL itself; every 200 inline commits
   the worker runs a RESTART checkpoint (see :meth:`.SqliteDatabase._checkpoint_soon`).
-- Reads that can be large (listings, counts, lineage, attachments, blob chunks, full reads
-  past 256 KiB, ``info()``) run on two read threads, each with a read-only connection, so one large read never
+- Reads that can be large (listings, counts, lineage, attachments, blob chunks, full reads of
+  threads whose last one returned over 256 KiB, ``info()``) run on two read threads, each with
+  a read-only connection, so one large read never
   stalls the event loop (or, under ``serve``, every other request); small point reads run inline
   on a read-only connection, cheaper than a hop to a thread. WAL gives each statement a
   consistent snapshot.

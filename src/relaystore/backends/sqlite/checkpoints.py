@@ -8,6 +8,7 @@ exact; pending writes are one autocommit INSERT per batch (no lock on the checkp
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -62,16 +63,7 @@ def _full_read_sql(where: str, direction: str) -> str:
     )
 
 
-# The bytes a full read of one checkpoint returns: its state, the attachments its refs name, and
-# its pending writes. length() of a BLOB comes from the row header: no value is read.
-_FULL_SIZE = (
-    "SELECT length(c.state) + COALESCE((SELECT SUM(length(a.value)) FROM thread_attachments a "
-    "WHERE a.thread_id = :thread AND a.key IN (SELECT j.value FROM json_each(CASE WHEN "
-    "json_valid(c.metadata) THEN c.metadata ELSE '{{}}' END, '$.refs') j)), 0) "
-    "+ COALESCE((SELECT SUM(length(w.value)) FROM checkpoint_writes w "
-    "WHERE w.thread_id = :thread AND w.checkpoint_id = c.checkpoint_id), 0) "
-    "FROM checkpoints c WHERE c.thread_id = :thread{where} ORDER BY c.seq DESC LIMIT 1"
-)
+_SIZE_HINTS = 4096  # threads whose last full-read size is remembered (oldest forgotten first)
 
 _HEAD = "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? ORDER BY seq DESC LIMIT 1"
 
@@ -84,6 +76,9 @@ def _checkpoint(row: tuple[int, str, bytes]) -> Checkpoint:
 class SqliteCheckpointStore(CheckpointStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+        # bytes the last full read of each thread returned: a thread's checkpoints grow slowly,
+        # so the last one predicts the next, and the read stays one statement
+        self._full_sizes: OrderedDict[str, int] = OrderedDict()
 
     async def _save_with_attachments(
         self,
@@ -245,16 +240,21 @@ class SqliteCheckpointStore(CheckpointStore):
         where = "" if checkpoint_id is None else " AND checkpoint_id = :id"
         sql = _full_read_sql(where, "DESC")
         params = {"thread": thread_id, "id": checkpoint_id, "limit": 1, "values": 1}
-        # One checkpoint is a point read, but its attachments and writes may be large: their size
-        # (read from the row headers, not the values) decides where the read runs.
-        size_sql = _FULL_SIZE.format(where=where)
-        size = await self._db.read(lambda c: c.execute(size_sql, params).fetchone(), inline=True)
-        if size is None:
-            return None
-        inline = size[0] <= INLINE_READ_BYTES
+        # One checkpoint is a point read, but its attachments and writes may be large. Where it
+        # runs follows what this thread's last full read returned: inline when that was small, on
+        # a read thread when it was large or the thread is new here. Still one statement.
+        last = self._full_sizes.get(thread_id)
+        inline = last is not None and last <= INLINE_READ_BYTES
         rows = await self._db.read(lambda c: c.execute(sql, params).fetchall(), inline=inline)
+        self._remember_size(thread_id, sum(len(v) for row in rows for v in row if isinstance(v, bytes)))
         found = full_reads.bundles(rows, full_reads.SINGLE, "checkpoints", strict=True)
         return found[0][1] if found else None
+
+    def _remember_size(self, thread_id: str, size: int) -> None:
+        self._full_sizes[thread_id] = size
+        self._full_sizes.move_to_end(thread_id)
+        if len(self._full_sizes) > _SIZE_HINTS:
+            self._full_sizes.popitem(last=False)
 
     async def _list_full(self, thread_id: str, query: FullQuery) -> list[tuple[int, Any]]:
         clauses, params = [], {"thread": thread_id, "limit": -1 if query.limit is None else query.limit}
