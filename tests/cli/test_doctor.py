@@ -92,5 +92,5 @@ def test_doctor_reports_corrupt_records_and_repairs_the_counter(tmp_path: Path) 
 
 def test_doctor_on_a_missing_store_is_one_line(tmp_path: Path) -> None:
     done = runner.invoke(app, ["doctor", "--url", f"sqlite:///{tmp_path}/none.db"])
-    assert done.exit_code == 1 and "no SQLite database" in done.stderr
+    assert done.exit_code == 1 and "no store at sqlite:" in done.stderr
     assert not (tmp_path / "none.db").exists()

@@ -133,19 +133,19 @@ def run(work: Callable[[], Awaitable[T]]) -> T:
 def open_existing(url: str) -> AbstractAsyncContextManager[Store]:
     """Open the store at ``url`` for a reading command, which must not create one.
 
-    A ``sqlite://`` path that does not exist raises :class:`NotFound` (a typo would otherwise
-    leave an empty database, and its directories, behind). Writing commands use
-    :func:`relaystore.connect`, which creates.
+    A store kept in local files (``sqlite://``, ``file://``: its options carry ``local_path``)
+    whose path does not exist raises :class:`NotFound` (a typo would otherwise leave an empty
+    store, and its directories, behind). Writing commands use :func:`relaystore.connect`, which
+    creates.
     """
-    if url.lower().startswith("sqlite:"):
-        from relaystore.backends.sqlite import parse_url
+    from relaystore.backends import parse_url
 
-        options = parse_url(url, {})
-        if options.local_path is not None and not options.local_path.is_file():
-            raise NotFound(  # the path as the user wrote it, to spot the typo
-                f"no SQLite database at {options.path} (check the path in --url; a writing command "
-                "such as import or serve creates it)"
-            )
+    path = getattr(parse_url(url), "local_path", None)
+    if path is not None and not path.exists():
+        raise NotFound(  # the URL as the user wrote it, to spot the typo
+            f"no store at {url}: {path} does not exist (check the path in --url; a writing "
+            "command such as import or serve creates it)"
+        )
     return relaystore.connect(url)
 
 
