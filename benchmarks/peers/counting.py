@@ -292,6 +292,10 @@ def _prefixed(original: Callable[..., Any], before: Callable[..., None]) -> Call
 async def count_sqlite(saver: Any, tally: Tally) -> AsyncIterator[None]:
     """Trace the SQLite connections reachable from ``saver`` and count hops to their workers."""
     found = _reachable(saver)
+    # relaystore's SQLite store opens its read threads' connections later: it traces them itself
+    databases = [
+        obj for obj in found if callable(getattr(obj, "trace", None)) and hasattr(obj, "_read_conns")
+    ]
     plain = [obj for obj in found if isinstance(obj, sqlite3.Connection)]
     wrapped = [obj for obj in found if _is_aiosqlite(obj)]
     executors = [obj for obj in found if isinstance(obj, ThreadPoolExecutor)]
@@ -302,6 +306,8 @@ async def count_sqlite(saver: Any, tally: Tally) -> AsyncIterator[None]:
 
     for conn in plain:
         conn.set_trace_callback(trace)
+    for database in databases:
+        database.trace(trace)
     for aconn in wrapped:
         await aconn.set_trace_callback(trace)
         _carry_context(aconn, "_execute", tally)
@@ -312,6 +318,8 @@ async def count_sqlite(saver: Any, tally: Tally) -> AsyncIterator[None]:
     finally:
         for conn in plain:
             conn.set_trace_callback(None)
+        for database in databases:
+            database.trace(None)
         for aconn in wrapped:
             vars(aconn).pop("_execute", None)
             if getattr(aconn, "_connection", None) is not None:
@@ -330,6 +338,11 @@ def _carry_context(obj: Any, name: str, tally: Tally) -> None:
         return original(contextvars.copy_context().run, fn, *args, **kwargs)
 
     setattr(obj, name, hop)
+
+
+def _traces_itself(obj: Any) -> bool:
+    """relaystore's SQLite database object: ``trace(callback)`` covers connections it opens later."""
+    return type(obj).__name__ == "SqliteDatabase" and callable(getattr(obj, "trace", None))
 
 
 def _is_aiosqlite(obj: Any) -> bool:
@@ -358,6 +371,8 @@ def _reachable(root: Any, limit: int = 20_000) -> list[Any]:
         if isinstance(obj, sqlite3.Connection | ThreadPoolExecutor) or _is_aiosqlite(obj):
             found.append(obj)
             continue
+        if _traces_itself(obj):
+            found.append(obj)
         queue.extend(_children(obj))
     return found
 

@@ -42,12 +42,16 @@ class Model:
     def save(self, thread: str, metadata: Json, state: bytes, expected_head: Any = ANY_HEAD) -> str:
         if metadata["thread_id"] != thread:
             raise InvalidInput("thread mismatch")
+        row = {**metadata, "state_size": len(state)}
+        stored = self.threads.get(thread, {}).get(metadata["id"])
+        if stored is not None and stored[1:] == (row, state):
+            return str(metadata["id"])  # a retry of a save that landed: AlreadyApplied
         if expected_head is not ANY_HEAD and expected_head != self.head(thread):
             raise Conflict("stale head")
         checkpoints = self.threads.setdefault(thread, {})
         if metadata["id"] in checkpoints:
             raise Conflict("duplicate checkpoint id")
-        checkpoints[metadata["id"]] = (next(self._seq), {**metadata, "state_size": len(state)}, state)
+        checkpoints[metadata["id"]] = (next(self._seq), row, state)
         return str(metadata["id"])
 
     def load(self, thread: str, checkpoint_id: str) -> tuple[Json, bytes]:

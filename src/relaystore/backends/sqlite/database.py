@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import sqlite3
@@ -241,8 +242,8 @@ class SqliteDatabase:
 
     async def call(self, fn: Callable[[], T]) -> T:
         loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn)
+        try:  # with the caller's context, as in_read_thread
+            return await loop.run_in_executor(self._executor, contextvars.copy_context().run, fn)
         except RuntimeError as exc:  # executor shut down
             raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
 
@@ -302,8 +303,11 @@ class SqliteDatabase:
         """Run ``fn()`` on a read thread (work on a connection of the caller's own, such as the
         vector search's) and return what it returns. Raises :class:`BackendUnavailable` once the
         store is closed."""
+        # the caller's context goes along (as asyncio.to_thread does): what the read logs, such
+        # as a skipped corrupt record, reaches the caller's collectors (the server's warnings)
+        run = contextvars.copy_context().run
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._read_executor, fn)
+            return await asyncio.get_running_loop().run_in_executor(self._read_executor, run, fn)
         except RuntimeError as exc:  # executor shut down
             raise BackendUnavailable(f"SQLite store {self.path!r} is closed") from exc
 
