@@ -20,7 +20,7 @@ postgres), in the same run; RelaySaver alone on redis and file. Before timing, e
 runs one untimed loop on a fresh store with :func:`benchmarks.peers.counting.counting` on, which
 gives the facts: saver calls per loop, milliseconds per call (waits included), statements and
 round trips per call, and the bytes that one loop leaves stored (SQLite files after close, WAL
-included; PostgreSQL ``pg_total_relation_size`` of the schema's tables; the file backend's
+included; PostgreSQL ``pg_total_relation_size`` of the schema's tables and sequences; the file backend's
 directory). RelaySaver's facts also give "LangGraph alone": the ``ainvoke`` part with no
 checkpointer, the floor that LangGraph's own work puts under any saver. Each loop checks that
 every thread's state and every history entry hold the messages their step should have.
@@ -250,10 +250,11 @@ def sqlite_bytes(path: Path) -> int:
 
 
 async def schema_bytes(schema: str) -> int:
-    """``pg_total_relation_size`` (heap, indexes, TOAST) summed over a schema's tables."""
+    """``pg_total_relation_size`` (heap, indexes, TOAST) summed over a schema's tables, and the
+    sequences (an identity column's, 8 KiB each): everything a saver keeps in its schema."""
     query = (
         "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'm')"
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'm', 'S')"
     )
     async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
         row = await (await conn.execute(query, (schema,))).fetchone()

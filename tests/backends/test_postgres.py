@@ -238,6 +238,7 @@ async def test_opening_drops_uploads_older_than_the_shared_cutoff(
     open_pg: OpenStore, postgres_url: str
 ) -> None:
     store = await open_pg()
+    assert await store.blobs.list() == []  # the blob face's tables exist from its first use on
     schema = sql.Identifier((await store.info())["schema"])
     async with await admin(postgres_url) as conn:
         for upload, age in (("old", STALE_UPLOAD_SECONDS + 60), ("new", STALE_UPLOAD_SECONDS - 60)):

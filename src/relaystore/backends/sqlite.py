@@ -40,8 +40,10 @@ from pydantic import TypeAdapter
 
 from relaystore.backends import _full_reads as full_reads
 from relaystore.backends._group_commit import GroupCommit
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends._options import merge_options, number
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
+from relaystore.backends.sqlite_faces import create_face, face_counts, has_table
 from relaystore.backends.sqlite_items import SqliteItemStore
 from relaystore.errors import BackendUnavailable, Conflict, InvalidInput
 from relaystore.models.checkpoints import Checkpoint, CheckpointBundle, CheckpointMetadata, PendingWrite
@@ -79,8 +81,33 @@ def _as_rowid_table(table: str, columns: str, key: str) -> str:
     )
 
 
-MIGRATIONS: list[str] = [
-    # 1: the three faces
+def _rebuild_large_tables(conn: sqlite3.Connection) -> None:
+    """Migration 4: tables whose rows can be large become rowid tables. A WITHOUT ROWID table
+    keeps each row inside its primary-key b-tree, so a 200 KB value spills into overflow pages on
+    every write and read (SQLite advises it only for rows under ~1/20 of a page): a 200 KB
+    attachment read 3-4x slower, a write ~30% slower. The primary key becomes a unique index.
+    Tables of faces not used yet do not exist (they are created in this shape on first use)."""
+    for table, columns, key in (
+        ("documents", "kind TEXT, key TEXT, doc TEXT", "kind, key"),
+        (
+            "checkpoint_writes",
+            "thread_id TEXT, checkpoint_id TEXT, task_id TEXT, idx INTEGER, write TEXT",
+            "thread_id, checkpoint_id, task_id, idx",
+        ),
+        ("thread_attachments", "thread_id TEXT, key TEXT, value BLOB", "thread_id, key"),
+        ("blob_chunks", "owner TEXT, idx INTEGER, data BLOB", "owner, idx"),
+    ):
+        if has_table(conn, table):
+            for statement in _as_rowid_table(table, columns, key).split(";"):
+                conn.execute(statement)
+
+
+# The main track: checkpoints with their writes and attachments. The outputs, adaptive and blob
+# faces were created here by migrations 1 and 2 before they had tracks of their own
+# (:mod:`.sqlite_faces`: a store used for checkpoints only keeps no empty tables of theirs); a
+# file made then keeps them, and a new file gets them on first use, in the same shape.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    # 1: checkpoints (and, before the face tracks, outputs, output_parents, runs, documents)
     """
     CREATE TABLE checkpoints (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -90,59 +117,10 @@ MIGRATIONS: list[str] = [
         state BLOB NOT NULL,
         UNIQUE (thread_id, checkpoint_id)
     );
-    CREATE INDEX checkpoints_thread_seq ON checkpoints (thread_id, seq);
-
-    CREATE TABLE outputs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        task_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        producer_agent TEXT NOT NULL,
-        record TEXT NOT NULL
-    );
-    CREATE INDEX outputs_attempt ON outputs (task_id, attempt, seq);
-    CREATE INDEX outputs_producer ON outputs (producer_agent, seq);
-    CREATE INDEX outputs_producer_run ON outputs (producer_agent, task_id, attempt, seq);
-    CREATE TABLE output_parents (
-        parent TEXT NOT NULL,
-        child_seq INTEGER NOT NULL,
-        PRIMARY KEY (parent, child_seq)
-    ) WITHOUT ROWID;
-
-    CREATE TABLE runs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        agent_id TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        UNIQUE (agent_id, run_id)
-    );
-    CREATE INDEX runs_agent_seq ON runs (agent_id, seq);
-    CREATE TABLE documents (
-        kind TEXT NOT NULL,
-        key TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        PRIMARY KEY (kind, key)
-    ) WITHOUT ROWID;
+    CREATE INDEX checkpoints_thread_seq ON checkpoints (thread_id, seq)
     """,
-    # 2: content-addressed blobs, stored as numbered 1 MiB chunks
-    """
-    CREATE TABLE blobs (
-        sha256 TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        mime TEXT,
-        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-    ) WITHOUT ROWID;
-    CREATE TABLE blob_chunks (
-        owner TEXT NOT NULL,
-        idx INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (owner, idx)
-    ) WITHOUT ROWID;
-    CREATE TABLE blob_uploads (
-        upload_id TEXT PRIMARY KEY,
-        started_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    """,
+    # 2: content-addressed blobs as numbered 1 MiB chunks (now the blob face's own track)
+    "",
     # 3: pending writes of a checkpoint, and attachments shared by a thread's checkpoints
     """
     CREATE TABLE checkpoint_writes (
@@ -160,23 +138,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (thread_id, key)
     ) WITHOUT ROWID;
     """,
-    # 4: tables whose rows can be large become rowid tables. A WITHOUT ROWID table keeps each row
-    # inside its primary-key b-tree, so a 200 KB value spills into overflow pages on every write
-    # and read (SQLite advises it only for rows under ~1/20 of a page): a 200 KB attachment read
-    # 3-4x slower, a write ~30% slower. The primary key becomes a unique index.
-    ";".join(
-        _as_rowid_table(table, columns, key)
-        for table, columns, key in (
-            ("documents", "kind TEXT, key TEXT, doc TEXT", "kind, key"),
-            (
-                "checkpoint_writes",
-                "thread_id TEXT, checkpoint_id TEXT, task_id TEXT, idx INTEGER, write TEXT",
-                "thread_id, checkpoint_id, task_id, idx",
-            ),
-            ("thread_attachments", "thread_id TEXT, key TEXT, value BLOB", "thread_id, key"),
-            ("blob_chunks", "owner TEXT, idx INTEGER, data BLOB", "owner, idx"),
-        )
-    ),
+    # 4: large tables as rowid tables (see _rebuild_large_tables)
+    _rebuild_large_tables,
     # 5: pending writes one column per field, the value raw bytes (it was base64 inside a JSON
     # text: a third more bytes than the native savers store, and a JSON parse on every read).
     # rs_b64decode is registered on the migrating connection (see SqliteDatabase._migrate).
@@ -283,9 +246,13 @@ class SqliteDatabase:
                     f"{SCHEMA_VERSION}. Upgrade relaystore."
                 )
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version - 1].split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                step = MIGRATIONS[version - 1]
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
                 conn.execute(
                     "INSERT INTO relaystore_schema VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
                     (version,),
@@ -797,9 +764,12 @@ def _where(flt: OutputFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-class SqliteOutputStore(OutputStore):
+class SqliteOutputStore(CreatedOnFirstUse, OutputStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await self._db.write(lambda conn: create_face(conn, "outputs"))
 
     async def _insert(self, record: OutputRecord) -> int:
         doc = record.model_dump_json(exclude={"seq"})
@@ -899,9 +869,12 @@ def _keys_after(table_sql: str, params: list[Any], after: str | None, limit: int
     return f"{sql} ORDER BY 1 LIMIT ?", [*params, -1 if limit is None else limit]
 
 
-class SqliteAdaptiveStore(AdaptiveStore):
+class SqliteAdaptiveStore(CreatedOnFirstUse, AdaptiveStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await self._db.write(lambda conn: create_face(conn, "adaptive"))
 
     async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
         def store(conn: sqlite3.Connection) -> None:
@@ -999,9 +972,12 @@ def _upsert_doc(conn: sqlite3.Connection, kind: str, key: str, text: str) -> Non
 # crashed process left behind are dropped after a day (they may belong to a live process before).
 
 
-class SqliteBlobStore(BlobStore):
+class SqliteBlobStore(CreatedOnFirstUse, BlobStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await self._db.write(lambda conn: create_face(conn, "blobs"))
 
     async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
         def put(conn: sqlite3.Connection) -> None:
@@ -1068,6 +1044,8 @@ class SqliteBlobStore(BlobStore):
         """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""
 
         def drop(conn: sqlite3.Connection) -> int:
+            if not has_table(conn, "blob_uploads"):  # the blob face was never used
+                return 0
             cutoff = time.time() - STALE_UPLOAD_SECONDS
             stale = [
                 r[0]
@@ -1129,10 +1107,7 @@ async def open_store(url: str, **options: Any) -> Store:
                 "synchronous": synchronous,
                 "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
                 "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
-                "outputs": one("SELECT COUNT(*) FROM outputs"),
-                "runs": one("SELECT COUNT(*) FROM runs"),
-                "blobs": one("SELECT COUNT(*) FROM blobs"),
-                "documents": dict(conn.execute("SELECT kind, COUNT(*) FROM documents GROUP BY kind")),
+                **face_counts(conn),
             }
 
         return await db.read(collect)

@@ -32,6 +32,7 @@ from relaystore.backends.postgres.adaptive import PgAdaptiveStore
 from relaystore.backends.postgres.blobs import PgBlobStore
 from relaystore.backends.postgres.checkpoints import PgCheckpointStore
 from relaystore.backends.postgres.database import PgDatabase, translate
+from relaystore.backends.postgres.faces import face_counts
 from relaystore.backends.postgres.items import PgItemStore
 from relaystore.backends.postgres.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from relaystore.backends.postgres.outputs import PgOutputStore
@@ -59,7 +60,6 @@ async def _info(db: PgDatabase) -> dict[str, Any]:
             cur = await conn.execute(db.sql(template))
             return cast(tuple[Any], await cur.fetchone())[0]
 
-        documents = await conn.execute(db.sql("SELECT kind, COUNT(*) FROM {s}.documents GROUP BY kind"))
         return {
             "schema": db.schema,
             "schema_version": await one("SELECT MAX(version) FROM {s}.relaystore_schema"),
@@ -67,10 +67,7 @@ async def _info(db: PgDatabase) -> dict[str, Any]:
             "application_name": db.options.application_name,
             "pool": {"min": db.options.pool_min, "max": db.options.pool_max, **db.pool.get_stats()},
             "checkpoints": await one("SELECT COUNT(*) FROM {s}.checkpoints"),
-            "outputs": await one("SELECT COUNT(*) FROM {s}.outputs"),
-            "runs": await one("SELECT COUNT(*) FROM {s}.runs"),
-            "blobs": await one("SELECT COUNT(*) FROM {s}.blobs"),
-            "documents": dict(await documents.fetchall()),
+            **await face_counts(db, conn),
         }
 
 
