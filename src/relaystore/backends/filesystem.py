@@ -1219,6 +1219,7 @@ async def open_store(url: str, **options: Any) -> Store:
         items=FileItemStore(root),
         close=close,
         info=info,
+        compress_values=True,  # files hold every byte as given
     )
 
 

@@ -1123,4 +1123,5 @@ async def open_store(url: str, **options: Any) -> Store:
         close=db.close,
         info=info,
         reopenable=path != ":memory:",
+        compress_values=True,  # SQLite stores every byte as given
     )
