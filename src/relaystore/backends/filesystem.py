@@ -73,6 +73,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -1219,7 +1220,7 @@ async def open_store(url: str, **options: Any) -> Store:
         items=FileItemStore(root),
         close=close,
         info=info,
-        compress_values=True,  # files hold every byte as given
+        compress_below=sys.maxsize,  # files hold every byte as given
     )
 
 

@@ -29,6 +29,7 @@ import contextlib
 import json
 import random
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -1123,5 +1124,5 @@ async def open_store(url: str, **options: Any) -> Store:
         close=db.close,
         info=info,
         reopenable=path != ":memory:",
-        compress_values=True,  # SQLite stores every byte as given
+        compress_below=sys.maxsize,  # SQLite stores every byte as given
     )

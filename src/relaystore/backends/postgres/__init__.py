@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 
+TOAST_FROM = 2000  # bytes: a row over ~2 KB is TOASTed, its large values compressed (pglz)
+
+
 async def _info(db: PgDatabase) -> dict[str, Any]:
     """``store.info()``: the schema and its version, the server, the pool, and row counts."""
     async with db.connection() as conn:
@@ -110,4 +113,5 @@ async def open_store(url: str, **options: Any) -> Store:
         close=db.close,
         info=info,
         concurrent_calls=True,
+        compress_below=TOAST_FROM,
     )

@@ -40,15 +40,15 @@ _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
 # ---------------------------------------------------------------------- packing
 
 
-def pack(typed: tuple[str, bytes], compress: bool = False) -> bytes:
+def pack(typed: tuple[str, bytes], below: int = 0) -> bytes:
     """One ``(type, bytes)`` pair from a serde as bytes: format byte, type length, type, data.
 
-    With ``compress`` (a store that keeps bytes as given, see ``Store.compress_values``) data of
-    :data:`COMPRESS_MIN` bytes or more is stored zlib-compressed under format byte 2, when that
-    saves at least an eighth of it.
+    Data of :data:`COMPRESS_MIN` bytes or more but under ``below`` (the store's
+    ``compress_below``: what it would keep uncompressed) is stored zlib-compressed under format
+    byte 2, when that saves at least an eighth of it.
     """
     kind, data = typed
-    packed = _squeeze(data) if compress else None
+    packed = _squeeze(data, below)
     return _header(kind) + data if packed is None else _header(kind, _ZLIB_FORMAT) + packed
 
 
@@ -60,12 +60,16 @@ def _header(kind: str, fmt: int = _STATE_FORMAT) -> bytes:
     return bytes((fmt, len(tag))) + tag
 
 
-def _squeeze(data: bytes) -> bytes | None:
-    """``data`` zlib-compressed (level 1: most of the gain for a fraction of the time), or None
-    when it is small or would not shrink by an eighth (already compressed, encrypted)."""
-    if len(data) < COMPRESS_MIN:
+def _squeeze(data: bytes, below: int) -> bytes | None:
+    """``data`` deflated (level 1: most of the gain for a fraction of the time), or None
+    when it is small, at least ``below`` bytes, or would not shrink by an eighth (already
+    compressed, encrypted)."""
+    if not COMPRESS_MIN <= len(data) < below:
         return None
-    packed = zlib.compress(data, 1)
+    # Raw deflate (no zlib header and checksum: 6 bytes a value); a small value gets a small
+    # hash table, whose set-up is most of the cost of compressing a 1 KB write.
+    squeezer = zlib.compressobj(1, zlib.DEFLATED, -15, 2 if len(data) < 4096 else 8)
+    packed = squeezer.compress(data) + squeezer.flush()
     return packed if len(packed) <= len(data) - len(data) // 8 else None
 
 
@@ -81,10 +85,10 @@ def unpack(blob: bytes, where: str) -> tuple[str, bytes]:
     return kind, blob[end:] if blob[0] == _STATE_FORMAT else _inflate(blob[end:], where)
 
 
-def pack_write(kind: str, data: bytes, compress: bool) -> tuple[str, bytes]:
+def pack_write(kind: str, data: bytes, below: int) -> tuple[str, bytes]:
     """A pending write's ``(type, value)`` as stored: compressed as :func:`pack` does, the type
     then prefixed with :data:`_ZLIB_TYPE` (the store keeps type and value in their own fields)."""
-    packed = _squeeze(data) if compress else None
+    packed = _squeeze(data, below)
     return (kind, data) if packed is None else (_ZLIB_TYPE + kind, packed)
 
 
@@ -97,7 +101,7 @@ def unpack_write(kind: str | None, data: bytes, where: str) -> tuple[str, bytes]
 
 def _inflate(data: bytes, where: str) -> bytes:
     try:
-        return zlib.decompress(data)
+        return zlib.decompress(data, -15)
     except zlib.error as exc:
         raise CorruptRecord(where, "bad compressed LangGraph value") from exc
 

@@ -73,9 +73,9 @@ class RelaySaver(DeltaHistory, Retention, SyncTwins, BaseCheckpointSaver[str]):
             raise InvalidInput("thread_prefix must be a string without NUL")
         self.store = store
         self.thread_prefix = thread_prefix
-        # Channel values and writes of 512 bytes or more go zlib-compressed where the store keeps
-        # bytes as given on disk (as PostgreSQL's TOAST compresses large values itself).
-        self._compress = store.compress_values
+        # Channel values and writes of 512 bytes or more go zlib-compressed when the store would
+        # keep them as given (all on SQLite; on PostgreSQL those too small for TOAST to compress).
+        self._compress = store.compress_below
         self._loop: asyncio.AbstractEventLoop | None = running_loop()
 
     # ------------------------------------------------------------------ construction
