@@ -3,6 +3,7 @@
 See the notes in ``relaystore.backends.sqlite``: an inline write never waits for a lock (another
 connection holding it sends the write to the worker thread, which waits), a slow disk sends the
 next writes to the worker, large writes always go there, and the worker copies the WAL back.
+The knobs patched here live in ``relaystore.backends.sqlite.database``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import relaystore
-from relaystore.backends import sqlite as sqlite_backend
+from relaystore.backends.sqlite import database as sqlite_backend
 from relaystore.models import CheckpointMetadata
 
 FINAL = {"type": "final", "ok": True, "content": {"kind": "inline", "value": 1}}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import relaystore
-from relaystore.backends import sqlite as sqlite_backend
+from relaystore.backends.sqlite import migrations as sqlite_migrations
 from relaystore.models import CheckpointMetadata, PendingWrite
 from relaystore.testing import docs
 
@@ -28,8 +28,8 @@ def _versions(path: Path) -> list[int]:
 async def test_version_3_file_migrates_to_rowid_tables_keeping_its_records(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with pytest.MonkeyPatch.context() as patch:  # write the file as relaystore with 3 migrations did
-        patch.setattr(sqlite_backend, "MIGRATIONS", sqlite_backend.MIGRATIONS[:3])
-        patch.setattr(sqlite_backend, "SCHEMA_VERSION", 3)
+        patch.setattr(sqlite_migrations, "MIGRATIONS", sqlite_migrations.MIGRATIONS[:3])
+        patch.setattr(sqlite_migrations, "SCHEMA_VERSION", 3)
         async with relaystore.connect(f"sqlite:///{path}") as old:
             checkpoint = CheckpointMetadata.new("t")
             await old.checkpoints.save("t", checkpoint, b"state", attachments={"big": b"v" * 300_000})
@@ -52,7 +52,7 @@ async def test_version_3_file_migrates_to_rowid_tables_keeping_its_records(tmp_p
         assert await store.blobs.get(digest) == b"b" * 2_000_000
         assert (await store.checkpoints.load_latest("t")).state == b"state"
 
-    assert _versions(path) == list(range(1, sqlite_backend.SCHEMA_VERSION + 1))
+    assert _versions(path) == list(range(1, sqlite_migrations.SCHEMA_VERSION + 1))
     tables = _tables_sql(path)
     for table in LARGE_TABLES:
         assert "WITHOUT ROWID" not in tables[table], table

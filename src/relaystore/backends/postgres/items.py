@@ -103,7 +103,7 @@ def condition_sql(condition: Condition) -> tuple[str, list[Any]]:
     )
 
 
-# _where and _row_item mirror sqlite_items' line for line (the placeholder aside), so that one
+# _where and _row_item mirror sqlite.items' line for line (the placeholder aside), so that one
 # shared helper can replace both: keep their shapes in step.
 def _where(low: str | None, high: str | None, now: float | None) -> tuple[list[str], list[Any]]:
     """Clauses (to join with AND, see :func:`_all_of`) and parameters: namespaces in

@@ -32,7 +32,7 @@ from relaystore.stores.items import (
 )
 
 if TYPE_CHECKING:
-    from relaystore.backends.sqlite import SqliteDatabase
+    from relaystore.backends.sqlite.database import SqliteDatabase
 
 MIGRATIONS: list[str] = [
     # 1: items, with expiry; vectors are packed float32 (stores.items.pack_vectors)

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from relaystore.backends.filesystem import KEY_SUFFIX, encode_name
+from relaystore.backends.filesystem.names import KEY_SUFFIX, encode_name
 from relaystore.errors import CorruptRecord
 from relaystore.stores.items import (
     Condition,
@@ -37,7 +37,7 @@ from relaystore.stores.items import (
 )
 
 if TYPE_CHECKING:
-    from relaystore.backends.filesystem import FileRoot
+    from relaystore.backends.filesystem.layout import FileRoot
 
 ITEMS_DIR = "items"
 
