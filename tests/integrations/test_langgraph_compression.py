@@ -16,6 +16,7 @@ import relaystore
 from relaystore.errors import CorruptRecord
 from relaystore.integrations.langgraph import RelaySaver
 from relaystore.integrations.langgraph.records import (
+    COMPRESS_MAX,
     COMPRESS_MIN,
     pack,
     pack_write,
@@ -38,6 +39,11 @@ def test_pack_compresses_only_between_the_minimum_and_the_stores_limit() -> None
     assert pack(("msgpack", data[: COMPRESS_MIN - 1]), 10**9)[0] == 1  # too small to gain
     noise = os.urandom(4096)
     assert pack(("msgpack", noise), 10**9) == pack(("msgpack", noise), 0)  # incompressible: raw
+    large = b"agent tool result " * (COMPRESS_MAX // 16)
+    assert pack(("msgpack", large), 10**9)[0] == 1  # large values stay raw: deflate would cost more
+    mixed = os.urandom(8192) + b"x" * 40_000  # its first 4 KB tell it is not worth it
+    assert pack(("msgpack", mixed), 10**9)[0] == 1
+    assert pack(("msgpack", b"y" * 8192 + os.urandom(8192) + b"z" * 20_000), 10**9)[0] == 2
 
 
 def test_writes_carry_the_compression_in_their_type() -> None:
