@@ -50,7 +50,7 @@ def pack(typed: tuple[str, bytes], below: int = 0) -> bytes:
 
     Data of :data:`COMPRESS_MIN` bytes or more but under ``below`` (the store's
     ``compress_below``: what it would keep uncompressed) is stored zlib-compressed under format
-    byte 2, when that saves at least an eighth of it.
+    byte 2, when that saves at least a third of it.
     """
     kind, data = typed
     packed = _squeeze(data, below)
@@ -68,19 +68,19 @@ def _header(kind: str, fmt: int = _STATE_FORMAT) -> bytes:
 def _squeeze(data: bytes, below: int) -> bytes | None:
     """``data`` deflated (level 1: most of the gain for a fraction of the time), or None when it
     is under :data:`COMPRESS_MIN`, at least ``below`` or :data:`COMPRESS_MAX` bytes, or would not
-    shrink by an eighth (already compressed, encrypted, random)."""
+    shrink by a third (already compressed, encrypted, random: what is left would not pay for the
+    time to inflate it on every read)."""
     if not COMPRESS_MIN <= len(data) < min(below, COMPRESS_MAX):
         return None
     if len(data) > _SAMPLE_FROM and len(_deflate(data[:_SAMPLE])) > _SAMPLE * 2 // 3:
         return None  # a poorly compressible value: not worth the time it would take whole
     packed = _deflate(data)
-    return packed if len(packed) <= len(data) - len(data) // 8 else None
+    return packed if len(packed) <= len(data) * 2 // 3 else None
 
 
 def _deflate(data: bytes) -> bytes:
-    # Raw deflate (no zlib header and checksum: 6 bytes a value); a small value gets a small
-    # hash table, whose set-up is most of the cost of compressing a 1 KB write.
-    squeezer = zlib.compressobj(1, zlib.DEFLATED, -15, 2 if len(data) < 4096 else 8)
+    # Raw deflate: no zlib header and checksum (6 bytes a value).
+    squeezer = zlib.compressobj(1, zlib.DEFLATED, -15)
     return squeezer.compress(data) + squeezer.flush()
 
 
