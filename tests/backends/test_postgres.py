@@ -257,7 +257,7 @@ async def test_opening_drops_uploads_older_than_the_shared_cutoff(
 
 
 async def test_a_version_2_schema_upgrades_with_its_data(
-    open_pg: OpenStore, monkeypatch: pytest.MonkeyPatch
+    open_pg: OpenStore, monkeypatch: pytest.MonkeyPatch, postgres_url: str
 ) -> None:
     """Migrations 3 (writes, attachments) and 4 (outputs.record jsonb -> json) on a live schema."""
     schema = new_schema()
@@ -266,9 +266,19 @@ async def test_a_version_2_schema_upgrades_with_its_data(
     await old.checkpoints.save("t", meta("t", "c1"), b"s")
     ref = await old.outputs.append("task", 0, "agent", {"type": "final", "content": inline(1.5), "ok": True})
     await old.close()
+    async with await admin(postgres_url) as conn:  # outputs.record as migration 1 made it, jsonb
+        table = sql.SQL("{}.outputs").format(sql.Identifier(schema))
+        await conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN record TYPE jsonb").format(table))
     monkeypatch.undo()
     store = await open_pg(schema)
     assert (await store.info())["schema_version"] == SCHEMA_VERSION
+    async with await admin(postgres_url) as conn:
+        kind = await conn.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'outputs' AND column_name = 'record'",
+            (schema,),
+        )
+        assert await kind.fetchone() == ("json",)
     assert (await store.outputs.get(ref)).event.content.value == 1.5
     big = await store.outputs.append(
         "task", 0, "agent", {"type": "final", "content": inline(1e20), "ok": True}
