@@ -602,3 +602,30 @@ async def test_dropped_schema_is_backend_unavailable_not_a_psycopg_error(
         await store.checkpoints.count("t")
     with pytest.raises(BackendUnavailable):
         await store.adaptive.update_accumulators("a", lambda s: s)
+
+
+async def test_stored_metadata_leaves_out_what_the_columns_hold(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    """id, thread_id and state_size are not stored twice (the row's columns hold them); every
+    read puts them back, and a row written with them (before) reads the same."""
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    await store.checkpoints.save("t", meta("t", "c1", attributes={"step": 1}), b"state")
+    async with await admin(postgres_url) as conn:
+        stored = sql.SQL("SELECT metadata FROM {}.checkpoints WHERE checkpoint_id = 'c1'").format(schema)
+        row = await (await conn.execute(stored)).fetchone()
+        assert row is not None and not {"id", "thread_id", "state_size"} & set(row[0])
+        old = sql.SQL(
+            "INSERT INTO {}.checkpoints (thread_id, checkpoint_id, metadata, state) "
+            "VALUES ('t', 'c0', %s, 'xy')"
+        ).format(schema)
+        await conn.execute(old, (meta("t", "c0", state_size=2).model_dump_json(),))
+    for checkpoint_id, size in (("c1", 5), ("c0", 2)):
+        loaded = (await store.checkpoints.load("t", checkpoint_id)).metadata
+        assert (loaded.id, loaded.thread_id, loaded.state_size) == (checkpoint_id, "t", size)
+        bundle = await store.checkpoints.load_full("t", checkpoint_id)
+        assert bundle is not None and bundle.metadata == loaded
+    listed = await store.checkpoints.list("t")
+    assert [(m.id, m.state_size) for m in listed] == [("c1", 5), ("c0", 2)]
+    assert (await store.checkpoints.load_latest("t")).metadata.id == "c0"
