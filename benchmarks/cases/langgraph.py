@@ -114,10 +114,11 @@ SAVE_REASON = (
     "large channel is unchanged (stored once), with concurrent writers, and on reads."
 )
 MEMORY_SAVE_REASON = (
-    "InMemorySaver only files the serde's output in dicts (about 30 µs a put, most of it the "
-    "serde). RelaySaver also builds relaystore's metadata, and the checkpoint contract checks each "
-    "id, copies the model and encodes it once to prove it storable (about 60 µs more): per-call "
-    "Python that a database round trip hides on the other backends."
+    "InMemorySaver only files the serde's output in dicts. Measured per 2 KB put (driver "
+    "included, timers around each part): RelaySaver 54 µs against 27 µs, of which the "
+    "serde 4 µs (shared), relaystore's metadata 12 µs, the checkpoint contract's save 21 µs (ids "
+    "checked, the model copied and JSON-encoded once to prove it storable), packing and config "
+    "17 µs: per-call Python that a database round trip hides on the other backends."
 )
 BIG_SAVE_REASON = (
     "SQLite: RelaySaver writes the 200 KB value as a thread attachment beside the checkpoint row "

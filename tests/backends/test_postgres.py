@@ -242,6 +242,7 @@ async def test_opening_drops_uploads_older_than_the_shared_cutoff(
     open_pg: OpenStore, postgres_url: str
 ) -> None:
     store = await open_pg()
+    assert await store.blobs.list() == []  # the blob face's tables exist from its first use on
     schema = sql.Identifier((await store.info())["schema"])
     async with await admin(postgres_url) as conn:
         for upload, age in (("old", STALE_UPLOAD_SECONDS + 60), ("new", STALE_UPLOAD_SECONDS - 60)):
@@ -260,7 +261,7 @@ async def test_opening_drops_uploads_older_than_the_shared_cutoff(
 
 
 async def test_a_version_2_schema_upgrades_with_its_data(
-    open_pg: OpenStore, monkeypatch: pytest.MonkeyPatch
+    open_pg: OpenStore, monkeypatch: pytest.MonkeyPatch, postgres_url: str
 ) -> None:
     """Migrations 3 (writes, attachments) and 4 (outputs.record jsonb -> json) on a live schema."""
     schema = new_schema()
@@ -269,9 +270,19 @@ async def test_a_version_2_schema_upgrades_with_its_data(
     await old.checkpoints.save("t", meta("t", "c1"), b"s")
     ref = await old.outputs.append("task", 0, "agent", {"type": "final", "content": inline(1.5), "ok": True})
     await old.close()
+    async with await admin(postgres_url) as conn:  # outputs.record as migration 1 made it, jsonb
+        table = sql.SQL("{}.outputs").format(sql.Identifier(schema))
+        await conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN record TYPE jsonb").format(table))
     monkeypatch.undo()
     store = await open_pg(schema)
     assert (await store.info())["schema_version"] == SCHEMA_VERSION
+    async with await admin(postgres_url) as conn:
+        kind = await conn.execute(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = 'outputs' AND column_name = 'record'",
+            (schema,),
+        )
+        assert await kind.fetchone() == ("json",)
     assert (await store.outputs.get(ref)).event.content.value == 1.5
     big = await store.outputs.append(
         "task", 0, "agent", {"type": "final", "content": inline(1e20), "ok": True}
@@ -595,3 +606,30 @@ async def test_dropped_schema_is_backend_unavailable_not_a_psycopg_error(
         await store.checkpoints.count("t")
     with pytest.raises(BackendUnavailable):
         await store.adaptive.update_accumulators("a", lambda s: s)
+
+
+async def test_stored_metadata_leaves_out_what_the_columns_hold(
+    open_pg: OpenStore, postgres_url: str
+) -> None:
+    """id, thread_id and state_size are not stored twice (the row's columns hold them); every
+    read puts them back, and a row written with them (before) reads the same."""
+    store = await open_pg()
+    schema = sql.Identifier((await store.info())["schema"])
+    await store.checkpoints.save("t", meta("t", "c1", attributes={"step": 1}), b"state")
+    async with await admin(postgres_url) as conn:
+        stored = sql.SQL("SELECT metadata FROM {}.checkpoints WHERE checkpoint_id = 'c1'").format(schema)
+        row = await (await conn.execute(stored)).fetchone()
+        assert row is not None and not {"id", "thread_id", "state_size"} & set(row[0])
+        old = sql.SQL(
+            "INSERT INTO {}.checkpoints (thread_id, checkpoint_id, metadata, state) "
+            "VALUES ('t', 'c0', %s, 'xy')"
+        ).format(schema)
+        await conn.execute(old, (meta("t", "c0", state_size=2).model_dump_json(),))
+    for checkpoint_id, size in (("c1", 5), ("c0", 2)):
+        loaded = (await store.checkpoints.load("t", checkpoint_id)).metadata
+        assert (loaded.id, loaded.thread_id, loaded.state_size) == (checkpoint_id, "t", size)
+        bundle = await store.checkpoints.load_full("t", checkpoint_id)
+        assert bundle is not None and bundle.metadata == loaded
+    listed = await store.checkpoints.list("t")
+    assert [(m.id, m.state_size) for m in listed] == [("c1", 5), ("c0", 2)]
+    assert (await store.checkpoints.load_latest("t")).metadata.id == "c0"

@@ -55,6 +55,7 @@ async def _save(store: relaystore.Store, thread_id: str, state: bytes = b"s") ->
 async def test_small_writes_run_on_the_loop_thread_and_large_ones_on_the_worker(
     store: relaystore.Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    assert await store.outputs.list() == []  # the outputs tables are made on first use, a write of its own
     threads = _record_threads(_db(store), monkeypatch)
     await _save(store, "t")
     await _save(store, "t", b"x" * (sqlite_backend.INLINE_MAX_BYTES + 1))

@@ -37,8 +37,15 @@ class Store:
         counters: Callable[[bool], Awaitable[list[CounterCheck]]] | None = None,
         concurrent_calls: bool = False,
         reopenable: bool = True,
+        compress_below: int = 0,
     ) -> None:
         self.url = url
+        self.compress_below = compress_below
+        """Bytes: values shorter than this reach the disk as given, uncompressed. A caller storing
+        large compressible values (RelaySaver's channel values and pending writes) does better to
+        compress those below it itself: ``sys.maxsize`` on SQLite and files (nothing is
+        compressed there), 2,000 on PostgreSQL (TOAST compresses rows over ~2 KB itself), 0 in
+        memory and on Redis (speed first: compress nothing)."""
         self.concurrent_calls = concurrent_calls
         """True when each call waits on a network round trip and calls may run side by side (a
         connection pool, an HTTP client): independent reads are then worth sending together.

@@ -73,6 +73,7 @@ rules), one per face: :mod:`.checkpoints`, :mod:`.outputs`, :mod:`.adaptive`, :m
 from __future__ import annotations
 
 import asyncio
+import sys
 from functools import partial
 from typing import Any
 
@@ -147,4 +148,5 @@ async def open_store(url: str, **options: Any) -> Store:
         close=close,
         info=info,
         counters=counters,
+        compress_below=sys.maxsize,  # files hold every byte as given
     )

@@ -32,6 +32,7 @@ from relaystore.backends.postgres.adaptive import PgAdaptiveStore
 from relaystore.backends.postgres.blobs import PgBlobStore
 from relaystore.backends.postgres.checkpoints import PgCheckpointStore
 from relaystore.backends.postgres.database import PgDatabase, translate
+from relaystore.backends.postgres.faces import face_counts
 from relaystore.backends.postgres.items import PgItemStore
 from relaystore.backends.postgres.migrations import MIGRATIONS, SCHEMA_VERSION, migrate
 from relaystore.backends.postgres.outputs import PgOutputStore
@@ -51,6 +52,9 @@ __all__ = [
 ]
 
 
+TOAST_FROM = 2000  # bytes: a row over ~2 KB is TOASTed, its large values compressed (pglz)
+
+
 async def _info(db: PgDatabase) -> dict[str, Any]:
     """``store.info()``: the schema and its version, the server, the pool, and row counts."""
     async with db.connection() as conn:
@@ -59,7 +63,6 @@ async def _info(db: PgDatabase) -> dict[str, Any]:
             cur = await conn.execute(db.sql(template))
             return cast(tuple[Any], await cur.fetchone())[0]
 
-        documents = await conn.execute(db.sql("SELECT kind, COUNT(*) FROM {s}.documents GROUP BY kind"))
         return {
             "schema": db.schema,
             "schema_version": await one("SELECT MAX(version) FROM {s}.relaystore_schema"),
@@ -67,10 +70,7 @@ async def _info(db: PgDatabase) -> dict[str, Any]:
             "application_name": db.options.application_name,
             "pool": {"min": db.options.pool_min, "max": db.options.pool_max, **db.pool.get_stats()},
             "checkpoints": await one("SELECT COUNT(*) FROM {s}.checkpoints"),
-            "outputs": await one("SELECT COUNT(*) FROM {s}.outputs"),
-            "runs": await one("SELECT COUNT(*) FROM {s}.runs"),
-            "blobs": await one("SELECT COUNT(*) FROM {s}.blobs"),
-            "documents": dict(await documents.fetchall()),
+            **await face_counts(db, conn),
         }
 
 
@@ -113,4 +113,5 @@ async def open_store(url: str, **options: Any) -> Store:
         close=db.close,
         info=info,
         concurrent_calls=True,
+        compress_below=TOAST_FROM,
     )

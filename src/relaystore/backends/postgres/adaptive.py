@@ -12,16 +12,21 @@ from typing import cast
 
 from psycopg import errors as pg_errors
 
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.postgres.database import Conn, PgDatabase
+from relaystore.backends.postgres.faces import create_face
 from relaystore.backends.postgres.paging import after_key, key_range, skip_scan
 from relaystore.errors import Conflict
 from relaystore.stores import AdaptiveStore, DocKind
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
 
 
-class PgAdaptiveStore(AdaptiveStore):
+class PgAdaptiveStore(CreatedOnFirstUse, AdaptiveStore):
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await create_face(self._db, "adaptive")
 
     async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
         async with self._db.transaction() as conn:

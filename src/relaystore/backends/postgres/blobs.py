@@ -7,8 +7,10 @@ committing renames the chunks to the digest in one transaction. Uploads older th
 
 from __future__ import annotations
 
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.postgres.database import PgDatabase
+from relaystore.backends.postgres.faces import create_face, has_table
 from relaystore.backends.postgres.paging import after_key
 from relaystore.models.outputs import BlobContent
 from relaystore.stores.blobs import BlobStore
@@ -22,11 +24,14 @@ def _staged(upload_id: str) -> str:
     return f"upload:{upload_id}"
 
 
-class PgBlobStore(BlobStore):
+class PgBlobStore(CreatedOnFirstUse, BlobStore):
     """Blobs in ``blobs`` (digest, size, mime) and ``blob_chunks`` (owner, idx, data)."""
 
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await create_face(self._db, "blobs")
 
     async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
         async with self._db.transaction() as conn:
@@ -87,6 +92,8 @@ class PgBlobStore(BlobStore):
     async def drop_stale_uploads(self) -> int:
         """Remove chunks of uploads older than ``STALE_UPLOAD_SECONDS`` (left by a crashed writer)."""
         async with self._db.transaction() as conn:
+            if not await has_table(conn, self._db.schema, "blob_uploads"):  # the face was never used
+                return 0
             cur = await conn.execute(
                 self._db.sql(
                     "DELETE FROM {s}.blob_uploads WHERE started_at < now() - make_interval(secs => %s) "

@@ -27,9 +27,18 @@ from relaystore.stores.checkpoints import FullQuery, SeqRow, check_head, duplica
 
 _METADATA: TypeAdapter[CheckpointMetadata] = TypeAdapter(CheckpointMetadata)
 
+# The stored metadata leaves out what the row's columns hold (id, thread_id, and state_size, the
+# state's length): about 80 bytes a checkpoint. Reads put them back (rows written before kept
+# them: the same values, overwritten).
+METADATA = (
+    "(metadata || jsonb_build_object('id', checkpoint_id, 'thread_id', thread_id, "
+    "'state_size', octet_length(state)))"
+)
+_STORED_METADATA = "%(metadata)s::jsonb - 'id' - 'thread_id' - 'state_size'"
 HEAD_CHECKPOINT = "SELECT checkpoint_id FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
 LATEST_CHECKPOINT = (
-    "SELECT seq, metadata::text, state FROM {s}.checkpoints WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
+    f"SELECT seq, {METADATA}::text, state FROM {{s}}.checkpoints "
+    "WHERE thread_id = %s ORDER BY seq DESC LIMIT 1"
 )
 
 # A save is one statement. Plain, it takes the thread's advisory lock itself (the insert's row
@@ -45,7 +54,7 @@ _SAVE_IF_HEAD = (
 )
 _SAVE_INSERT = (
     "saved AS (INSERT INTO {s}.checkpoints (thread_id, checkpoint_id, metadata, state) "
-    "SELECT %(thread)s, %(id)s, %(metadata)s::jsonb, %(state)s "
+    f"SELECT %(thread)s, %(id)s, {_STORED_METADATA}, %(state)s "
 )
 _SAVE_ATTACHMENTS = (
     ", attached AS (INSERT INTO {s}.thread_attachments (thread_id, key, value) "
@@ -109,7 +118,7 @@ def full_read_query(where: str, direction: str) -> str:
     MATERIALIZED: the page is chosen once, not once per branch that reads it.
     """
     return (
-        "WITH c AS MATERIALIZED (SELECT seq, checkpoint_id, metadata, "
+        f"WITH c AS MATERIALIZED (SELECT seq, checkpoint_id, {METADATA} AS metadata, "
         "CASE WHEN %(values)s THEN state ELSE ''::bytea END AS state FROM {s}.checkpoints "
         f"WHERE thread_id = %(thread)s{where} ORDER BY seq {direction} LIMIT %(limit)s) "
         "SELECT 0, seq, checkpoint_id, metadata::text, state, NULL::text, NULL::text, NULL::text FROM c "
@@ -153,7 +162,7 @@ def list_checkpoints_query(paged: bool, newest_first: bool) -> str:
     direction, compare = ("DESC", "<") if newest_first else ("ASC", ">")
     where = f" AND seq {compare} %s" if paged else ""
     return (
-        f"SELECT seq, metadata::text FROM {{s}}.checkpoints WHERE thread_id = %s{where} "
+        f"SELECT seq, {METADATA}::text FROM {{s}}.checkpoints WHERE thread_id = %s{where} "
         f"ORDER BY seq {direction} LIMIT %s"
     )
 
@@ -221,7 +230,7 @@ class PgCheckpointStore(CheckpointStore):
 
     async def _load(self, thread_id: str, checkpoint_id: str) -> Checkpoint | None:
         row = await self._db.one(
-            "SELECT seq, metadata::text, state FROM {s}.checkpoints "
+            f"SELECT seq, {METADATA}::text, state FROM {{s}}.checkpoints "
             "WHERE thread_id = %s AND checkpoint_id = %s",
             (thread_id, checkpoint_id),
         )

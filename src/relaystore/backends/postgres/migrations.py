@@ -24,8 +24,12 @@ from relaystore.errors import BackendUnavailable
 # "latest of thread X" by walking all seqs backwards and filtering (it does when X holds a large
 # share of rows), which reads every newer row of every other thread. Keyed (thread_id, seq), the
 # latest checkpoint and a page of a thread are one index descent whatever the table holds.
+# The main track: checkpoints with their writes and attachments. The outputs, adaptive and blob
+# faces were created here by migrations 1 and 2 before they had tracks of their own (.faces: a
+# store used for checkpoints only keeps no empty tables of theirs); a schema made then keeps
+# them, and a new schema gets them on first use, in the same shape.
 MIGRATIONS: list[list[str]] = [
-    [
+    [  # 1: checkpoints (and, before the face tracks, outputs, output_parents, runs, documents)
         """CREATE TABLE {s}.checkpoints (
             seq BIGINT GENERATED ALWAYS AS IDENTITY,
             thread_id TEXT COLLATE "C" NOT NULL,
@@ -34,48 +38,8 @@ MIGRATIONS: list[list[str]] = [
             state BYTEA NOT NULL,
             CONSTRAINT checkpoints_thread_seq PRIMARY KEY (thread_id, seq),
             UNIQUE (thread_id, checkpoint_id))""",
-        """CREATE TABLE {s}.outputs (
-            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id TEXT COLLATE "C" NOT NULL UNIQUE,
-            task_id TEXT COLLATE "C" NOT NULL,
-            attempt BIGINT NOT NULL,
-            producer_agent TEXT COLLATE "C" NOT NULL,
-            record JSONB NOT NULL)""",
-        "CREATE INDEX outputs_attempt ON {s}.outputs (task_id, attempt, seq)",
-        "CREATE INDEX outputs_producer ON {s}.outputs (producer_agent, seq)",
-        "CREATE INDEX outputs_producer_run ON {s}.outputs (producer_agent, task_id, attempt, seq)",
-        """CREATE TABLE {s}.output_parents (
-            parent TEXT COLLATE "C" NOT NULL,
-            child_seq BIGINT NOT NULL REFERENCES {s}.outputs (seq) ON DELETE CASCADE,
-            PRIMARY KEY (parent, child_seq))""",
-        """CREATE TABLE {s}.runs (
-            seq BIGINT GENERATED ALWAYS AS IDENTITY,
-            agent_id TEXT COLLATE "C" NOT NULL,
-            run_id TEXT COLLATE "C" NOT NULL,
-            doc JSON NOT NULL,
-            CONSTRAINT runs_agent_seq PRIMARY KEY (agent_id, seq),
-            UNIQUE (agent_id, run_id))""",
-        """CREATE TABLE {s}.documents (
-            kind TEXT COLLATE "C" NOT NULL,
-            key TEXT COLLATE "C" NOT NULL,
-            doc JSON NOT NULL,
-            PRIMARY KEY (kind, key))""",
     ],
-    [  # 2: content-addressed blobs as numbered 1 MiB chunks; staged under "upload:<id>"
-        """CREATE TABLE {s}.blobs (
-            sha256 TEXT COLLATE "C" PRIMARY KEY,
-            size BIGINT NOT NULL,
-            mime TEXT,
-            created_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
-        """CREATE TABLE {s}.blob_chunks (
-            owner TEXT COLLATE "C" NOT NULL,
-            idx INTEGER NOT NULL,
-            data BYTEA NOT NULL,
-            PRIMARY KEY (owner, idx))""",
-        """CREATE TABLE {s}.blob_uploads (
-            upload_id TEXT COLLATE "C" PRIMARY KEY,
-            started_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
-    ],
+    [],  # 2: blobs (now the blob face's own track, see .faces)
     [  # 3: pending writes of a checkpoint, and attachments shared by a thread's checkpoints
         # One column per field: the value stays raw bytea (no base64, no JSON parse on read).
         # The primary key's (thread_id, checkpoint_id) prefix serves every cascade delete.
@@ -98,7 +62,8 @@ MIGRATIONS: list[list[str]] = [
     [  # 4: output records as json, the exact text: jsonb rewrote 1e20 as the integer 1000…0
         # (and changed 5.771043964779723e16) and refused \u0000. Rows written as jsonb keep the
         # text jsonb already normalized; nothing can restore what it lost.
-        "ALTER TABLE {s}.outputs ALTER COLUMN record TYPE json USING record::text::json",
+        # (a schema whose outputs face was never used has no such table: it gets json directly)
+        "ALTER TABLE IF EXISTS {s}.outputs ALTER COLUMN record TYPE json USING record::text::json",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -125,15 +90,18 @@ async def migrate(conn: Conn, schema: str = DEFAULT_SCHEMA) -> int:
         raise translate(exc) from exc
 
 
-async def upgrade(conn: Conn, schema: str, migrations: list[list[str]], table: str, what: str) -> int:
+async def upgrade(
+    conn: Conn, schema: str, migrations: list[list[str]], table: str, what: str, *, baseline: int = 0
+) -> int:
     """Apply the ``migrations`` that ``schema.table`` does not record yet; return the version.
 
     The caller holds the transaction and the lock that serializes upgrades. ``what`` names the
     versioned thing in the error raised when it is newer than this relaystore
-    (:class:`BackendUnavailable`).
+    (:class:`BackendUnavailable`). ``baseline`` is the version to assume while ``table`` does
+    not exist (tables made before they had a track of their own).
     """
     ident = sql.Identifier(schema)
-    current = await _current_version(conn, schema, ident, table)
+    current = await _current_version(conn, schema, ident, table) or baseline
     target = len(migrations)
     if current > target:
         raise BackendUnavailable(

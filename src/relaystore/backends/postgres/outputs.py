@@ -12,7 +12,9 @@ from typing import Any, cast
 from psycopg import errors as pg_errors
 from pydantic import TypeAdapter
 
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.postgres.database import PgDatabase
+from relaystore.backends.postgres.faces import create_face
 from relaystore.errors import Conflict
 from relaystore.models.outputs import OutputRecord, OutputRef
 from relaystore.stores import OutputFilter, OutputStore
@@ -53,9 +55,12 @@ _ONE_OUTPUT = "SELECT seq, record::text FROM {s}.outputs WHERE id = %s"
 _SOME_OUTPUTS = "SELECT seq, record::text FROM {s}.outputs WHERE id = ANY(%s::text[])"
 
 
-class PgOutputStore(OutputStore):
+class PgOutputStore(CreatedOnFirstUse, OutputStore):
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await create_face(self._db, "outputs")
 
     def _records(self, rows: list[tuple[Any, ...]], skip_corrupt: bool) -> list[OutputRecord]:
         table = f"{self._db.schema}.outputs"

@@ -33,12 +33,14 @@ translation), :mod:`.migrations`, and one per face: :mod:`.checkpoints`, :mod:`.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from typing import Any
 
 from relaystore.backends.sqlite.adaptive import SqliteAdaptiveStore
 from relaystore.backends.sqlite.blobs import SqliteBlobStore
 from relaystore.backends.sqlite.checkpoints import SqliteCheckpointStore
 from relaystore.backends.sqlite.database import INLINE_MAX_BYTES, SqliteDatabase
+from relaystore.backends.sqlite.faces import face_counts
 from relaystore.backends.sqlite.items import SqliteItemStore
 from relaystore.backends.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 from relaystore.backends.sqlite.outputs import SqliteOutputStore
@@ -72,10 +74,7 @@ def _collect_info(conn: sqlite3.Connection, options: SqliteOptions, read_only: s
         "synchronous": options.synchronous,
         "threads": one("SELECT COUNT(DISTINCT thread_id) FROM checkpoints"),
         "checkpoints": one("SELECT COUNT(*) FROM checkpoints"),
-        "outputs": one("SELECT COUNT(*) FROM outputs"),
-        "runs": one("SELECT COUNT(*) FROM runs"),
-        "blobs": one("SELECT COUNT(*) FROM blobs"),
-        "documents": dict(conn.execute("SELECT kind, COUNT(*) FROM documents GROUP BY kind")),
+        **face_counts(conn),  # outputs, runs, blobs, documents: 0 while a face's tables are absent
     }
 
 
@@ -120,4 +119,5 @@ async def open_store(url: str, **options: Any) -> Store:
         close=close,
         info=info,
         reopenable=not parsed.in_memory,  # a private :memory: database dies with its connection
+        compress_below=sys.maxsize,  # SQLite stores every byte as given
     )

@@ -7,7 +7,9 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.sqlite.database import SqliteDatabase, few, placeholders
+from relaystore.backends.sqlite.faces import create_face
 from relaystore.errors import Conflict
 from relaystore.stores import AdaptiveStore, DocKind
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
@@ -21,9 +23,12 @@ def _keys_after(table_sql: str, params: list[Any], after: str | None, limit: int
     return f"{sql} ORDER BY 1 LIMIT ?", [*params, -1 if limit is None else limit]
 
 
-class SqliteAdaptiveStore(AdaptiveStore):
+class SqliteAdaptiveStore(CreatedOnFirstUse, AdaptiveStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await self._db.write(lambda conn: create_face(conn, "adaptive"))
 
     async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
         def store(conn: sqlite3.Connection) -> None:

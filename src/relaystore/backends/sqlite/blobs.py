@@ -5,8 +5,10 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.sqlite.database import SqliteDatabase, few
+from relaystore.backends.sqlite.faces import create_face, has_table
 from relaystore.models.outputs import BlobContent
 from relaystore.stores._common import Skipped, or_skipped
 from relaystore.stores.blobs import BlobStore, stored_blob
@@ -15,9 +17,12 @@ from relaystore.stores.blobs import BlobStore, stored_blob
 # crashed process left behind are dropped after a day (they may belong to a live process before).
 
 
-class SqliteBlobStore(BlobStore):
+class SqliteBlobStore(CreatedOnFirstUse, BlobStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await self._db.write(lambda conn: create_face(conn, "blobs"))
 
     async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
         def put(conn: sqlite3.Connection) -> None:
@@ -86,6 +91,8 @@ class SqliteBlobStore(BlobStore):
         """Remove chunks of uploads started more than a day ago (left by a crashed writer)."""
 
         def drop(conn: sqlite3.Connection) -> int:
+            if not has_table(conn, "blob_uploads"):  # the blob face was never used
+                return 0
             cutoff = time.time() - STALE_UPLOAD_SECONDS
             stale = [
                 r[0]

@@ -2,14 +2,17 @@
 
 A ``relaystore_schema`` table records applied migrations; opening a file applies the missing ones
 in one write transaction. The item face keeps its own list and version table
-(``relaystore_items_schema``, see :mod:`.items`).
+(``relaystore_items_schema``, see :mod:`.items`), and so do the outputs, adaptive and blob faces,
+whose tables are made on first use (:mod:`.faces`).
 """
 
 from __future__ import annotations
 
 import base64
 import sqlite3
+from collections.abc import Callable
 
+from relaystore.backends.sqlite.faces import has_table
 from relaystore.errors import BackendUnavailable
 
 
@@ -26,8 +29,33 @@ def _as_rowid_table(table: str, columns: str, key: str) -> str:
     )
 
 
-MIGRATIONS: list[str] = [
-    # 1: the three faces
+def _rebuild_large_tables(conn: sqlite3.Connection) -> None:
+    """Migration 4: tables whose rows can be large become rowid tables. A WITHOUT ROWID table
+    keeps each row inside its primary-key b-tree, so a 200 KB value spills into overflow pages on
+    every write and read (SQLite advises it only for rows under ~1/20 of a page): a 200 KB
+    attachment read 3-4x slower, a write ~30% slower. The primary key becomes a unique index.
+    Tables of faces not used yet do not exist (they are created in this shape on first use)."""
+    for table, columns, key in (
+        ("documents", "kind TEXT, key TEXT, doc TEXT", "kind, key"),
+        (
+            "checkpoint_writes",
+            "thread_id TEXT, checkpoint_id TEXT, task_id TEXT, idx INTEGER, write TEXT",
+            "thread_id, checkpoint_id, task_id, idx",
+        ),
+        ("thread_attachments", "thread_id TEXT, key TEXT, value BLOB", "thread_id, key"),
+        ("blob_chunks", "owner TEXT, idx INTEGER, data BLOB", "owner, idx"),
+    ):
+        if has_table(conn, table):
+            for statement in _as_rowid_table(table, columns, key).split(";"):
+                conn.execute(statement)
+
+
+# The main track: checkpoints with their writes and attachments. The outputs, adaptive and blob
+# faces were created here by migrations 1 and 2 before they had tracks of their own
+# (:mod:`.faces`: a store used for checkpoints only keeps no empty tables of theirs); a
+# file made then keeps them, and a new file gets them on first use, in the same shape.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    # 1: checkpoints (and, before the face tracks, outputs, output_parents, runs, documents)
     """
     CREATE TABLE checkpoints (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -37,59 +65,10 @@ MIGRATIONS: list[str] = [
         state BLOB NOT NULL,
         UNIQUE (thread_id, checkpoint_id)
     );
-    CREATE INDEX checkpoints_thread_seq ON checkpoints (thread_id, seq);
-
-    CREATE TABLE outputs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        task_id TEXT NOT NULL,
-        attempt INTEGER NOT NULL,
-        producer_agent TEXT NOT NULL,
-        record TEXT NOT NULL
-    );
-    CREATE INDEX outputs_attempt ON outputs (task_id, attempt, seq);
-    CREATE INDEX outputs_producer ON outputs (producer_agent, seq);
-    CREATE INDEX outputs_producer_run ON outputs (producer_agent, task_id, attempt, seq);
-    CREATE TABLE output_parents (
-        parent TEXT NOT NULL,
-        child_seq INTEGER NOT NULL,
-        PRIMARY KEY (parent, child_seq)
-    ) WITHOUT ROWID;
-
-    CREATE TABLE runs (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        agent_id TEXT NOT NULL,
-        run_id TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        UNIQUE (agent_id, run_id)
-    );
-    CREATE INDEX runs_agent_seq ON runs (agent_id, seq);
-    CREATE TABLE documents (
-        kind TEXT NOT NULL,
-        key TEXT NOT NULL,
-        doc TEXT NOT NULL,
-        PRIMARY KEY (kind, key)
-    ) WITHOUT ROWID;
+    CREATE INDEX checkpoints_thread_seq ON checkpoints (thread_id, seq)
     """,
-    # 2: content-addressed blobs, stored as numbered 1 MiB chunks
-    """
-    CREATE TABLE blobs (
-        sha256 TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        mime TEXT,
-        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-    ) WITHOUT ROWID;
-    CREATE TABLE blob_chunks (
-        owner TEXT NOT NULL,
-        idx INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        PRIMARY KEY (owner, idx)
-    ) WITHOUT ROWID;
-    CREATE TABLE blob_uploads (
-        upload_id TEXT PRIMARY KEY,
-        started_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    """,
+    # 2: content-addressed blobs as numbered 1 MiB chunks (now the blob face's own track)
+    "",
     # 3: pending writes of a checkpoint, and attachments shared by a thread's checkpoints
     """
     CREATE TABLE checkpoint_writes (
@@ -107,23 +86,8 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (thread_id, key)
     ) WITHOUT ROWID;
     """,
-    # 4: tables whose rows can be large become rowid tables. A WITHOUT ROWID table keeps each row
-    # inside its primary-key b-tree, so a 200 KB value spills into overflow pages on every write
-    # and read (SQLite advises it only for rows under ~1/20 of a page): a 200 KB attachment read
-    # 3-4x slower, a write ~30% slower. The primary key becomes a unique index.
-    ";".join(
-        _as_rowid_table(table, columns, key)
-        for table, columns, key in (
-            ("documents", "kind TEXT, key TEXT, doc TEXT", "kind, key"),
-            (
-                "checkpoint_writes",
-                "thread_id TEXT, checkpoint_id TEXT, task_id TEXT, idx INTEGER, write TEXT",
-                "thread_id, checkpoint_id, task_id, idx",
-            ),
-            ("thread_attachments", "thread_id TEXT, key TEXT, value BLOB", "thread_id, key"),
-            ("blob_chunks", "owner TEXT, idx INTEGER, data BLOB", "owner, idx"),
-        )
-    ),
+    # 4: large tables as rowid tables (see _rebuild_large_tables)
+    _rebuild_large_tables,
     # 5: pending writes one column per field, the value raw bytes (it was base64 inside a JSON
     # text: a third more bytes than the native savers store, and a JSON parse on every read).
     # rs_b64decode is registered on the migrating connection (see migrate).
@@ -166,9 +130,13 @@ def migrate(conn: sqlite3.Connection, path: str) -> None:
             f"{SCHEMA_VERSION}. Upgrade relaystore."
         )
     for version in range(current + 1, SCHEMA_VERSION + 1):
-        for statement in MIGRATIONS[version - 1].split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        step = MIGRATIONS[version - 1]
+        if callable(step):
+            step(conn)
+        else:
+            for statement in step.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
         conn.execute(
             "INSERT INTO relaystore_schema VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
             (version,),

@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.sqlite.database import SqliteDatabase, chunks, few, placeholders
+from relaystore.backends.sqlite.faces import create_face
 from relaystore.errors import Conflict
 from relaystore.models.outputs import OutputRecord, OutputRef
 from relaystore.stores import OutputFilter, OutputStore
@@ -49,9 +51,12 @@ def _where(flt: OutputFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-class SqliteOutputStore(OutputStore):
+class SqliteOutputStore(CreatedOnFirstUse, OutputStore):
     def __init__(self, db: SqliteDatabase) -> None:
         self._db = db
+
+    async def _create_tables(self) -> None:
+        await self._db.write(lambda conn: create_face(conn, "outputs"))
 
     async def _insert(self, record: OutputRecord) -> int:
         doc = record.model_dump_json(exclude={"seq"})

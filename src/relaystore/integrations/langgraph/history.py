@@ -14,6 +14,7 @@ from relaystore.integrations.langgraph.records import (
     SEPARATOR,
     _is_legacy,
     unpack,
+    unpack_write,
 )
 from relaystore.models.checkpoints import CheckpointBundle, PendingWrite
 from relaystore.stores import Store
@@ -92,7 +93,11 @@ class DeltaHistory(BaseCheckpointSaver[str]):
     ) -> DeltaChannelHistory:
         entry: DeltaChannelHistory = {
             "writes": [
-                (w.task_id, w.channel, self.serde.loads_typed((w.type or "null", w.value)))
+                (
+                    w.task_id,
+                    w.channel,
+                    self.serde.loads_typed(unpack_write(w.type, w.value, f"{key}/{w.task_id}")),
+                )
                 for w in reversed(writes)
             ]
         }

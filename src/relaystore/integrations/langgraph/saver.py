@@ -40,7 +40,9 @@ from relaystore.integrations.langgraph.records import (
     _metadata_of,
     attachment_key,
     pack,
+    pack_write,
     unpack,
+    unpack_write,
 )
 from relaystore.integrations.langgraph.retention import Retention
 from relaystore.integrations.langgraph.sync import SyncTwins
@@ -71,6 +73,9 @@ class RelaySaver(DeltaHistory, Retention, SyncTwins, BaseCheckpointSaver[str]):
             raise InvalidInput("thread_prefix must be a string without NUL")
         self.store = store
         self.thread_prefix = thread_prefix
+        # Channel values and writes of 512 bytes or more go zlib-compressed when the store would
+        # keep them as given (all on SQLite; on PostgreSQL those too small for TOAST to compress).
+        self._compress = store.compress_below
         self._loop: asyncio.AbstractEventLoop | None = running_loop()
 
     # ------------------------------------------------------------------ construction
@@ -184,13 +189,13 @@ class RelaySaver(DeltaHistory, Retention, SyncTwins, BaseCheckpointSaver[str]):
         values: dict[str, Any] = stripped.pop("channel_values", None) or {}
         inline = {c: v for c, v in values.items() if _is_primitive(v)}
         blobs = {
-            attachment_key(channel, version): pack(self.serde.dumps_typed(values[channel]))
+            attachment_key(channel, version): pack(self.serde.dumps_typed(values[channel]), self._compress)
             for channel, version in new_versions.items()
             if channel in values and channel not in inline
         }
         record = self._record(key, config, stripped, metadata, values, inline)
         stripped["channel_values"] = inline
-        await self._save(key, record, pack(self.serde.dumps_typed(stripped)), blobs)
+        await self._save(key, record, pack(self.serde.dumps_typed(stripped), self._compress), blobs)
         return _config(thread_id, namespace, checkpoint["id"])
 
     def _record(
@@ -264,7 +269,7 @@ class RelaySaver(DeltaHistory, Retention, SyncTwins, BaseCheckpointSaver[str]):
         key = self._thread_key(configurable["thread_id"], configurable.get("checkpoint_ns", ""))
         pending = []
         for idx, (channel, value) in enumerate(writes):
-            kind, data = self.serde.dumps_typed(value)
+            kind, data = pack_write(*self.serde.dumps_typed(value), self._compress)
             pending.append(
                 PendingWrite.model_construct(  # typed by LangGraph and the serde; the store checks ids
                     task_id=task_id,
@@ -319,7 +324,11 @@ class RelaySaver(DeltaHistory, Retention, SyncTwins, BaseCheckpointSaver[str]):
             metadata=_metadata_of(record),
             parent_config=_config(thread_id, namespace, record.parent_id) if record.parent_id else None,
             pending_writes=[
-                (w.task_id, w.channel, self.serde.loads_typed((w.type or "null", w.value)))
+                (
+                    w.task_id,
+                    w.channel,
+                    self.serde.loads_typed(unpack_write(w.type, w.value, f"{key}/{w.task_id}")),
+                )
                 for w in bundle.writes
             ],
         )
