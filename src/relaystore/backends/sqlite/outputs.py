@@ -14,7 +14,7 @@ from pydantic import TypeAdapter
 
 from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.sqlite.database import SqliteDatabase, chunks, few, placeholders
-from relaystore.backends.sqlite.faces import create_face
+from relaystore.backends.sqlite.faces import ensure_face
 from relaystore.errors import Conflict
 from relaystore.models.outputs import OutputRecord, OutputRef
 from relaystore.stores import OutputFilter, OutputStore
@@ -56,7 +56,7 @@ class SqliteOutputStore(CreatedOnFirstUse, OutputStore):
         self._db = db
 
     async def _create_tables(self) -> None:
-        await self._db.write(lambda conn: create_face(conn, "outputs"))
+        await ensure_face(self._db, "outputs")
 
     async def _insert(self, record: OutputRecord) -> int:
         doc = record.model_dump_json(exclude={"seq"})
