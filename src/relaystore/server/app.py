@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from relaystore._load import caller
-from relaystore.errors import Forbidden, TooLarge, Unauthorized
+from relaystore.errors import Forbidden, TooLarge
 from relaystore.server.openapi import build_openapi
 from relaystore.server.routes import OPERATIONS, json_of
 from relaystore.server.stores import StoreSet
@@ -33,6 +33,9 @@ from relaystore.server.ui import ui_routes
 from relaystore.server.web import (
     DEFAULT_BODY_TIMEOUT,
     DEFAULT_MEMORY_BUDGET,
+    ROUTE_KEY,
+    STORE_KEY,
+    TENANT_KEY,
     ByteBudget,
     Call,
     ClientGone,
@@ -42,14 +45,12 @@ from relaystore.server.web import (
     collect_warnings,
     error_body,
     error_response,
+    refuse_revoked,
 )
 from relaystore.stores import Store
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
-ROUTE_KEY = "relaystore.route"
-STORE_KEY = "relaystore.store"
-TENANT_KEY = "relaystore.tenant"
 _NOBODY = Principal(admin=False)
 
 
@@ -177,12 +178,6 @@ def authenticate(request: Request, op: Op, config: ServerConfig) -> Principal:
     if op.access == "admin":
         principal.require_admin()
     return principal
-
-
-async def refuse_revoked(jti: str, store: Store, tenant: str | None, config: ServerConfig) -> None:
-    """401 for an agent token on the store's deny-list (``relaystore token revoke``)."""
-    if await config.revocations.is_revoked(store, jti, tenant):
-        raise Unauthorized("the token has been revoked")
 
 
 async def http_exception(_request: Request, exc: Exception) -> Response:

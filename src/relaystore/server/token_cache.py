@@ -11,17 +11,16 @@ never see an entry they did not verify. Revocation is checked apart from this, o
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Generic, TypeVar
 
-if TYPE_CHECKING:
-    from relaystore.server.tokens import Principal
+Principal = TypeVar("Principal")  # what a verified token stands for (tokens.Principal)
 
 MAX_ENTRIES = 4096
 
 _Key = tuple[str, str, str]  # (token, audience, signing key)
 
 
-class VerifiedTokens:
+class VerifiedTokens(Generic[Principal]):
     """``get(key)`` → the principal of a token verified before and not yet expired, else None."""
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
@@ -42,6 +41,3 @@ class VerifiedTokens:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # a flood of distinct tokens costs a re-verify, never memory
         self._entries[key] = (principal, expires)
-
-
-VERIFIED = VerifiedTokens()

@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 from relaystore import wire
 from relaystore.errors import Forbidden, InvalidInput, Unauthorized
 from relaystore.models.outputs import OutputRef
-from relaystore.server.token_cache import VERIFIED
+from relaystore.server.token_cache import VerifiedTokens
 from relaystore.stores._common import check_id, check_u32
 
 ADMIN_TOKEN_FILE = "admin-token"
@@ -114,6 +114,10 @@ class Principal:
 
 
 # --------------------------------------------------------------------------- agent tokens
+
+
+VERIFIED: VerifiedTokens[Principal] = VerifiedTokens()
+"""Agent tokens verified by this process (see :mod:`relaystore.server.token_cache`)."""
 
 
 def parse_ttl(text: str | float | int) -> float:

@@ -22,7 +22,14 @@ from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from relaystore.errors import CorruptRecord, InvalidInput, NotSupported, RelayStoreError, TooLarge
+from relaystore.errors import (
+    CorruptRecord,
+    InvalidInput,
+    NotSupported,
+    RelayStoreError,
+    TooLarge,
+    Unauthorized,
+)
 from relaystore.server.revocation import RevocationCache
 from relaystore.server.tokens import Principal, store_id
 from relaystore.stores import Store
@@ -421,6 +428,19 @@ def with_warnings(body: dict[str, Any]) -> dict[str, Any]:
         if corrupt:
             body["corrupt"] = corrupt
     return body
+
+
+# --------------------------------------------------------------------------- request scope
+
+ROUTE_KEY = "relaystore.route"  # the route template, for metrics and logs
+STORE_KEY = "relaystore.store"  # a coroutine function opening the request's store
+TENANT_KEY = "relaystore.tenant"  # the tenant name under --tenant-url, else absent
+
+
+async def refuse_revoked(jti: str, store: Store, tenant: str | None, config: ServerConfig) -> None:
+    """401 for an agent token on the store's deny-list (``relaystore token revoke``)."""
+    if await config.revocations.is_revoked(store, jti, tenant):
+        raise Unauthorized("the token has been revoked")
 
 
 # --------------------------------------------------------------------------- store warnings

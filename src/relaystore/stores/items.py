@@ -33,70 +33,24 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from relaystore.errors import CorruptRecord, InvalidInput
 from relaystore.stores._common import MAX_ID_BYTES, check_text, prefix_upper_bound
+from relaystore.stores.item_records import Condition as Condition
+from relaystore.stores.item_records import ItemWrite as ItemWrite
+from relaystore.stores.item_records import Namespace as Namespace
+from relaystore.stores.item_records import Op as Op
+from relaystore.stores.item_records import Scalar as Scalar
+from relaystore.stores.item_records import StoredItem as StoredItem
 from relaystore.stores.vectors import NearestSearch
 from relaystore.stores.vectors import pack_vectors as pack_vectors  # re-exported for the backends
 from relaystore.stores.vectors import unpack_vectors as unpack_vectors
 
 SEPARATOR = "\x1f"
-Namespace = tuple[str, ...]
-Scalar = str | int | float | bool | None
-Op = Literal["eq", "ne", "gt", "gte", "lt", "lte", "len"]
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 _OPERATORS: dict[str, Op] = {"$eq": "eq", "$ne": "ne", "$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 MAX_NAMESPACE_BYTES = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class StoredItem:
-    """One live item. Times are seconds since the epoch; ``ttl`` is seconds (None: no expiry).
-
-    ``vectors`` (name -> embedding) is filled only when a search asked for it.
-    """
-
-    namespace: Namespace
-    key: str
-    value: dict[str, Any]
-    created_at: float
-    updated_at: float
-    expires_at: float | None = None
-    ttl: float | None = None
-    vectors: dict[str, Sequence[float]] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemWrite:
-    """A put (``value`` a dict) or a delete (``value`` None) of ``(namespace, key)``.
-
-    ``ttl`` is seconds (None: never expires); ``vectors`` are stored beside the value and
-    replaced by every put (None or ``{}``: none).
-    """
-
-    namespace: Namespace
-    key: str
-    value: Mapping[str, Any] | None
-    ttl: float | None = None
-    vectors: Mapping[str, Sequence[float]] | None = None
-    text: str | None = field(default=None, compare=False)
-    """The value's JSON text (:func:`value_json`), set by :func:`check_write` so that backends
-    do not encode it a second time."""
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """``value at path <op> operand``. ``path`` holds object keys (str) and array indexes (int).
-
-    ``len`` means "is an array of exactly ``operand`` elements" (``-1``: "is an object"). Ordering
-    operators take a number or a string; ``eq``/``ne`` also take a bool or None (JSON null).
-    """
-
-    path: tuple[str | int, ...]
-    op: Op
-    operand: Scalar
 
 
 # --------------------------------------------------------------------------- encoding
@@ -389,6 +343,11 @@ class ItemStore(NearestSearch, ABC):
     runs_inline: bool = False
     """True when no primitive ever suspends (the memory backend): a caller may then drive these
     coroutines to completion on its own thread, with no event loop."""
+
+    def _check_scope(self, prefix: Namespace, limit: int, offset: int) -> None:
+        check_namespace(prefix, allow_empty=True)
+        check_count(limit, "limit")
+        check_count(offset, "offset")
 
     async def get(self, namespace: Namespace, key: str, *, refresh: bool = False) -> StoredItem | None:
         """The live item at ``(namespace, key)`` or None; ``refresh`` also touches its expiry."""

@@ -18,12 +18,33 @@ import math
 import struct
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from relaystore.errors import InvalidInput
+from relaystore.stores.item_records import Condition, Namespace, StoredItem
 
-if TYPE_CHECKING:
-    from relaystore.stores.items import Condition, ItemStore, Namespace, StoredItem
+
+class Searchable(Protocol):
+    """What the exact search reads through: the item contract's ``search`` and ``get_many``
+    (:class:`~relaystore.stores.items.ItemStore`, which builds on this module)."""
+
+    async def search(
+        self,
+        prefix: Namespace = (),
+        *,
+        conditions: Sequence[Condition] = (),
+        limit: int | None = 10,
+        offset: int = 0,
+        refresh: bool = False,
+        vectors: bool = False,
+        newest_first: bool = True,
+        values: bool = True,
+    ) -> list[StoredItem]: ...
+
+    async def get_many(
+        self, keys: Sequence[tuple[Namespace, str]], *, refresh: bool = False
+    ) -> list[StoredItem | None]: ...
+
 
 Scored = tuple[float | None, "StoredItem"]
 
@@ -119,7 +140,7 @@ def page(
 
 
 async def exact_nearest(
-    items: ItemStore,
+    items: Searchable,
     prefix: Namespace,
     query: list[float],
     conditions: list[Condition],
@@ -156,18 +177,18 @@ class NearestSearch:
         score None), then ``offset`` and ``limit``. Exact on every backend: numpy over the
         candidates (O(items under the prefix)) unless :attr:`native_vectors` names the engine's.
         Raises :class:`InvalidInput` for a bad prefix, query, condition, limit or offset."""
-        from relaystore.stores.items import Condition, check_count, check_namespace
-
         floats = check_query(query)
-        check_namespace(prefix, allow_empty=True)
-        check_count(limit, "limit")
-        check_count(offset, "offset")
+        self._check_scope(prefix, limit, offset)
         for c in conditions:
             if not isinstance(c, Condition):
                 raise InvalidInput(f"search conditions are Condition objects, got {type(c).__name__}")
         if limit == 0:
             return []
         return await self._nearest(tuple(prefix), floats, list(conditions), limit, offset)
+
+    def _check_scope(self, prefix: Namespace, limit: int, offset: int) -> None:
+        """Raise :class:`InvalidInput` for a bad prefix, limit or offset (the contract's rules)."""
+        raise NotImplementedError
 
     async def _nearest(
         self, prefix: Namespace, query: list[float], conditions: list[Condition], limit: int, offset: int

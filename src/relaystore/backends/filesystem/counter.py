@@ -18,13 +18,25 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from relaystore.errors import CorruptRecord
 from relaystore.stores.doctor import CounterCheck
 
-if TYPE_CHECKING:
-    from relaystore.backends.filesystem.layout import FileRoot
+
+class FileRoot(Protocol):
+    """What the counter needs of :class:`~relaystore.backends.filesystem.layout.FileRoot`
+    (which imports this module to advance the counter)."""
+
+    path: Path
+
+    def read_bytes(self, path: Path) -> bytes | None: ...
+
+    def write_file(self, path: Path, data: bytes) -> None: ...
+
+    def highest_seq_on_disk(self) -> int: ...
+
 
 WIDTH = 20
 _CHECKED = re.compile(rb"^([0-9]{20}) ([0-9a-f]{8})\n?$")

@@ -9,7 +9,6 @@ from typing import Any
 
 from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.sqlite.database import SqliteDatabase, few, placeholders
-from relaystore.backends.sqlite.faces import ensure_face
 from relaystore.errors import Conflict
 from relaystore.stores import AdaptiveStore, DocKind
 from relaystore.stores.adaptive import AGENT_DOC_KINDS
@@ -28,7 +27,7 @@ class SqliteAdaptiveStore(CreatedOnFirstUse, AdaptiveStore):
         self._db = db
 
     async def _create_tables(self) -> None:
-        await ensure_face(self._db, "adaptive")
+        await self._db.ensure_face("adaptive")
 
     async def _store_run(self, agent_id: str, run_id: str, text: str) -> None:
         def store(conn: sqlite3.Connection) -> None:

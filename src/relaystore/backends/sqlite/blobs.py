@@ -8,7 +8,7 @@ import time
 from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends._policy import STALE_UPLOAD_SECONDS
 from relaystore.backends.sqlite.database import SqliteDatabase, few
-from relaystore.backends.sqlite.faces import ensure_face, has_table
+from relaystore.backends.sqlite.faces import has_table
 from relaystore.models.outputs import BlobContent
 from relaystore.stores._common import Skipped, or_skipped
 from relaystore.stores.blobs import BlobStore, stored_blob
@@ -22,7 +22,7 @@ class SqliteBlobStore(CreatedOnFirstUse, BlobStore):
         self._db = db
 
     async def _create_tables(self) -> None:
-        await ensure_face(self._db, "blobs")
+        await self._db.ensure_face("blobs")
 
     async def _put_chunk(self, upload_id: str, index: int, data: bytes) -> None:
         def put(conn: sqlite3.Connection) -> None:

@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from relaystore._load import concurrent
 from relaystore.backends._group_commit import GroupCommit
+from relaystore.backends.sqlite.faces import FACES, create_face, face_version
 from relaystore.backends.sqlite.migrations import SCHEMA_VERSION, migrate
 from relaystore.errors import BackendUnavailable
 
@@ -193,6 +194,14 @@ class SqliteDatabase:
         if self._reader is not None:
             self._reader.execute(sql)
         await self.call(lambda: self._require().execute(sql))
+
+    async def ensure_face(self, face: str) -> None:
+        """Make the face's tables current (:mod:`.faces`): a read when they already are (most
+        opens, and a store opened read-only on a full disk), else its migrations under the
+        write lock."""
+        if await self.read(lambda conn: face_version(conn, face) == len(FACES[face]), inline=True):
+            return
+        await self.write(lambda conn: create_face(conn, face))
 
     def trace(self, callback: Callable[[str], object] | None) -> None:
         """Call ``callback(sql)`` for every statement that any of this store's connections runs,

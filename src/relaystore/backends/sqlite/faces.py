@@ -10,12 +10,8 @@ it counts as version 1 of each face and gets no version table until a later face
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
 
 from relaystore.errors import BackendUnavailable
-
-if TYPE_CHECKING:
-    from relaystore.backends.sqlite.database import SqliteDatabase
 
 # Version 1 of each face is the shape the main track left these tables in (its migration 4
 # rebuilt documents and blob_chunks as rowid tables: their rows can be large).
@@ -90,15 +86,8 @@ def has_table(conn: sqlite3.Connection, name: str) -> bool:
     )
 
 
-async def ensure_face(db: SqliteDatabase, face: str) -> None:
-    """Make the face's tables current: a read when they already are (most opens, and a store
-    opened read-only on a full disk), else its migrations under the write lock."""
-    if await db.read(lambda conn: _version(conn, face) == len(FACES[face]), inline=True):
-        return
-    await db.write(lambda conn: create_face(conn, face))
-
-
-def _version(conn: sqlite3.Connection, face: str) -> int:
+def face_version(conn: sqlite3.Connection, face: str) -> int:
+    """The face's schema version in this database (0: its tables are absent)."""
     table = f"relaystore_{face}_schema"
     if has_table(conn, table):
         return int(conn.execute(f"SELECT COALESCE(MAX(version), 0) FROM {table}").fetchone()[0])
@@ -108,7 +97,7 @@ def _version(conn: sqlite3.Connection, face: str) -> int:
 def create_face(conn: sqlite3.Connection, face: str) -> None:
     """Apply the face's missing migrations inside the caller's write transaction."""
     migrations, table = FACES[face], f"relaystore_{face}_schema"
-    current = _version(conn, face)
+    current = face_version(conn, face)
     if current > len(migrations):
         raise BackendUnavailable(
             f"the {face} tables have schema version {current}; this relaystore knows up to {len(migrations)}"

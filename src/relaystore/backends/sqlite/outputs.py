@@ -14,7 +14,6 @@ from pydantic import TypeAdapter
 
 from relaystore.backends._lazy import CreatedOnFirstUse
 from relaystore.backends.sqlite.database import SqliteDatabase, chunks, few, placeholders
-from relaystore.backends.sqlite.faces import ensure_face
 from relaystore.errors import Conflict
 from relaystore.models.outputs import OutputRecord, OutputRef
 from relaystore.stores import OutputFilter, OutputStore
@@ -56,7 +55,7 @@ class SqliteOutputStore(CreatedOnFirstUse, OutputStore):
         self._db = db
 
     async def _create_tables(self) -> None:
-        await ensure_face(self._db, "outputs")
+        await self._db.ensure_face("outputs")
 
     async def _insert(self, record: OutputRecord) -> int:
         doc = record.model_dump_json(exclude={"seq"})

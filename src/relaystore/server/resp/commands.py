@@ -10,15 +10,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from relaystore.errors import InvalidInput
-from relaystore.server.resp.mapping import GENERIC, Key, Step
+from relaystore.server.resp.mapping import GENERIC, Key, KeySpace, Step
 from relaystore.server.resp.protocol import OK, Error, Simple
 from relaystore.server.tokens import Principal
 
-if TYPE_CHECKING:
-    from relaystore.server.resp.session import Session
+
+class Session(Protocol):
+    """What a command needs of its connection (:class:`.session.Session`, which dispatches the
+    commands of this module): the key space, who authenticated, and the scope check."""
+
+    keyspace: KeySpace
+    principal: Principal | None
+
+    def check(self, key: Key) -> Key: ...
+
 
 SERVER_VERSION = "7.2.0"  # what clients see; the commands behave as Redis 7.2's
 

@@ -14,20 +14,25 @@ no framing), ``X-Frame-Options: DENY``, ``nosniff``, ``Referrer-Policy: no-refer
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
-
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from relaystore.errors import Forbidden, InvalidInput, NotFound
+from relaystore.errors import Forbidden, NotFound
 from relaystore.server.stores import TENANT
 from relaystore.server.tokens import Principal, bearer, verify_token
-from relaystore.server.ui.render import HERE, link, render
-from relaystore.server.web import ServerConfig, collect_warnings, error_response
-from relaystore.stores import Store
+from relaystore.server.ui import views_adaptive, views_memory, views_outputs, views_store
+from relaystore.server.ui.context import Access, Ctx, Fragment
+from relaystore.server.ui.render import HERE, render
+from relaystore.server.web import (
+    ROUTE_KEY,
+    STORE_KEY,
+    TENANT_KEY,
+    ServerConfig,
+    collect_warnings,
+    error_response,
+    refuse_revoked,
+)
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
@@ -42,59 +47,9 @@ SECURITY_HEADERS = {
 }
 PAGES = ("overview", "threads", "thread", "diff", "outputs", "adaptive", "memory")
 STATIC = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
-Access = Literal["any", "admin", "outputs", "memory"]
-
-
-@dataclass
-class Ctx:
-    """What a view gets: the request, who asks, the store, and helpers for parameters."""
-
-    request: Request
-    principal: Principal
-    store: Store
-    base: str  # "" or "/t/NAME": prefix of every link
-
-    def q(self, name: str, default: str | None = None) -> str | None:
-        value = self.request.query_params.get(name)
-        return default if value in (None, "") else value
-
-    def need(self, name: str) -> str:
-        value = self.q(name)
-        if value is None:
-            raise InvalidInput(f"query parameter {name!r} is required")
-        return value
-
-    def integer(self, name: str, default: int | None = None, *, low: int = 0) -> int | None:
-        raw = self.q(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidInput(f"query parameter {name!r} must be an integer, got {raw[:40]!r}") from None
-        if value < low:
-            raise InvalidInput(f"query parameter {name!r} must be at least {low}")
-        return value
-
-    def link(self, page: str, **params: Any) -> str:
-        return link(self.base, page, **params)
-
-    def page(self, template: str, **values: Any) -> HTMLResponse:
-        return HTMLResponse(render(template, ctx=self, base=self.base, **values))
-
-
-View = Callable[[Ctx], Awaitable[Response]]
-
-
-@dataclass(frozen=True)
-class Fragment:
-    access: Access
-    view: View
 
 
 def _views() -> dict[str, Fragment]:
-    from relaystore.server.ui import views_adaptive, views_memory, views_outputs, views_store
-
     return {
         **views_store.FRAGMENTS,
         **views_outputs.FRAGMENTS,
@@ -134,7 +89,7 @@ def ui_routes(config: ServerConfig) -> list[Route]:
 
     async def shell(request: Request) -> Response:
         page = request.path_params.get("page", "overview") or "overview"
-        tenant = request.scope.get("relaystore.tenant")  # app.TENANT_KEY
+        tenant = request.scope.get(TENANT_KEY)
         if page not in PAGES or (tenant is not None and not TENANT.match(tenant)):
             return secure(error_response(NotFound(f"no inspector page {request.url.path[:80]!r}")))
         base = request.scope.get("root_path", "")
@@ -147,7 +102,6 @@ def ui_routes(config: ServerConfig) -> list[Route]:
         return secure(Response((HERE / "static" / name).read_bytes(), media_type=STATIC[name]))
 
     async def fragment(request: Request) -> Response:
-        from relaystore.server.app import ROUTE_KEY, STORE_KEY, TENANT_KEY, refuse_revoked
 
         name = request.path_params["view"]
         found = views.get(name)

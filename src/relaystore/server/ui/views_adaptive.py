@@ -16,8 +16,8 @@ from starlette.responses import Response
 
 from relaystore.errors import InvalidInput, NotFound
 from relaystore.models.adaptive import Prediction, TrieEnvelope, TrieNode
+from relaystore.server.ui.context import Ctx, Fragment
 from relaystore.server.ui.render import bars
-from relaystore.server.ui.routes import Ctx, Fragment
 from relaystore.stores import Store
 
 AGENTS_PAGE = 100

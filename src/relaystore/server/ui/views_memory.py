@@ -12,7 +12,7 @@ from typing import Any
 from starlette.responses import Response
 
 from relaystore.errors import Forbidden, InvalidInput
-from relaystore.server.ui.routes import Ctx, Fragment
+from relaystore.server.ui.context import Ctx, Fragment
 from relaystore.stores.items import compile_filter
 
 NAMESPACES = 1000

@@ -17,8 +17,8 @@ from starlette.responses import Response
 from relaystore.errors import InvalidInput
 from relaystore.models.outputs import OutputRecord
 from relaystore.server.blob_rules import blob_headers, safe_mime
+from relaystore.server.ui.context import Ctx, Fragment
 from relaystore.server.ui.render import plain
-from relaystore.server.ui.routes import Ctx, Fragment
 
 OUTPUTS_PAGE = 100
 LINEAGE_DEPTH = 6  # levels of ancestors and of descendants drawn around the selected output

@@ -14,8 +14,8 @@ from starlette.responses import Response
 
 from relaystore.errors import InvalidInput, RelayStoreError
 from relaystore.models.checkpoints import CheckpointMetadata
+from relaystore.server.ui.context import Ctx, Fragment
 from relaystore.server.ui.render import bars, decode_json_bytes, json_diff, plain
-from relaystore.server.ui.routes import Ctx, Fragment
 from relaystore.server.web import scrub_paths
 from relaystore.stores import Store
 
