@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import json
 import os
 import shutil
@@ -123,16 +124,21 @@ def json_format(model_json: str, **marks: str) -> Callable[..., str]:
     return text.format
 
 
-def checkpoint_rows(start: int, stop: int) -> Iterator[tuple[Any, ...]]:
+def checkpoint_rows(start: int, stop: int, *, columns_hold_ids: bool = False) -> Iterator[tuple[Any, ...]]:
     # Pydantic writes the JSON once with marks for the varying fields; formatting a string per row
     # is 2× faster than a model per row, and the layout check compares the result with the API's.
+    # ``columns_hold_ids``: the stored metadata leaves out id, thread_id and state_size (PostgreSQL).
     marks = {"id": "@id@", "thread": "@thread@", "step": "9090909091", "size": "8080808081"}
     model = CheckpointMetadata(id="@id@", thread_id="@thread@", step=9090909091, state_size=8080808081)
     empty = {name for name in OMITTED_WHEN_EMPTY if not getattr(model, name)}  # as the store writes it
+    if columns_hold_ids:
+        empty |= {"id", "thread_id", "state_size"}
+        marks = {"step": marks["step"]}
     metadata = json_format(model.model_dump_json(exclude=empty), **marks)
     for i in range(start, stop):
         thread, state, checkpoint_id = f"thread-{i % THREADS}", encode_state(STATE, i), str(uuid.uuid4())
-        yield thread, checkpoint_id, metadata(id=checkpoint_id, thread=thread, step=i, size=len(state)), state
+        fields = {"id": checkpoint_id, "thread": thread, "step": i, "size": len(state)}
+        yield thread, checkpoint_id, metadata(**{k: v for k, v in fields.items() if k in marks}), state
 
 
 def output_record(ref: str, task: str, agent: str) -> OutputRecord:
@@ -161,9 +167,23 @@ BULK_ROWS: dict[str, Callable[[int, int], Iterator[tuple[Any, ...]]]] = {
     "checkpoints": checkpoint_rows,
     "outputs": output_rows,
 }
+PG_BULK_ROWS: dict[str, Callable[[int, int], Iterator[tuple[Any, ...]]]] = {
+    "checkpoints": functools.partial(checkpoint_rows, columns_hold_ids=True),
+    "outputs": output_rows,
+}
+
+
+def bulk_rows(url: str) -> dict[str, Callable[[int, int], Iterator[tuple[Any, ...]]]]:
+    return PG_BULK_ROWS if url.startswith("postgresql") else BULK_ROWS
 
 
 # --------------------------------------------------------------------------- raw SQL on a store
+
+
+async def create_face_tables(store: relaystore.Store) -> None:
+    """Use the outputs face once: its tables are created on its first call (checkpoints' at open),
+    and the bulk fill writes into them with raw SQL."""
+    await store.outputs.list(limit=1)
 
 
 def sqlite_path(url: str) -> str:
@@ -227,7 +247,7 @@ async def pg_copy(url: str, kind: str, start: int, stop: int) -> None:
     async with await psycopg.AsyncConnection.connect(PG_URL, autocommit=True) as conn:
         copy = sql.SQL("COPY {} ({}) FROM STDIN").format(table, columns)
         async with conn.cursor() as cur, cur.copy(copy) as sink:
-            for row in BULK_ROWS[kind](start, stop):
+            for row in PG_BULK_ROWS[kind](start, stop):
                 await sink.write_row(row)
         await conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
         # Flush the fill's dirty pages now: left to the checkpointer, they were written while the
@@ -261,7 +281,7 @@ async def layout_drift(scratch_url: str, kind: str) -> str | None:
     if set(columns) != {"seq", *BULK_COLUMNS[kind]}:
         return f"{kind} has columns {columns}, the bulk fill writes {BULK_COLUMNS[kind]}"
     try:
-        bulk = dict(zip(BULK_COLUMNS[kind], next(BULK_ROWS[kind](0, 1)), strict=True))
+        bulk = dict(zip(BULK_COLUMNS[kind], next(bulk_rows(scratch_url)[kind](0, 1)), strict=True))
     except ValueError as exc:  # a mark went missing from the model's JSON
         return str(exc)
     api, ours = comparable(dict(zip(columns, rows[0], strict=True)), kind), comparable(bulk, kind)
@@ -352,8 +372,8 @@ class SqliteStores:
         if drift:
             print(f"  sqlite {kind}: layout changed ({drift}); filling through the API")
         work = root / f"{kind}-work.db"
-        async with relaystore.connect(f"sqlite:///{work}"):  # creates the tables
-            pass
+        async with relaystore.connect(f"sqlite:///{work}") as store:
+            await create_face_tables(store)
         done, urls = 0, {}
         for size in SIZES:
             if drift:
@@ -408,8 +428,8 @@ class PostgresStores:
                 print(f"  postgres {kind}: layout changed ({self._drift[kind]}); filling through the API")
         url = f"{PG_URL}?schema={unique_name(f'scale-{kind}-{size}')}"
         self._made.add(url)
-        async with relaystore.connect(url):  # creates the schema and its tables
-            pass
+        async with relaystore.connect(url) as store:  # creates the schema and its tables
+            await create_face_tables(store)
         if self._drift[kind]:
             await api_fill(url, kind, 0, size)
         else:
