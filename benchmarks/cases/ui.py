@@ -15,7 +15,7 @@ import asyncio
 import importlib.util
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -177,74 +177,55 @@ def under_target(facts: Facts) -> tuple[bool, str]:
     return slowest < TARGET_MS, f"slowest first paint {slowest:.0f} ms (target < {TARGET_MS:.0f} ms)"
 
 
-@case(
-    "ui",
-    f"first paint: thread of {CHECKPOINTS:,} checkpoints",
-    n=10,
-    quick_n=3,
-    repeats=3,
-    quick_repeats=1,
-    unit="paints/s",
-    in_quick=False,
-    check=under_target,
+THREAD = f"thread of {CHECKPOINTS:,} checkpoints"
+TRIE = f"trie of {sum(FAN_OUT**d for d in range(1, DEPTH + 1)):,} nodes"
+TRIE_COLD_PAINT = (
+    "the slowest paint is the first: the server parses the whole 8.7 MB trie document "
+    "(json alone takes about 0.46 s here, validation 0.65 s) while chromium opens its first "
+    "tab; later paints reuse the parsed trie for 10 s (see the median)"
+)
+
+
+def paint_case(title: str, contender: Callable[[Context, str], Contender], what: str, **options: Any) -> None:
+    """Register one first-paint case: ``contender(ctx, what)`` alone, judged by :func:`under_target`."""
+    case(
+        "ui",
+        title,
+        n=10,
+        quick_n=3,
+        repeats=3,
+        quick_repeats=1,
+        unit="paints/s",
+        in_quick=False,
+        check=under_target,
+        **options,
+    )(lambda ctx: Matchup(contender(ctx, what), []))
+
+
+paint_case(
+    f"first paint: {THREAD}",
+    paint_contender,
+    "thread",
     note="shell + timeline fragment (newest 100 checkpoints, selected one decoded), in-process ASGI",
 )
-def thread_paint(ctx: Context) -> Matchup:
-    return Matchup(paint_contender(ctx, "thread"), [])
-
-
-@case(
-    "ui",
-    f"first paint: trie of {sum(FAN_OUT**d for d in range(1, DEPTH + 1)):,} nodes",
-    n=10,
-    quick_n=3,
-    repeats=3,
-    quick_repeats=1,
-    unit="paints/s",
-    in_quick=False,
-    check=under_target,
+paint_case(
+    f"first paint: {TRIE}",
+    paint_contender,
+    "trie",
     note="shell + adaptive fragment (runs, plan, trie top level; deeper levels load on open)",
 )
-def trie_paint(ctx: Context) -> Matchup:
-    return Matchup(paint_contender(ctx, "trie"), [])
-
-
-@case(
-    "ui",
-    f"first paint in chromium: thread of {CHECKPOINTS:,} checkpoints",
-    n=10,
-    quick_n=3,
-    repeats=3,
-    quick_repeats=1,
-    unit="paints/s",
-    in_quick=False,
-    check=under_target,
+paint_case(
+    f"first paint in chromium: {THREAD}",
+    browser_contender,
+    "thread",
     skip_if=no_browser,
     note="a fresh tab opens /ui/thread on relaystore serve (sqlite); done when #timeline is in the DOM",
 )
-def thread_paint_browser(ctx: Context) -> Matchup:
-    return Matchup(browser_contender(ctx, "thread"), [])
-
-
-@case(
-    "ui",
-    f"first paint in chromium: trie of {sum(FAN_OUT**d for d in range(1, DEPTH + 1)):,} nodes",
-    n=10,
-    quick_n=3,
-    repeats=3,
-    quick_repeats=1,
-    unit="paints/s",
-    in_quick=False,
-    check=under_target,
+paint_case(
+    f"first paint in chromium: {TRIE}",
+    browser_contender,
+    "trie",
     skip_if=no_browser,
     note="a fresh tab opens /ui/adaptive on relaystore serve (sqlite); done when #trie is in the DOM",
-    reasons={
-        "check": (
-            "the slowest paint is the first: the server parses the whole 8.7 MB trie document "
-            "(json alone takes about 0.46 s here, validation 0.65 s) while chromium opens its first "
-            "tab; later paints reuse the parsed trie for 10 s (see the median)"
-        )
-    },
+    reasons={"check": TRIE_COLD_PAINT},
 )
-def trie_paint_browser(ctx: Context) -> Matchup:
-    return Matchup(browser_contender(ctx, "trie"), [])
